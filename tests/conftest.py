@@ -1,0 +1,34 @@
+"""Shared fixtures: the real sample data in ../shared (skipped with a reason when absent)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("XMIC_SHARED", REPO.parent / "shared"))
+
+
+def shared_path(*parts: str) -> Path:
+    """A path under ../shared, or skip the test saying which file is missing."""
+    path = SHARED.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"real sample {path} is absent (set XMIC_SHARED or place ../shared beside the repo)")
+    return path
+
+
+@pytest.fixture
+def realdata() -> Path:
+    """``../shared/realdata``; skips the test when that folder is not there."""
+    return shared_path("realdata")
+
+
+def find_realdata(name: str) -> Path:
+    """First file called ``name`` anywhere under ../shared/realdata, or skip naming it."""
+    root = shared_path("realdata")
+    hits = sorted(root.rglob(name))
+    if not hits:
+        pytest.skip(f"{name} not found under {root}")
+    return hits[0]

@@ -1,0 +1,155 @@
+"""X-MIC against an independent slow reference written with explicit loops, plus its invariants."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from xmic.adapt.base import ClassText, FeatureBatch
+from xmic.adapt.xmic_model import XMIC, XMICConfig
+
+
+def ref_layernorm(x: torch.Tensor, ln: torch.nn.LayerNorm) -> torch.Tensor:
+    mu = sum(x[i] for i in range(x.numel())) / x.numel()
+    var = sum((x[i] - mu) ** 2 for i in range(x.numel())) / x.numel()
+    return (x - mu) / math.sqrt(var + ln.eps) * ln.weight + ln.bias
+
+
+def ref_block(tokens: list[torch.Tensor], blk) -> list[torch.Tensor]:
+    """One pre-LN block over a list of (D,) tokens, attention computed head by head, pair by pair."""
+    d = tokens[0].numel()
+    heads = blk.attn.num_heads
+    dh = d // heads
+    wq, wk, wv = blk.attn.in_proj_weight.split(d)
+    bq, bk, bv = blk.attn.in_proj_bias.split(d)
+    h = [ref_layernorm(x, blk.ln_1) for x in tokens]
+    q = [wq @ x + bq for x in h]
+    k = [wk @ x + bk for x in h]
+    v = [wv @ x + bv for x in h]
+    out = []
+    for i in range(len(tokens)):
+        per_head = []
+        for m in range(heads):
+            sl = slice(m * dh, (m + 1) * dh)
+            scores = [float(q[i][sl] @ k[j][sl]) / math.sqrt(dh) for j in range(len(tokens))]
+            mx = max(scores)
+            weights = [math.exp(s - mx) for s in scores]
+            z = sum(weights)
+            per_head.append(sum(w / z * v[j][sl] for j, w in enumerate(weights)))
+        attn = blk.attn.out_proj.weight @ torch.cat(per_head) + blk.attn.out_proj.bias
+        x = tokens[i] + attn
+        fc1, fc2 = blk.mlp[0], blk.mlp[2]
+        y = fc1.weight @ ref_layernorm(x, blk.ln_2) + fc1.bias
+        y = y * (1.0 / (1.0 + torch.exp(-1.702 * y)))
+        out.append(x + fc2.weight @ y + fc2.bias)
+    return out
+
+
+def unit(x: torch.Tensor) -> torch.Tensor:
+    return x / math.sqrt(float(x @ x))
+
+
+@torch.no_grad()
+def reference_logits(model: XMIC, cls: torch.Tensor, cond: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+    cfg = model.config
+    b, t, v, _ = cond.shape
+    out = torch.zeros(b, text.shape[0], dtype=cls.dtype)
+    for i in range(b):
+        frames = []
+        for f in range(t):
+            toks = [unit(cond[i, f, j]) if cfg.n1 else cond[i, f, j] for j in range(v)]
+            for blk in model.spatial:
+                toks = ref_block(toks, blk)
+            frames.append(sum(toks) / v + model.time_embed[f])
+        for blk in model.temporal:
+            frames = ref_block(frames, blk)
+        u = sum(frames) / t
+        l1, l2 = model.mlp[0], model.mlp[2]
+        a_v = torch.relu(l2.weight @ torch.relu(l1.weight @ u + l1.bias) + l2.bias)
+        video = unit(sum(unit(cls[i, f]) for f in range(t)) / t)
+        for k in range(text.shape[0]):
+            tk = unit(text[k]) if cfg.n2 else text[k]
+            w = tk + cfg.alpha * a_v
+            w = unit(w) if cfg.n3 else w
+            out[i, k] = math.exp(float(model.logit_scale)) * float(video @ w)
+    return out
+
+
+def make_inputs(b=2, t=4, v=2, d=16, dc=32, k=5, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    cls = torch.randn(b, t, d, generator=g, dtype=torch.float64)
+    cond = torch.randn(b, t, v, dc, generator=g, dtype=torch.float64)
+    text = torch.randn(k, d, generator=g, dtype=torch.float64)
+    return cls, cond, text
+
+
+def randomise(model: torch.nn.Module, seed: int = 1) -> None:
+    """Non-trivial values everywhere (LayerNorm affine and biases included)."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.ndim > 0:
+                p.copy_(torch.randn(p.shape, generator=g, dtype=p.dtype) * 0.3)
+
+
+@pytest.mark.parametrize(
+    "views,n1,n2,n3,dc",
+    [("F+H", True, False, True, 32), ("F+H", False, True, False, 16), ("F", True, False, True, 48), ("H", True, True, True, 32)],
+)
+def test_forward_matches_slow_reference(views, n1, n2, n3, dc):
+    v = 1 if views in ("F", "H") else 2
+    cfg = XMICConfig(dim=16, cond_dim=dc, num_frames=4, views=views, n1=n1, n2=n2, n3=n3)
+    model = XMIC(cfg).double()
+    randomise(model)
+    cls, cond, text = make_inputs(v=v, dc=dc)
+    fast = model(FeatureBatch(cls, cond), ClassText(text, [str(i) for i in range(5)]))
+    slow = reference_logits(model, cls, cond, text)
+    assert fast.shape == (2, 5)
+    torch.testing.assert_close(fast, slow, atol=1e-5, rtol=1e-5)
+
+
+def test_parameter_count_at_paper_width():
+    n = sum(p.numel() for p in XMIC(XMICConfig(dim=512, cond_dim=512)).parameters())
+    assert abs(n - 3.59e6) / 3.59e6 <= 0.005, n
+    # Dc = 768 (DINOv2-B/14): wider blocks, same MLP output width
+    wide = XMIC(XMICConfig(dim=512, cond_dim=768))
+    assert wide.mlp[-2].out_features == 512 and wide.mlp[0].out_features == 768 // 16
+
+
+def test_gradients_reach_only_trainable_parameters():
+    model = XMIC(XMICConfig(dim=16, cond_dim=32, num_frames=4)).double()
+    randomise(model)
+    cls, cond, text = make_inputs()
+    text.requires_grad_(False)
+    model(FeatureBatch(cls, cond), ClassText(text, list("abcde"))).logsumexp(1).sum().backward()
+    for name, p in model.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+    assert cls.grad is None and cond.grad is None and text.grad is None
+
+
+def test_zero_instance_vector_gives_zero_shot_ranking():
+    model = XMIC(XMICConfig(dim=16, cond_dim=32, num_frames=4)).double()
+    randomise(model)
+    with torch.no_grad():
+        model.mlp[2].weight.zero_()
+        model.mlp[2].bias.fill_(-1.0)  # ReLU clips it to a_v = 0
+        model.logit_scale.fill_(math.log(100.0))
+    cls, cond, text = make_inputs(b=3, k=7)
+    logits = model(FeatureBatch(cls, cond), ClassText(text, list("abcdefg")))
+    video = torch.nn.functional.normalize(torch.nn.functional.normalize(cls, dim=-1).mean(1), dim=-1)
+    zero_shot = 100.0 * video @ torch.nn.functional.normalize(text, dim=-1).T
+    torch.testing.assert_close(logits, zero_shot)
+    assert torch.equal(logits.argsort(dim=1), zero_shot.argsort(dim=1))
+
+
+def test_permuting_classes_permutes_logits():
+    model = XMIC(XMICConfig(dim=16, cond_dim=32, num_frames=4)).double()
+    randomise(model)
+    cls, cond, text = make_inputs(k=6)
+    perm = torch.tensor([3, 0, 5, 1, 4, 2])
+    names = list("abcdef")
+    a = model(FeatureBatch(cls, cond), ClassText(text, names))
+    b = model(FeatureBatch(cls, cond), ClassText(text[perm], [names[i] for i in perm]))
+    torch.testing.assert_close(b, a[:, perm])

@@ -1,0 +1,32 @@
+"""Build any method from a TrainConfig and the widths of the store's encoders."""
+
+from __future__ import annotations
+
+from xmic.adapt.base import VideoClassifier
+from xmic.adapt.config import TrainConfig
+from xmic.adapt.data import cond_views
+from xmic.adapt.xmic_model import XMIC, XMICConfig
+
+
+def build_model(cfg: TrainConfig, *, dim: int, cond_dim: int) -> VideoClassifier:
+    """The method ``cfg.method`` for a D-wide CLIP space and a Dc-wide conditioning encoder."""
+    if cfg.method == "xmic":
+        return XMIC(
+            XMICConfig(
+                dim=dim,
+                cond_dim=cond_dim,
+                num_frames=cfg.frames,
+                views=cfg.views,
+                n1=cfg.n1,
+                n2=cfg.n2,
+                n3=cfg.n3,
+                **cfg.extra.get("xmic", {}),
+            )
+        )
+    from xmic.adapt.baselines import build_baseline
+
+    return build_baseline(cfg.method, dim=dim, num_frames=cfg.frames, text_model_dir=cfg.text_model_dir)
+
+
+def num_cond_views(cfg: TrainConfig) -> int:
+    return len(cond_views(cfg.views))

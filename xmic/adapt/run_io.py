@@ -1,0 +1,80 @@
+"""The run folder: resolved config, checkpoint (safetensors), per-epoch metrics, the store's spec.
+
+Loading a run never executes code from a file: weights are safetensors, everything else is JSON.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from xmic.adapt.config import TrainConfig
+
+CHECKPOINT = "model.safetensors"
+CONFIG = "config.json"
+METRICS = "metrics.jsonl"
+META = "run.json"
+#: Submodules holding frozen weights loaded from the encoder's own directory; never saved in a run.
+FROZEN_PREFIXES = ("text_encoder.",)
+
+
+def trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The model's state without the frozen encoders, contiguous and on the CPU."""
+    return {
+        k: v.detach().to("cpu").contiguous()
+        for k, v in model.state_dict().items()
+        if not k.startswith(FROZEN_PREFIXES)
+    }
+
+
+def save_run(run_dir: Path, model: nn.Module, cfg: TrainConfig, meta: dict[str, Any]) -> None:
+    """Write checkpoint, config and metadata (vocabulary, encoders, store spec) into ``run_dir``."""
+    from safetensors.torch import save_file
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    state = trainable_state(model)
+    if state:
+        save_file(state, str(run_dir / CHECKPOINT))
+    cfg.save(run_dir / CONFIG)
+    (run_dir / META).write_text(json.dumps(meta, indent=2, sort_keys=True))
+
+
+def append_metrics(run_dir: Path, row: dict[str, Any]) -> None:
+    with open(run_dir / METRICS, "a") as f:
+        f.write(json.dumps(row) + "\n")
+
+
+def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
+    path = Path(run_dir) / METRICS
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def load_run(run_dir: Path, device: str | torch.device = "cpu") -> tuple[nn.Module, TrainConfig, dict[str, Any]]:
+    """Rebuild the model of a run folder and load its weights; returns (model, config, meta)."""
+    from xmic.adapt.factory import build_model
+
+    run_dir = Path(run_dir)
+    for name in (CONFIG, META):
+        if not (run_dir / name).exists():
+            raise FileNotFoundError(f"{run_dir} is not an xmic run folder: {name} is missing")
+    cfg = TrainConfig.load(run_dir / CONFIG)
+    meta = json.loads((run_dir / META).read_text())
+    model = build_model(cfg, dim=meta["dim"], cond_dim=meta["cond_dim"])
+    ckpt = run_dir / CHECKPOINT
+    if ckpt.exists():
+        from safetensors.torch import load_file
+
+        state = load_file(str(ckpt))
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        missing = [k for k in missing if not k.startswith(FROZEN_PREFIXES)]
+        if missing or unexpected:
+            raise ValueError(f"{ckpt} does not match the {cfg.method} model: missing {missing}, unexpected {unexpected}")
+    elif getattr(model, "trainable", True):
+        raise FileNotFoundError(f"{ckpt} is missing: the run did not finish training")
+    return model.to(device).eval(), cfg, meta

@@ -1,0 +1,214 @@
+"""A frozen CLIP text tower that accepts learned context vectors in place of prompt words (CoOp, Co-CoOp, A5).
+
+Prompts are built as ``<bos> X X ... X <name> . <eos>`` (the context may also sit after the name). The
+placeholder rows of the token-embedding output are overwritten with the learned context by a forward hook on
+``model.get_input_embeddings()``, so the model's own forward (position embeddings, causal mask, EOS pooling,
+projection) runs unchanged whatever the transformers version. Gradients reach the context, never the tower.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+#: The word written where a context vector goes; CoOp used "X". Its own embedding is always overwritten.
+PLACEHOLDER = "X"
+#: Where the class name sits relative to the context, in CoOp's terms: after it ("end"), between two halves
+#: ("middle") or before it ("front").
+CLASS_POSITIONS = ("end", "middle", "front")
+
+
+@dataclass
+class _Prompts:
+    """Token ids of one vocabulary's prompts. ``ids``/``mask`` (K, L); ``ctx_pos`` (K, n_ctx) context slots."""
+
+    ids: torch.Tensor
+    mask: torch.Tensor
+    ctx_pos: torch.Tensor
+
+
+def split_context(n_ctx: int, class_position: str) -> tuple[int, int]:
+    """Numbers of context vectors ``(before, after)`` the class name for a CoOp class-token position."""
+    if class_position == "end":
+        return n_ctx, 0
+    if class_position == "middle":
+        return n_ctx // 2, n_ctx - n_ctx // 2
+    if class_position == "front":
+        return 0, n_ctx
+    raise ValueError(f"class_position must be one of {', '.join(CLASS_POSITIONS)}, got {class_position!r}")
+
+
+class FrozenTextEncoder:
+    """CLIP ``CLIPTextModelWithProjection`` and its tokenizer from a local Hugging Face folder, frozen.
+
+    Not an ``nn.Module`` on purpose: a method that holds one keeps only its own learned tensors in
+    ``parameters()`` and ``state_dict()``. The tower follows the context tensor's device at each call.
+
+    Args:
+        model_dir: Local folder in Hugging Face layout (config.json, weights, tokenizer files) of the same CLIP
+            the store's text embeddings were extracted with. Nothing is downloaded.
+    """
+
+    def __init__(self, model_dir: str | Path) -> None:
+        from transformers import AutoTokenizer, CLIPTextModelWithProjection
+        from transformers.utils import logging as hf_logging
+
+        path = Path(model_dir)
+        if not (path / "config.json").is_file():
+            raise FileNotFoundError(
+                f"no CLIP weights at {path} (config.json missing): give the local folder of the CLIP checkpoint the "
+                "store was extracted with, e.g. `huggingface-cli download openai/clip-vit-base-patch16 --local-dir DIR`"
+            )
+        verbosity = hf_logging.get_verbosity()
+        hf_logging.set_verbosity_error()  # a full CLIPModel folder lists every vision weight as "unexpected"
+        try:
+            self.model = CLIPTextModelWithProjection.from_pretrained(path, local_files_only=True)
+            self.tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+        finally:
+            hf_logging.set_verbosity(verbosity)
+        self.model.eval().requires_grad_(False)
+        self.model_dir = path
+        self._cache: dict[tuple[tuple[str, ...], int, int], _Prompts] = {}
+
+    @property
+    def width(self) -> int:
+        """W, the width of a token embedding (the size of one context vector)."""
+        return int(self.get_input_embeddings().embedding_dim)
+
+    @property
+    def dim(self) -> int:
+        """D, the width of the projected text embedding."""
+        return int(self.model.config.projection_dim)
+
+    @property
+    def device(self) -> torch.device:
+        return self.get_input_embeddings().weight.device
+
+    @property
+    def max_length(self) -> int:
+        return int(self.model.config.max_position_embeddings)
+
+    def get_input_embeddings(self) -> torch.nn.Embedding:
+        return self.model.get_input_embeddings()
+
+    def to(self, device: torch.device | str) -> FrozenTextEncoder:
+        """Move the tower (and the cached token ids) to ``device``."""
+        device = torch.device(device)
+        if self.device != device:
+            self.model.to(device)
+            self._cache = {
+                k: _Prompts(p.ids.to(device), p.mask.to(device), p.ctx_pos.to(device)) for k, p in self._cache.items()
+            }
+        return self
+
+    def _tokens(self, text: str) -> list[int]:
+        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def word_embeddings(self, text: str) -> torch.Tensor:
+        """Token embeddings of ``text`` without start/end tokens, (n, W) float32, detached (for context init)."""
+        ids = torch.tensor(self._tokens(text), dtype=torch.long, device=self.device)
+        if ids.numel() == 0:
+            raise ValueError(f"{text!r} tokenises to nothing")
+        return self.get_input_embeddings()(ids).detach().float().clone()
+
+    def encode(self, names: list[str], template: str = "{}") -> torch.Tensor:
+        """Plain text embeddings of ``template.format(name)`` for every name, (K, D) float32, no gradient."""
+        batch = self.tokenizer([template.format(n) for n in names], padding=True, return_tensors="pt")
+        with torch.no_grad():
+            out = self.model(input_ids=batch["input_ids"].to(self.device), attention_mask=batch["attention_mask"].to(self.device))
+        return out.text_embeds.float()
+
+    def prompts(self, names: list[str], n_before: int, n_after: int) -> _Prompts:
+        """Token ids of ``X*n_before <name> X*n_after .`` for every name, built once per vocabulary and cached.
+
+        Each piece is tokenised on its own and the ids are concatenated, so the context slots are known by
+        construction (CLIP's tokenizer splits on word boundaries, so this equals tokenising the whole string).
+        """
+        key = (tuple(names), n_before, n_after)
+        if key not in self._cache:
+            tok = self.tokenizer
+            slot, period = self._tokens(PLACEHOLDER), self._tokens(".")
+            if len(slot) != 1:
+                raise ValueError(f"placeholder {PLACEHOLDER!r} is {len(slot)} tokens in {self.model_dir}'s tokenizer")
+            rows, positions = [], []
+            for k, name in enumerate(names):
+                name_ids = self._tokens(name)
+                if not name_ids:
+                    raise ValueError(f"class {k} has an empty name {name!r}")
+                ids = [tok.bos_token_id] + slot * n_before + name_ids + slot * n_after + period + [tok.eos_token_id]
+                if len(ids) > self.max_length:
+                    raise ValueError(
+                        f"class {k} {name!r}: the prompt with {n_before + n_after} context tokens is {len(ids)} tokens, "
+                        f"longer than the text encoder's {self.max_length}"
+                    )
+                after = 1 + n_before + len(name_ids)
+                positions.append(list(range(1, 1 + n_before)) + list(range(after, after + n_after)))
+                rows.append(ids)
+            length = max(len(r) for r in rows)
+            pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+            ids_t = torch.full((len(rows), length), pad, dtype=torch.long)
+            mask = torch.zeros((len(rows), length), dtype=torch.long)
+            for k, r in enumerate(rows):
+                ids_t[k, : len(r)] = torch.tensor(r)
+                mask[k, : len(r)] = 1
+            pos = torch.tensor(positions, dtype=torch.long).reshape(len(rows), n_before + n_after)
+            self._cache[key] = _Prompts(ids_t.to(self.device), mask.to(self.device), pos.to(self.device))
+        return self._cache[key]
+
+    @contextmanager
+    def _context_hook(self, ctx_rows: torch.Tensor, ctx_pos: torch.Tensor) -> Iterator[None]:
+        """Overwrite token-embedding rows ``ctx_pos`` (N, n) with ``ctx_rows`` (N, n, W) while inside the block."""
+
+        def hook(_module: torch.nn.Module, _args: tuple, out: torch.Tensor) -> torch.Tensor:
+            index = ctx_pos.unsqueeze(-1).expand(-1, -1, out.shape[-1])
+            return out.scatter(1, index, ctx_rows.to(out.dtype))
+
+        handle = self.get_input_embeddings().register_forward_hook(hook)
+        try:
+            yield
+        finally:
+            handle.remove()
+
+    def encode_with_context(
+        self, names: list[str], ctx: torch.Tensor, class_position: str = "end", chunk: int | None = None
+    ) -> torch.Tensor:
+        """Text embeddings of prompts whose context words are the vectors ``ctx``.
+
+        Args:
+            names: K class names.
+            ctx: (n_ctx, W) context shared by all classes, or (B, n_ctx, W) one context per instance
+                (B x K prompts go through the tower: memory grows with B * K).
+            class_position: "end" (``X X X X name.``), "middle" (half the context before the name, half after)
+                or "front" (``name X X X X.``), as CoOp names them.
+            chunk: With per-instance context, run at most this many prompts per tower call (saves memory only
+                under ``torch.no_grad``).
+
+        Returns:
+            (K, D) or (B, K, D) float32 projected text embeddings (not normalised).
+        """
+        if ctx.dim() not in (2, 3) or ctx.shape[-1] != self.width:
+            raise ValueError(f"ctx must be (n_ctx, {self.width}) or (B, n_ctx, {self.width}), got {tuple(ctx.shape)}")
+        self.to(ctx.device)
+        n_before, n_after = split_context(ctx.shape[-2], class_position)
+        p = self.prompts(names, n_before, n_after)
+        k = len(names)
+        if ctx.dim() == 2:
+            return self._run(p.ids, p.mask, p.ctx_pos, ctx.unsqueeze(0).expand(k, -1, -1))
+        b = ctx.shape[0]
+        per_call = max(1, (chunk or b * k) // k)
+        parts = []
+        for s in range(0, b, per_call):
+            c = ctx[s : s + per_call]
+            n = c.shape[0]
+            rows = c.unsqueeze(1).expand(n, k, -1, -1).reshape(n * k, *c.shape[1:])
+            out = self._run(p.ids.repeat(n, 1), p.mask.repeat(n, 1), p.ctx_pos.repeat(n, 1), rows)
+            parts.append(out.reshape(n, k, -1))
+        return torch.cat(parts)
+
+    def _run(self, ids: torch.Tensor, mask: torch.Tensor, pos: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        with self._context_hook(rows, pos):
+            return self.model(input_ids=ids, attention_mask=mask).text_embeds.float()

@@ -1,0 +1,179 @@
+"""Train one method from the cache: whole arrays on the device, batches indexed there, no DataLoader."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from xmic import __version__
+from xmic.adapt.base import ClassText
+from xmic.adapt.config import TrainConfig
+from xmic.adapt.data import FeatureBank, frame_slots, load_bank
+from xmic.adapt.factory import build_model
+from xmic.adapt.run_io import append_metrics, save_run
+from xmic.cache.errors import StoreSpecError
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path | None
+    model: torch.nn.Module
+    metrics: list[dict[str, Any]]
+    meta: dict[str, Any]
+
+
+def resolve_encoders(cfg: TrainConfig, spec) -> tuple[str, str]:
+    """The CLIP encoder (classified view + text) and the conditioning encoder, checked against the store."""
+    clip = [name for name, e in spec.encoders.items() if e.family == "clip"]
+    encoder = cfg.encoder or (clip[0] if clip else None)
+    if encoder is None:
+        raise StoreSpecError(f"the store holds no CLIP encoder (it has {', '.join(spec.encoders)}); X-MIC needs one")
+    second = cfg.second_encoder or encoder
+    for name in (encoder, second):
+        if name not in spec.encoders:
+            raise StoreSpecError(
+                f"the run asks for encoder {name!r} but the store {spec.dataset!r} was extracted with "
+                f"{', '.join(spec.encoders)}; re-run `xmic extract` with --encoder/--second-encoder {name}"
+            )
+    if spec.encoders[encoder].family != "clip":
+        raise StoreSpecError(f"--encoder must be a CLIP encoder (text embeddings); {encoder!r} is {spec.encoders[encoder].family}")
+    return encoder, second
+
+
+def seed_everything(seed: int) -> None:
+    torch.manual_seed(seed)
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed_all(seed)
+
+
+def class_text(reader, encoder: str, target: str, template: str, device) -> ClassText:
+    """The dataset's vocabulary for ``target``: frozen text embeddings (K, D) and prompt names."""
+    emb = reader.load_text(encoder, target, template).to(device)
+    return ClassText(emb=emb, names=list(reader.vocab[target]), template=template)
+
+
+def train_steps(
+    model: torch.nn.Module,
+    bank: FeatureBank,
+    classes: ClassText,
+    cfg: TrainConfig,
+    *,
+    device: torch.device,
+    progress: bool = True,
+    on_epoch=None,
+) -> list[dict[str, Any]]:
+    """The optimisation loop: ``cfg.epochs`` epochs over ``bank.rows``; returns one metrics row per epoch."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
+    n = bank.rows.numel()
+    steps_per_epoch = max(1, math.ceil(n / cfg.batch_size))
+    warmup = cfg.warmup_epochs * steps_per_epoch
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warmup) if warmup else 1.0)
+    gen = torch.Generator(device=device).manual_seed(cfg.seed)
+    use_amp = device.type == "cuda"
+    history: list[dict[str, Any]] = []
+    bar = tqdm(total=cfg.epochs * steps_per_epoch, disable=not progress, desc=f"train {cfg.method}", unit="step")
+    model.train()
+    for epoch in range(cfg.epochs):
+        t0 = time.perf_counter()
+        order = bank.rows[torch.randperm(n, generator=gen, device=device)]
+        loss_sum = torch.zeros((), device=device)
+        correct = torch.zeros((), device=device, dtype=torch.long)
+        for start in range(0, n, cfg.batch_size):
+            rows = order[start : start + cfg.batch_size]
+            slots = frame_slots(rows.numel(), bank.store_frames, cfg.frames, train=True, generator=gen, device=device)
+            batch = bank.batch(rows, slots)
+            labels = bank.labels[rows]
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+                logits = model(batch, classes)
+            loss = torch.nn.functional.cross_entropy(logits.float(), labels)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            loss_sum += loss.detach() * rows.numel()
+            correct += (logits.detach().argmax(dim=1) == labels).sum()
+            bar.update(1)
+            bar.set_postfix(epoch=epoch + 1, loss=f"{loss.item():.3f}")
+        row = {
+            "epoch": epoch + 1,
+            "loss": loss_sum.item() / n,
+            "train_top1": correct.item() / n,
+            "lr": opt.param_groups[0]["lr"],
+            "seconds": time.perf_counter() - t0,
+        }
+        row["clips_per_s"] = n / row["seconds"]
+        history.append(row)
+        if on_epoch is not None:
+            on_epoch(row)
+    bar.close()
+    return history
+
+
+def train(
+    cfg: TrainConfig, cache: Path, out: Path | None = None, *, progress: bool = True, reader=None
+) -> TrainResult:
+    """Train ``cfg.method`` on the store at ``cache`` (dataset group ``cfg.dataset``); write the run to ``out``.
+
+    The last epoch is what the run keeps: nothing is selected on evaluation data.
+    """
+    from xmic.adapt.baselines import VITA_CLIP_MESSAGE
+    from xmic.cache.reader import StoreReader
+
+    if cfg.method == "vita-clip":
+        raise NotImplementedError(VITA_CLIP_MESSAGE)
+    cfg.validate()
+    reader = reader or StoreReader(cache, cfg.dataset)
+    spec = reader.spec
+    encoder, second = resolve_encoders(cfg, spec)
+    cfg.encoder, cfg.second_encoder = encoder, second
+    device = torch.device(cfg.device)
+    seed_everything(cfg.seed)
+    bank = load_bank(
+        reader,
+        target=cfg.target,
+        encoder=encoder,
+        second_encoder=second,
+        views=cfg.views,
+        classified_view=cfg.classified_view,
+        splits=(cfg.train_split,),
+        device=device,
+    )
+    if bank.rows.numel() == 0:
+        raise ValueError(
+            f"no usable training rows in {cache} / {cfg.dataset}: need status ok, a {cfg.target} label and "
+            f"split {cfg.train_split!r} (splits present: {sorted(set(map(str, reader.segments['split'])))})"
+        )
+    classes = class_text(reader, encoder, cfg.target, cfg.template, device)
+    dim, cond_dim = spec.encoders[encoder].dim, spec.encoders[second].dim
+    model = build_model(cfg, dim=dim, cond_dim=cond_dim).to(device)
+    meta = {
+        "dim": dim,
+        "cond_dim": cond_dim,
+        "train_dataset": cfg.dataset,
+        "train_rows": int(bank.rows.numel()),
+        "vocab": classes.names,
+        "encoders": {name: spec.encoders[name].identity() for name in {encoder, second}},
+        "store": {"path": str(cache), "dataset": cfg.dataset, "num_frames": spec.num_frames,
+                  "sampling": spec.sampling, "hands": spec.hands, "spec": spec.to_json()},
+        "xmic_version": __version__,
+    }
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "metrics.jsonl").unlink(missing_ok=True)
+    history: list[dict[str, Any]] = []
+    if getattr(model, "trainable", True):
+        history = train_steps(
+            model, bank, classes, cfg, device=device, progress=progress,
+            on_epoch=(lambda row: append_metrics(out, row)) if out is not None else None,
+        )
+    if out is not None:
+        meta["final"] = history[-1] if history else None
+        save_run(out, model, cfg, meta)
+    return TrainResult(run_dir=out, model=model.eval(), metrics=history, meta=meta)

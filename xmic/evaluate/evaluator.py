@@ -1,0 +1,144 @@
+"""Evaluate a trained run on one or more dataset groups of a store: within, cross, shared and novel.
+
+Within: the run's own dataset (its evaluation split). Cross: any other dataset, zero-shot with that dataset's
+full vocabulary. Shared / novel (Table 2): the cross test set split by whether the ground-truth class name is
+also a class of the training vocabulary; each subset is classified among its own classes only.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from xmic.adapt.base import ClassText
+from xmic.adapt.data import FeatureBank, frame_slots, load_bank
+from xmic.adapt.trainer import class_text
+from xmic.cache.errors import StoreSpecError
+from xmic.evaluate.metrics import class_mean_top1, harmonic_mean, subset_accuracy, top1
+
+EVAL_SPLITS = ("validation", "val", "test")
+
+
+@torch.no_grad()
+def predict_logits(model: torch.nn.Module, bank: FeatureBank, classes: ClassText, *, frames: int,
+                   batch_size: int = 1024) -> torch.Tensor:
+    """Logits (M, K) for ``bank.rows`` with the fixed evaluation slots."""
+    device = bank.cls.device
+    out = []
+    use_amp = device.type == "cuda"
+    for start in range(0, bank.rows.numel(), batch_size):
+        rows = bank.rows[start : start + batch_size]
+        slots = frame_slots(rows.numel(), bank.store_frames, frames, train=False, generator=None, device=device)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+            out.append(model(bank.batch(rows, slots), classes).float())
+    return torch.cat(out) if out else torch.zeros(0, len(classes.names), device=device)
+
+
+def check_store_matches_run(reader, meta: dict[str, Any]) -> None:
+    """Refuse a store whose encoders or frame sampling differ from those the run was trained on."""
+    spec = reader.spec
+    for name, identity in meta["encoders"].items():
+        have = spec.encoders.get(name)
+        if have is None or have.identity() != identity:
+            raise StoreSpecError(
+                f"the run was trained on encoder {name} {identity}; the store {spec.dataset!r} has "
+                f"{have.identity() if have else 'no such encoder (it has ' + ', '.join(spec.encoders) + ')'}"
+            )
+    trained = meta["store"]
+    for key, mine in (("num_frames", spec.num_frames), ("sampling", spec.sampling)):
+        if trained[key] != mine:
+            raise StoreSpecError(f"the run was trained with {key}={trained[key]!r}; the store {spec.dataset!r} has {mine!r}")
+
+
+def scores(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
+    return {"top1": top1(logits, labels), "class_mean_top1": class_mean_top1(logits, labels), "n": int(labels.numel())}
+
+
+def evaluate_dataset(model, cfg, meta, reader, *, shared_names: set[str] | None = None,
+                     eval_splits: tuple[str, ...] = EVAL_SPLITS) -> dict[str, Any]:
+    """Scores of a loaded run on one dataset group; adds shared/novel subsets when it is a cross dataset."""
+    check_store_matches_run(reader, meta)
+    device = next(iter(model.parameters()), torch.zeros(0)).device
+    bank = load_bank(reader, target=cfg.target, encoder=cfg.encoder, second_encoder=cfg.second_encoder,
+                     views=cfg.views, classified_view=cfg.classified_view, splits=eval_splits, device=device)
+    if bank.rows.numel() == 0:
+        raise ValueError(f"no labelled evaluation rows (splits {', '.join(eval_splits)}) in dataset {reader.spec.dataset!r}")
+    classes = class_text(reader, cfg.encoder, cfg.target, cfg.template, device)
+    logits = predict_logits(model, bank, classes, frames=cfg.frames)
+    labels = bank.labels[bank.rows]
+    result: dict[str, Any] = {"dataset": reader.spec.dataset, "classes": len(classes.names), **scores(logits, labels)}
+    within = reader.spec.dataset == meta["train_dataset"]
+    result["kind"] = "within" if within else "cross"
+    if not within:
+        train_vocab = set(meta["vocab"]) if shared_names is None else shared_names
+        shared = [k for k, name in enumerate(classes.names) if name in train_vocab]
+        novel = [k for k in range(len(classes.names)) if k not in set(shared)]
+        result["shared"] = {"classes": len(shared), **subset_accuracy(logits, labels, shared)}
+        result["novel"] = {"classes": len(novel), **subset_accuracy(logits, labels, novel)}
+    return result
+
+
+def evaluate_run(run_dir: Path, cache: Path, datasets: list[str] | None = None, *, device: str = "cpu",
+                 split_files: Path | None = None, eval_splits: tuple[str, ...] = EVAL_SPLITS) -> dict[str, Any]:
+    """Evaluate ``run_dir`` on every dataset of ``datasets`` (default: all groups of the store)."""
+    from xmic.adapt.run_io import load_run
+    from xmic.cache.reader import StoreReader, list_datasets
+
+    model, cfg, meta = load_run(run_dir, device=device)
+    datasets = datasets or list_datasets(cache)
+    results = {"run": str(run_dir), "method": cfg.method, "target": cfg.target, "preset": cfg.preset,
+               "train_dataset": meta["train_dataset"], "encoders": meta["encoders"], "store": str(cache),
+               "datasets": {}}
+    for name in datasets:
+        shared_names = None
+        if split_files is not None and name != meta["train_dataset"]:
+            shared_names = shared_names_from_files(split_files, cfg.target)
+        reader = StoreReader(cache, name)
+        results["datasets"][name] = evaluate_dataset(model, cfg, meta, reader, shared_names=shared_names,
+                                                     eval_splits=eval_splits)
+    within = [r for r in results["datasets"].values() if r["kind"] == "within"]
+    cross = [r for r in results["datasets"].values() if r["kind"] == "cross"]
+    if within and cross:
+        results["hm"] = {c["dataset"]: harmonic_mean(within[0]["top1"], c["top1"]) for c in cross}
+    return results
+
+
+def shared_names_from_files(split_dir: Path, target: str) -> set[str]:
+    """Shared class names from the authors' split files (``*common*_{target}.txt``, not ``non_common``)."""
+    from xmic.evaluate.splits import read_split_file
+
+    files = [p for p in sorted(Path(split_dir).glob(f"*common*{target}*.txt")) if "non_common" not in p.name]
+    if not files:
+        raise FileNotFoundError(f"no shared-class file '*common*{target}*.txt' in {split_dir}")
+    return set(read_split_file(files[0]))
+
+
+def to_markdown(results: dict[str, Any]) -> str:
+    """A Markdown table of one evaluation (top-1, class-mean, shared/novel, hm)."""
+    lines = [
+        f"### {results['method']} · {results['target']} · trained on {results['train_dataset']} "
+        f"({results['preset']})",
+        "",
+        "| dataset | kind | classes | n | top-1 | class-mean | shared top-1 | novel top-1 | hm |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, r in results["datasets"].items():
+        sh = f"{100 * r['shared']['top1']:.2f}" if "shared" in r else ""
+        nv = f"{100 * r['novel']['top1']:.2f}" if "novel" in r else ""
+        hm = results.get("hm", {}).get(name)
+        lines.append(
+            f"| {name} | {r['kind']} | {r['classes']} | {r['n']} | {100 * r['top1']:.2f} | "
+            f"{100 * r['class_mean_top1']:.2f} | {sh} | {nv} | {'' if hm is None else f'{100 * hm:.2f}'} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def write_results(results: dict[str, Any], out_dir: Path, stem: str = "eval") -> tuple[Path, Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    js, md = out_dir / f"{stem}.json", out_dir / f"{stem}.md"
+    js.write_text(json.dumps(results, indent=2, sort_keys=True))
+    md.write_text(to_markdown(results))
+    return js, md

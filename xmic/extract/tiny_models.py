@@ -1,0 +1,227 @@
+"""Tiny random-weight CLIP and DINOv2 checkpoints in Hugging Face layout, built offline in well under a second.
+
+They load exactly like the real ones (``CLIPModel.from_pretrained(dir)``, ``AutoTokenizer.from_pretrained(dir)``,
+``AutoImageProcessor.from_pretrained(dir)``), so tests and the demo exercise the real loading and preprocessing
+code without any download. Their preprocessing mirrors the real checkpoints' (CLIP: shortest side to the crop size,
+bicubic, centre crop, OpenAI mean/std; DINOv2: shortest side 256/224 of the crop size, bicubic, centre crop,
+ImageNet mean/std), and their patch grids keep real ratios (CLIP 32 px / 8 px patches = 4x4 tokens like a small
+ViT; DINOv2 position embeddings trained for a larger grid and interpolated at use, like the 518 px checkpoints
+run at 224 px).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from xmic.extract.registry import CLIP_MEAN, CLIP_STD, IMAGENET_MEAN, IMAGENET_STD
+
+BOS = "<|startoftext|>"
+EOS = "<|endoftext|>"
+#: PIL's code for bicubic resampling, as image processor configs store it.
+PIL_BICUBIC = 3
+#: Real DINOv2 checkpoints: position embeddings for 518 px / 14 px = 37 patches per side, used at 224 px (16).
+DINOV2_POS_GRID_RATIO = 37 / 16
+
+
+def _bytes_to_unicode() -> dict[int, str]:
+    """GPT-2 / CLIP byte-level alphabet: every byte maps to one printable unicode character."""
+    keep = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    chars = list(keep)
+    extra = 0
+    for b in range(256):
+        if b not in keep:
+            keep.append(b)
+            chars.append(256 + extra)
+            extra += 1
+    return {b: chr(c) for b, c in zip(keep, chars, strict=True)}
+
+
+def build_clip_vocab(words: list[str] | None = None) -> tuple[dict[str, int], list[str]]:
+    """A small CLIP-style byte-level BPE vocabulary: every byte character, alone and word-final, plus merges.
+
+    Args:
+        words: Optional words to make single tokens of (lower-cased, ASCII letters only are merged). Each adds its
+            left-to-right merges ("c u", "cu t</w>"), so "cut" becomes one token while any other text still falls
+            back to characters.
+
+    Returns:
+        ``(vocab, merges)``: token -> id (the two special tokens last, as in OpenAI's vocabulary, so "end of text"
+        has the highest id) and the merge rules in priority order.
+    """
+    alphabet = list(_bytes_to_unicode().values())
+    tokens = alphabet + [c + "</w>" for c in alphabet]
+    merges: list[str] = []
+    seen = set(tokens)
+    for word in sorted({w.lower() for w in (words or [])}):
+        letters = [c for c in word if c.isascii() and c.isalpha()]
+        if len(letters) < 2 or len(letters) != len(word):
+            continue
+        symbols = letters[:-1] + [letters[-1] + "</w>"]
+        left = symbols[0]
+        for right in symbols[1:]:
+            merged = left + right
+            if merged not in seen:
+                merges.append(f"{left} {right}")
+                tokens.append(merged)
+                seen.add(merged)
+            left = merged
+    tokens += [BOS, EOS]
+    return {tok: i for i, tok in enumerate(tokens)}, merges
+
+
+def _write_clip_tokenizer(out_dir: Path, vocab: dict[str, int], merges: list[str], max_length: int) -> None:
+    """Write vocab.json and merges.txt and let the installed transformers add its own tokenizer files."""
+    from transformers import CLIPTokenizer
+
+    (out_dir / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
+    (out_dir / "merges.txt").write_text("#version: 0.2\n" + "".join(m + "\n" for m in merges), encoding="utf-8")
+    try:  # transformers >= 5: tokenizers-backed class built from the vocabulary itself
+        tok = CLIPTokenizer(vocab=dict(vocab), merges=list(merges), model_max_length=max_length)
+    except TypeError:  # transformers 4.x: the slow class reads the two files
+        tok = CLIPTokenizer(str(out_dir / "vocab.json"), str(out_dir / "merges.txt"), model_max_length=max_length)
+    tok.save_pretrained(out_dir)
+
+
+def make_tiny_clip(
+    out_dir: str | Path,
+    *,
+    vocab_words: list[str] | None = None,
+    dim: int = 32,
+    image_size: int = 32,
+    patch: int = 8,
+    layers: int = 2,
+    heads: int = 2,
+    seed: int = 0,
+) -> Path:
+    """Build and save a random-weight CLIP (text + vision towers, projection width ``dim``) with its tokenizer.
+
+    Args:
+        out_dir: Folder to write (created): config.json, model.safetensors, tokenizer files, preprocessor_config.json.
+        vocab_words: Words that become single tokens (see :func:`build_clip_vocab`); any text is tokenisable anyway.
+        dim: Hidden width of both towers and the projection width (the embedding dimension D).
+        image_size: Input resolution; the processor resizes the shortest side to it and centre-crops it.
+        patch: Patch size; ``image_size`` must be a multiple.
+        layers: Transformer layers per tower.
+        heads: Attention heads; must divide ``dim``.
+        seed: Torch seed for the random weights.
+
+    Returns:
+        ``out_dir`` as a Path.
+    """
+    import torch
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel
+
+    if image_size % patch or dim % heads:
+        raise ValueError(f"image_size {image_size} must be a multiple of patch {patch}, dim {dim} of heads {heads}")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    vocab, merges = build_clip_vocab(vocab_words)
+    max_length = 77
+    text = dict(
+        vocab_size=len(vocab),
+        hidden_size=dim,
+        intermediate_size=4 * dim,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        max_position_embeddings=max_length,
+        projection_dim=dim,
+        bos_token_id=vocab[BOS],
+        eos_token_id=vocab[EOS],
+        pad_token_id=vocab[EOS],
+    )
+    vision = dict(
+        hidden_size=dim,
+        intermediate_size=4 * dim,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        image_size=image_size,
+        patch_size=patch,
+        projection_dim=dim,
+    )
+    config = CLIPConfig(text_config=text, vision_config=vision, projection_dim=dim)
+    torch.manual_seed(seed)
+    model = CLIPModel(config).eval()
+    model.save_pretrained(out, safe_serialization=True)
+    _write_clip_tokenizer(out, vocab, merges, max_length)
+    processor = CLIPImageProcessor(
+        do_resize=True,
+        size={"shortest_edge": image_size},
+        resample=PIL_BICUBIC,
+        do_center_crop=True,
+        crop_size={"height": image_size, "width": image_size},
+        do_rescale=True,
+        rescale_factor=1 / 255,
+        do_normalize=True,
+        image_mean=list(CLIP_MEAN),
+        image_std=list(CLIP_STD),
+        do_convert_rgb=True,
+    )
+    processor.save_pretrained(out)
+    return out
+
+
+def make_tiny_dinov2(
+    out_dir: str | Path,
+    dim: int = 32,
+    *,
+    image_size: int = 28,
+    patch: int = 7,
+    layers: int = 2,
+    heads: int = 2,
+    seed: int = 0,
+) -> Path:
+    """Build and save a random-weight DINOv2 backbone with a DINOv2-style image processor.
+
+    The processor resizes the shortest side to ``round(image_size * 256 / 224)`` (32 for the default 28) and
+    centre-crops ``image_size``, like ``facebook/dinov2-*`` (256 -> 224). Position embeddings cover a grid
+    37/16 times larger than the one used at ``image_size``, so the model interpolates them at every call, as the
+    real 518 px checkpoints do at 224 px.
+
+    Args:
+        out_dir: Folder to write (created): config.json, model.safetensors, preprocessor_config.json.
+        dim: Hidden width (the CLS embedding dimension D).
+        image_size: Crop size fed to the model; a multiple of ``patch``.
+        patch: Patch size.
+        layers: Transformer layers.
+        heads: Attention heads; must divide ``dim``.
+        seed: Torch seed for the random weights.
+
+    Returns:
+        ``out_dir`` as a Path.
+    """
+    import torch
+    from transformers import BitImageProcessor, Dinov2Config, Dinov2Model
+
+    if image_size % patch or dim % heads:
+        raise ValueError(f"image_size {image_size} must be a multiple of patch {patch}, dim {dim} of heads {heads}")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    grid = max(image_size // patch + 1, round(image_size // patch * DINOV2_POS_GRID_RATIO))
+    config = Dinov2Config(
+        hidden_size=dim,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        mlp_ratio=4,
+        image_size=grid * patch,
+        patch_size=patch,
+        layerscale_value=1.0,
+    )
+    torch.manual_seed(seed)
+    model = Dinov2Model(config).eval()
+    model.save_pretrained(out, safe_serialization=True)
+    processor = BitImageProcessor(
+        do_resize=True,
+        size={"shortest_edge": round(image_size * 256 / 224)},
+        resample=PIL_BICUBIC,
+        do_center_crop=True,
+        crop_size={"height": image_size, "width": image_size},
+        do_rescale=True,
+        rescale_factor=1 / 255,
+        do_normalize=True,
+        image_mean=list(IMAGENET_MEAN),
+        image_std=list(IMAGENET_STD),
+        do_convert_rgb=True,
+    )
+    processor.save_pretrained(out)
+    return out
