@@ -96,7 +96,12 @@ def randomise(model: torch.nn.Module, seed: int = 1) -> None:
 
 @pytest.mark.parametrize(
     "views,n1,n2,n3,dc",
-    [("F+H", True, False, True, 32), ("F+H", False, True, False, 16), ("F", True, False, True, 48), ("H", True, True, True, 32)],
+    [
+        ("F+H", True, False, True, 32),
+        ("F+H", False, True, False, 16),
+        ("F", True, False, True, 48),
+        ("H", True, True, True, 32),
+    ],
 )
 def test_forward_matches_slow_reference(views, n1, n2, n3, dc):
     v = 1 if views in ("F", "H") else 2

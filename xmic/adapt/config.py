@@ -10,11 +10,23 @@ from typing import Any
 
 PRESETS: dict[str, dict[str, Any]] = {
     # The paper's text: AdamW (0.9, 0.999), weight decay 0.01, 15 epochs, fixed lr 1e-6.
-    "paper": {"lr": 1e-6, "betas": (0.9, 0.999), "weight_decay": 0.01, "epochs": 15, "warmup_epochs": 0,
-              "batch_size": 128},
+    "paper": {
+        "lr": 1e-6,
+        "betas": (0.9, 0.999),
+        "weight_decay": 0.01,
+        "epochs": 15,
+        "warmup_epochs": 0,
+        "batch_size": 128,
+    },
     # The authors' released configuration: AdamW (0.9, 0.98), wd 0.01, lr 5e-4 after a 5-epoch linear warm-up.
-    "authors-code": {"lr": 5e-4, "betas": (0.9, 0.98), "weight_decay": 0.01, "epochs": 15, "warmup_epochs": 5,
-                     "batch_size": 128},
+    "authors-code": {
+        "lr": 5e-4,
+        "betas": (0.9, 0.98),
+        "weight_decay": 0.01,
+        "epochs": 15,
+        "warmup_epochs": 5,
+        "batch_size": 128,
+    },
 }
 
 METHODS = ("xmic", "zero-shot", "clip-adapter", "clip-adapter-star", "coop", "cocoop", "a5", "vita-clip")

@@ -25,9 +25,7 @@ FROZEN_PREFIXES = ("text_encoder.",)
 def trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
     """The model's state without the frozen encoders, contiguous and on the CPU."""
     return {
-        k: v.detach().to("cpu").contiguous()
-        for k, v in model.state_dict().items()
-        if not k.startswith(FROZEN_PREFIXES)
+        k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items() if not k.startswith(FROZEN_PREFIXES)
     }
 
 
@@ -74,7 +72,9 @@ def load_run(run_dir: Path, device: str | torch.device = "cpu") -> tuple[nn.Modu
         missing, unexpected = model.load_state_dict(state, strict=False)
         missing = [k for k in missing if not k.startswith(FROZEN_PREFIXES)]
         if missing or unexpected:
-            raise ValueError(f"{ckpt} does not match the {cfg.method} model: missing {missing}, unexpected {unexpected}")
+            raise ValueError(
+                f"{ckpt} does not match the {cfg.method} model: missing {missing}, unexpected {unexpected}"
+            )
     elif getattr(model, "trainable", True):
         raise FileNotFoundError(f"{ckpt} is missing: the run did not finish training")
     return model.to(device).eval(), cfg, meta

@@ -119,7 +119,9 @@ class FrozenTextEncoder:
         """Plain text embeddings of ``template.format(name)`` for every name, (K, D) float32, no gradient."""
         batch = self.tokenizer([template.format(n) for n in names], padding=True, return_tensors="pt")
         with torch.no_grad():
-            out = self.model(input_ids=batch["input_ids"].to(self.device), attention_mask=batch["attention_mask"].to(self.device))
+            out = self.model(
+                input_ids=batch["input_ids"].to(self.device), attention_mask=batch["attention_mask"].to(self.device)
+            )
         return out.text_embeds.float()
 
     def prompts(self, names: list[str], n_before: int, n_after: int) -> _Prompts:

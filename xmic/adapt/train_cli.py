@@ -21,7 +21,12 @@ def _bool_flag(name: str, default: bool, help_: str):
 @click.option("--method", type=click.Choice(METHODS), default="xmic", show_default=True)
 @click.option("--preset", type=click.Choice(list(PRESETS)), default="authors-code", show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--out", type=click.Path(path_type=Path), default=None, help="Run folder (default runs/<dataset>-<target>-<method>-s<seed>).")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Run folder (default runs/<dataset>-<target>-<method>-s<seed>).",
+)
 @click.option("--device", default=None, help="cuda or cpu (default: cuda when available).")
 @click.option("--encoder", default=None, help="CLIP encoder of the store (default: the store's CLIP entry).")
 @click.option("--second-encoder", default=None, help="Conditioning encoder, e.g. dinov2-vitb14 (default: --encoder).")
@@ -36,8 +41,29 @@ def _bool_flag(name: str, default: bool, help_: str):
 @click.option("--batch-size", type=int, default=None, help="Override the preset.")
 @click.option("--model-dir", "text_model_dir", default=None, help="Local CLIP weights (CoOp, Co-CoOp, A5).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def train_cmd(cache, dataset, target, method, preset, seed, out, device, encoder, second_encoder, views,
-              classified_view, n1, n2, n3, template, epochs, lr, batch_size, text_model_dir, quiet):
+def train_cmd(
+    cache,
+    dataset,
+    target,
+    method,
+    preset,
+    seed,
+    out,
+    device,
+    encoder,
+    second_encoder,
+    views,
+    classified_view,
+    n1,
+    n2,
+    n3,
+    template,
+    epochs,
+    lr,
+    batch_size,
+    text_model_dir,
+    quiet,
+):
     """Train X-MIC or a baseline from the feature store (the frozen encoders never run)."""
     import torch
 
@@ -50,9 +76,24 @@ def train_cmd(cache, dataset, target, method, preset, seed, out, device, encoder
         raise click.ClickException(VITA_CLIP_MESSAGE)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     cfg = TrainConfig.from_preset(
-        preset, dataset=dataset, target=target, method=method, seed=seed, device=device, encoder=encoder,
-        second_encoder=second_encoder, views=views, classified_view=classified_view, n1=n1, n2=n2, n3=n3,
-        template=template, epochs=epochs, lr=lr, batch_size=batch_size, text_model_dir=text_model_dir,
+        preset,
+        dataset=dataset,
+        target=target,
+        method=method,
+        seed=seed,
+        device=device,
+        encoder=encoder,
+        second_encoder=second_encoder,
+        views=views,
+        classified_view=classified_view,
+        n1=n1,
+        n2=n2,
+        n3=n3,
+        template=template,
+        epochs=epochs,
+        lr=lr,
+        batch_size=batch_size,
+        text_model_dir=text_model_dir,
     )
     out = out or Path("runs") / f"{dataset}-{target}-{method}-s{seed}"
     try:
@@ -67,11 +108,17 @@ def train_cmd(cache, dataset, target, method, preset, seed, out, device, encoder
 @click.option("--run", "run_dir", type=click.Path(path_type=Path, exists=True), required=True)
 @click.option("--cache", type=click.Path(path_type=Path, exists=True), required=True)
 @click.option("--dataset", "datasets", multiple=True, help="Dataset group(s) to test on (default: all in the store).")
-@click.option("--split-files", type=click.Path(path_type=Path, exists=True), default=None,
-              help="Folder with the authors' shared-class files (*common*_<target>.txt).")
+@click.option(
+    "--split-files",
+    type=click.Path(path_type=Path, exists=True),
+    default=None,
+    help="Folder with the authors' shared-class files (*common*_<target>.txt).",
+)
 @click.option("--eval-split", "eval_splits", multiple=True, default=("validation", "val", "test"), show_default=True)
 @click.option("--device", default=None)
-@click.option("--out", type=click.Path(path_type=Path), default=None, help="Folder for eval.json/eval.md (default: the run).")
+@click.option(
+    "--out", type=click.Path(path_type=Path), default=None, help="Folder for eval.json/eval.md (default: the run)."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of Markdown.")
 def evaluate_cmd(run_dir, cache, datasets, split_files, eval_splits, device, out, as_json):
     """Top-1, class-mean top-1, within/cross, harmonic mean and shared/novel subsets of a trained run."""
@@ -81,8 +128,14 @@ def evaluate_cmd(run_dir, cache, datasets, split_files, eval_splits, device, out
 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     try:
-        results = evaluate_run(run_dir, cache, list(datasets) or None, device=device, split_files=split_files,
-                               eval_splits=tuple(eval_splits))
+        results = evaluate_run(
+            run_dir,
+            cache,
+            list(datasets) or None,
+            device=device,
+            split_files=split_files,
+            eval_splits=tuple(eval_splits),
+        )
     except (ValueError, KeyError, FileNotFoundError) as exc:
         raise click.ClickException(str(exc)) from exc
     js, md = write_results(results, out or run_dir)

@@ -42,7 +42,9 @@ def resolve_encoders(cfg: TrainConfig, spec) -> tuple[str, str]:
                 f"{', '.join(spec.encoders)}; re-run `xmic extract` with --encoder/--second-encoder {name}"
             )
     if spec.encoders[encoder].family != "clip":
-        raise StoreSpecError(f"--encoder must be a CLIP encoder (text embeddings); {encoder!r} is {spec.encoders[encoder].family}")
+        raise StoreSpecError(
+            f"--encoder must be a CLIP encoder (text embeddings); {encoder!r} is {spec.encoders[encoder].family}"
+        )
     return encoder, second
 
 
@@ -116,9 +118,7 @@ def train_steps(
     return history
 
 
-def train(
-    cfg: TrainConfig, cache: Path, out: Path | None = None, *, progress: bool = True, reader=None
-) -> TrainResult:
+def train(cfg: TrainConfig, cache: Path, out: Path | None = None, *, progress: bool = True, reader=None) -> TrainResult:
     """Train ``cfg.method`` on the store at ``cache`` (dataset group ``cfg.dataset``); write the run to ``out``.
 
     The last epoch is what the run keeps: nothing is selected on evaluation data.
@@ -160,8 +160,14 @@ def train(
         "train_rows": int(bank.rows.numel()),
         "vocab": classes.names,
         "encoders": {name: spec.encoders[name].identity() for name in {encoder, second}},
-        "store": {"path": str(cache), "dataset": cfg.dataset, "num_frames": spec.num_frames,
-                  "sampling": spec.sampling, "hands": spec.hands, "spec": spec.to_json()},
+        "store": {
+            "path": str(cache),
+            "dataset": cfg.dataset,
+            "num_frames": spec.num_frames,
+            "sampling": spec.sampling,
+            "hands": spec.hands,
+            "spec": spec.to_json(),
+        },
         "xmic_version": __version__,
     }
     if out is not None:
@@ -170,7 +176,12 @@ def train(
     history: list[dict[str, Any]] = []
     if getattr(model, "trainable", True):
         history = train_steps(
-            model, bank, classes, cfg, device=device, progress=progress,
+            model,
+            bank,
+            classes,
+            cfg,
+            device=device,
+            progress=progress,
             on_epoch=(lambda row: append_metrics(out, row)) if out is not None else None,
         )
     if out is not None:

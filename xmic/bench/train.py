@@ -50,8 +50,12 @@ class PerSegmentDataset(torch.utils.data.Dataset):
 
 def reference_steps(model, loader, classes: ClassText, cfg: TrainConfig) -> int:
     """Train ``cfg.epochs`` epochs from the DataLoader; returns the number of clips seen."""
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr,
-                            betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
+    opt = torch.optim.AdamW(
+        [p for p in model.parameters() if p.requires_grad],
+        lr=cfg.lr,
+        betas=tuple(cfg.betas),
+        weight_decay=cfg.weight_decay,
+    )
     seen = 0
     model.train()
     for _ in range(cfg.epochs):
@@ -65,23 +69,56 @@ def reference_steps(model, loader, classes: ClassText, cfg: TrainConfig) -> int:
     return seen
 
 
-def run_train_bench(*, segments: int = 1024, epochs: int = 15, batch_size: int = 128, dim: int = 512,
-                    store_frames: int = 32, classes: int = 97, seed: int = 0, workdir: Path | None = None) -> dict[str, Any]:
+def run_train_bench(
+    *,
+    segments: int = 1024,
+    epochs: int = 15,
+    batch_size: int = 128,
+    dim: int = 512,
+    store_frames: int = 32,
+    classes: int = 97,
+    seed: int = 0,
+    workdir: Path | None = None,
+) -> dict[str, Any]:
     """Measure both paths in this process and return clips/s of each and ``speedup`` = store / reference."""
     from xmic.cache.reader import StoreReader
     from xmic.cache.synthetic import write_random_store
 
     torch.set_num_threads(torch.get_num_threads())
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
-        path = write_random_store(Path(tmp) / "store", dataset="bench", n=segments, num_frames=store_frames,
-                                  encoders={"clip-vit-b16": dim}, n_verb=classes, n_noun=classes, seed=seed)
+        path = write_random_store(
+            Path(tmp) / "store",
+            dataset="bench",
+            n=segments,
+            num_frames=store_frames,
+            encoders={"clip-vit-b16": dim},
+            n_verb=classes,
+            n_noun=classes,
+            seed=seed,
+        )
         reader = StoreReader(path, "bench")
-        cfg = TrainConfig.from_preset("authors-code", dataset="bench", target="verb", epochs=epochs,
-                                      batch_size=batch_size, seed=seed, encoder="clip-vit-b16",
-                                      second_encoder="clip-vit-b16", warmup_epochs=0)
+        cfg = TrainConfig.from_preset(
+            "authors-code",
+            dataset="bench",
+            target="verb",
+            epochs=epochs,
+            batch_size=batch_size,
+            seed=seed,
+            encoder="clip-vit-b16",
+            second_encoder="clip-vit-b16",
+            warmup_epochs=0,
+        )
         device = torch.device("cpu")
-        bank = load_bank(reader, target="verb", encoder="clip-vit-b16", second_encoder="clip-vit-b16",
-                         views="F+H", classified_view="full", splits=None, device=device)
+        bank = load_bank(
+            reader,
+            target="verb",
+            encoder="clip-vit-b16",
+            second_encoder="clip-vit-b16",
+            views="F+H",
+            classified_view="full",
+            splits=None,
+            device=device,
+        )
         text = class_text(reader, "clip-vit-b16", "verb", "{}", device)
 
         torch.manual_seed(seed)
@@ -96,9 +133,13 @@ def run_train_bench(*, segments: int = 1024, epochs: int = 15, batch_size: int =
         ids = [str(s) for s in reader.segments["segment_id"]]
         feats = {sid: {"full": full[i].copy(), "hand": hand[i].copy()} for i, sid in enumerate(ids)}
         labels = {sid: int(v) for sid, v in zip(ids, reader.segments["verb"], strict=True)}
-        loader = torch.utils.data.DataLoader(PerSegmentDataset(feats, labels, cfg.frames, seed),
-                                             batch_size=batch_size, shuffle=True, num_workers=0,
-                                             generator=torch.Generator().manual_seed(seed))
+        loader = torch.utils.data.DataLoader(
+            PerSegmentDataset(feats, labels, cfg.frames, seed),
+            batch_size=batch_size,
+            shuffle=True,
+            num_workers=0,
+            generator=torch.Generator().manual_seed(seed),
+        )
         torch.manual_seed(seed)
         model = build_model(cfg, dim=dim, cond_dim=dim)
         t0 = time.perf_counter()

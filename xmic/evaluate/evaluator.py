@@ -18,13 +18,15 @@ from xmic.adapt.data import FeatureBank, frame_slots, load_bank
 from xmic.adapt.trainer import class_text
 from xmic.cache.errors import StoreSpecError
 from xmic.evaluate.metrics import class_mean_top1, harmonic_mean, subset_accuracy, top1
+from xmic.evaluate.names import normalise_name
 
 EVAL_SPLITS = ("validation", "val", "test")
 
 
 @torch.no_grad()
-def predict_logits(model: torch.nn.Module, bank: FeatureBank, classes: ClassText, *, frames: int,
-                   batch_size: int = 1024) -> torch.Tensor:
+def predict_logits(
+    model: torch.nn.Module, bank: FeatureBank, classes: ClassText, *, frames: int, batch_size: int = 1024
+) -> torch.Tensor:
     """Logits (M, K) for ``bank.rows`` with the fixed evaluation slots."""
     device = bank.cls.device
     out = []
@@ -50,22 +52,42 @@ def check_store_matches_run(reader, meta: dict[str, Any]) -> None:
     trained = meta["store"]
     for key, mine in (("num_frames", spec.num_frames), ("sampling", spec.sampling)):
         if trained[key] != mine:
-            raise StoreSpecError(f"the run was trained with {key}={trained[key]!r}; the store {spec.dataset!r} has {mine!r}")
+            raise StoreSpecError(
+                f"the run was trained with {key}={trained[key]!r}; the store {spec.dataset!r} has {mine!r}"
+            )
 
 
 def scores(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
     return {"top1": top1(logits, labels), "class_mean_top1": class_mean_top1(logits, labels), "n": int(labels.numel())}
 
 
-def evaluate_dataset(model, cfg, meta, reader, *, shared_names: set[str] | None = None,
-                     eval_splits: tuple[str, ...] = EVAL_SPLITS) -> dict[str, Any]:
+def evaluate_dataset(
+    model,
+    cfg,
+    meta,
+    reader,
+    *,
+    split_files: Path | None = None,
+    eval_splits: tuple[str, ...] = EVAL_SPLITS,
+    device: str | torch.device = "cpu",
+) -> dict[str, Any]:
     """Scores of a loaded run on one dataset group; adds shared/novel subsets when it is a cross dataset."""
     check_store_matches_run(reader, meta)
-    device = next(iter(model.parameters()), torch.zeros(0)).device
-    bank = load_bank(reader, target=cfg.target, encoder=cfg.encoder, second_encoder=cfg.second_encoder,
-                     views=cfg.views, classified_view=cfg.classified_view, splits=eval_splits, device=device)
+    device = torch.device(device)
+    bank = load_bank(
+        reader,
+        target=cfg.target,
+        encoder=cfg.encoder,
+        second_encoder=cfg.second_encoder,
+        views=cfg.views,
+        classified_view=cfg.classified_view,
+        splits=eval_splits,
+        device=device,
+    )
     if bank.rows.numel() == 0:
-        raise ValueError(f"no labelled evaluation rows (splits {', '.join(eval_splits)}) in dataset {reader.spec.dataset!r}")
+        raise ValueError(
+            f"no labelled evaluation rows (splits {', '.join(eval_splits)}) in dataset {reader.spec.dataset!r}"
+        )
     classes = class_text(reader, cfg.encoder, cfg.target, cfg.template, device)
     logits = predict_logits(model, bank, classes, frames=cfg.frames)
     labels = bank.labels[bank.rows]
@@ -73,32 +95,48 @@ def evaluate_dataset(model, cfg, meta, reader, *, shared_names: set[str] | None 
     within = reader.spec.dataset == meta["train_dataset"]
     result["kind"] = "within" if within else "cross"
     if not within:
-        train_vocab = set(meta["vocab"]) if shared_names is None else shared_names
-        shared = [k for k, name in enumerate(classes.names) if name in train_vocab]
+        if split_files is None:
+            train_vocab = {normalise_name(n) for n in meta["vocab"]}
+            shared = [k for k, name in enumerate(classes.names) if normalise_name(name) in train_vocab]
+        else:
+            shared = shared_ids_from_files(split_files, reader.spec.dataset, cfg.target, classes.names)
         novel = [k for k in range(len(classes.names)) if k not in set(shared)]
+        result["shared_rule"] = "exact" if split_files is None else f"files:{split_files}"
         result["shared"] = {"classes": len(shared), **subset_accuracy(logits, labels, shared)}
         result["novel"] = {"classes": len(novel), **subset_accuracy(logits, labels, novel)}
     return result
 
 
-def evaluate_run(run_dir: Path, cache: Path, datasets: list[str] | None = None, *, device: str = "cpu",
-                 split_files: Path | None = None, eval_splits: tuple[str, ...] = EVAL_SPLITS) -> dict[str, Any]:
+def evaluate_run(
+    run_dir: Path,
+    cache: Path,
+    datasets: list[str] | None = None,
+    *,
+    device: str = "cpu",
+    split_files: Path | None = None,
+    eval_splits: tuple[str, ...] = EVAL_SPLITS,
+) -> dict[str, Any]:
     """Evaluate ``run_dir`` on every dataset of ``datasets`` (default: all groups of the store)."""
     from xmic.adapt.run_io import load_run
     from xmic.cache.reader import StoreReader, list_datasets
 
     model, cfg, meta = load_run(run_dir, device=device)
     datasets = datasets or list_datasets(cache)
-    results = {"run": str(run_dir), "method": cfg.method, "target": cfg.target, "preset": cfg.preset,
-               "train_dataset": meta["train_dataset"], "encoders": meta["encoders"], "store": str(cache),
-               "datasets": {}}
+    results = {
+        "run": str(run_dir),
+        "method": cfg.method,
+        "target": cfg.target,
+        "preset": cfg.preset,
+        "train_dataset": meta["train_dataset"],
+        "encoders": meta["encoders"],
+        "store": str(cache),
+        "datasets": {},
+    }
     for name in datasets:
-        shared_names = None
-        if split_files is not None and name != meta["train_dataset"]:
-            shared_names = shared_names_from_files(split_files, cfg.target)
         reader = StoreReader(cache, name)
-        results["datasets"][name] = evaluate_dataset(model, cfg, meta, reader, shared_names=shared_names,
-                                                     eval_splits=eval_splits)
+        results["datasets"][name] = evaluate_dataset(
+            model, cfg, meta, reader, split_files=split_files, eval_splits=eval_splits, device=device
+        )
     within = [r for r in results["datasets"].values() if r["kind"] == "within"]
     cross = [r for r in results["datasets"].values() if r["kind"] == "cross"]
     if within and cross:
@@ -106,21 +144,32 @@ def evaluate_run(run_dir: Path, cache: Path, datasets: list[str] | None = None, 
     return results
 
 
-def shared_names_from_files(split_dir: Path, target: str) -> set[str]:
-    """Shared class names from the authors' split files (``*common*_{target}.txt``, not ``non_common``)."""
-    from xmic.evaluate.splits import read_split_file
+DATASET_FILE_PREFIX = {"epic": "epic", "ego4d": "ego", "egtea": "egtea"}
+
+
+def shared_ids_from_files(split_dir: Path, dataset: str, target: str, class_names: list[str]) -> list[int]:
+    """Ids of ``class_names`` listed in the authors' shared-class file of ``dataset`` (``<ds>_*_common_*<target>.txt``).
+
+    The authors name the file after the test dataset first: ``epic_ego_common_exact_noun.txt`` lists EPIC
+    classes shared with Ego4D, ``ego_epic_common_exact_noun.txt`` the Ego4D ones.
+    """
+    from xmic.evaluate.splits import read_split_file, split_from_file
 
     files = [p for p in sorted(Path(split_dir).glob(f"*common*{target}*.txt")) if "non_common" not in p.name]
-    if not files:
-        raise FileNotFoundError(f"no shared-class file '*common*{target}*.txt' in {split_dir}")
-    return set(read_split_file(files[0]))
+    prefix = DATASET_FILE_PREFIX.get(dataset, dataset)
+    mine = [p for p in files if p.name.split("_")[0] == prefix]
+    if not mine:
+        raise FileNotFoundError(
+            f"no shared-class file for {dataset} ({prefix}_*_common_*{target}*.txt) in {split_dir}; found: "
+            f"{', '.join(p.name for p in files) or 'none'}"
+        )
+    return split_from_file(class_names, read_split_file(mine[0]), origin=mine[0])
 
 
 def to_markdown(results: dict[str, Any]) -> str:
     """A Markdown table of one evaluation (top-1, class-mean, shared/novel, hm)."""
     lines = [
-        f"### {results['method']} · {results['target']} · trained on {results['train_dataset']} "
-        f"({results['preset']})",
+        f"### {results['method']} · {results['target']} · trained on {results['train_dataset']} ({results['preset']})",
         "",
         "| dataset | kind | classes | n | top-1 | class-mean | shared top-1 | novel top-1 | hm |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|",

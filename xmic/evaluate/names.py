@@ -113,3 +113,18 @@ def egtea_prompt(name: str) -> str:
 def egtea_names(names: Sequence[str]) -> list[tuple[str, str]]:
     """``(name, prompt)`` pairs for EGTEA Gaze+ class names given in id order."""
     return [(name, egtea_prompt(name)) for name in names]
+
+
+def epic_prompt_name(key: str) -> str:
+    """Prompt name of one EPIC class key (alias of ``epic_prompt`` used by the dataset readers)."""
+    return epic_prompt(key)
+
+
+def ego4d_prompt_names(raw_names: Sequence[str]) -> list[str]:
+    """Prompt names of a whole Ego4D taxonomy list, collisions kept apart, in label order."""
+    return [prompt for _, prompt in ego4d_names(raw_names)]
+
+
+def egtea_prompt_name(raw: str) -> str:
+    """Prompt name of one EGTEA class (alias of ``egtea_prompt``)."""
+    return egtea_prompt(raw)

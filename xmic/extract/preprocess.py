@@ -25,6 +25,14 @@ if TYPE_CHECKING:
 _MODES = {"bicubic": "bicubic", "bilinear": "bilinear", "nearest": "nearest"}
 
 
+def _as_tensor(a: torch.Tensor | np.ndarray) -> torch.Tensor:
+    """A tensor sharing a numpy array's memory (copied only when read-only, e.g. ``np.asarray(PIL image)``)."""
+    if not isinstance(a, np.ndarray):
+        return a
+    a = np.ascontiguousarray(a)
+    return torch.from_numpy(a if a.flags.writeable else a.copy())
+
+
 def as_uint8_batch(images: torch.Tensor | np.ndarray) -> torch.Tensor:
     """A uint8 batch as a channels-first tensor view.
 
@@ -35,7 +43,7 @@ def as_uint8_batch(images: torch.Tensor | np.ndarray) -> torch.Tensor:
     Returns:
         ``(B, 3, H, W)`` uint8 tensor on the input's device (a view where possible).
     """
-    x = torch.from_numpy(np.ascontiguousarray(images)) if isinstance(images, np.ndarray) else images
+    x = _as_tensor(images)
     if x.dtype != torch.uint8:
         raise TypeError(f"images must be uint8 (0..255), got {x.dtype}")
     if x.ndim != 4:
@@ -54,7 +62,9 @@ def resized_shape(height: int, width: int, shortest: int) -> tuple[int, int]:
     return shortest, int(shortest * width / height)
 
 
-def resize_shortest(x: torch.Tensor, shortest: int, interpolation: str = "bicubic", quantize: bool = True) -> torch.Tensor:
+def resize_shortest(
+    x: torch.Tensor, shortest: int, interpolation: str = "bicubic", quantize: bool = True
+) -> torch.Tensor:
     """Resize a float batch so that its shortest side is ``shortest``.
 
     Args:
@@ -105,7 +115,9 @@ def _prepare_chw(x: torch.Tensor, spec: EncoderSpec) -> torch.Tensor:
     return _normalize(center_crop(y, spec.image_size), spec)
 
 
-def preprocess(images: torch.Tensor | np.ndarray, spec: EncoderSpec, device: str | torch.device | None = None) -> torch.Tensor:
+def preprocess(
+    images: torch.Tensor | np.ndarray, spec: EncoderSpec, device: str | torch.device | None = None
+) -> torch.Tensor:
     """Resize, centre-crop and normalise a batch of frames as the encoder's image processor would.
 
     Args:
@@ -156,7 +168,7 @@ def crop_boxes(frames: torch.Tensor | np.ndarray, boxes: torch.Tensor | np.ndarr
     Raises:
         ValueError: shapes disagree, or a box is empty or outside the frame (the message names its row).
     """
-    x = torch.from_numpy(np.ascontiguousarray(frames)) if isinstance(frames, np.ndarray) else frames
+    x = _as_tensor(frames)
     if x.ndim != 4 or x.shape[-1] != 3:
         raise ValueError(f"frames must be (B, H, W, 3), got shape {tuple(x.shape)}")
     b = np.asarray(boxes.detach().cpu() if isinstance(boxes, torch.Tensor) else boxes, dtype=np.float64)
@@ -194,7 +206,7 @@ def preprocess_crops(
         ``(B, 3, S, S)`` float32 on ``device``.
     """
     _check_spec(spec)
-    x = torch.from_numpy(np.ascontiguousarray(frames)) if isinstance(frames, np.ndarray) else frames
+    x = _as_tensor(frames)
     if device is not None:
         x = x.to(device, non_blocking=True)
     crops = crop_boxes(x, boxes)

@@ -87,9 +87,10 @@ def slot_frames_batch(
         raise ValueError(f"starts and stops must be 1-D of one length, got {starts_arr.shape} and {stops_arr.shape}")
     for name, arr in (("start", starts_arr), ("stop", stops_arr)):
         if arr.size and not np.issubdtype(arr.dtype, np.integer):
-            if not np.all(np.isfinite(arr)) or np.any(arr != np.round(arr)):
-                row = int(np.flatnonzero(~np.isfinite(arr) | (arr != np.round(arr)))[0])
-                raise ValueError(f"row {row}: {name} frame {arr[row]!r} is not an integer")
+            not_int = ~np.isfinite(arr) | (arr != np.round(arr))
+            if not_int.any():
+                row = int(np.flatnonzero(not_int)[0])
+                raise ValueError(f"row {row}: {name} frame {arr[row].item()!r} is not an integer")
     starts_i, stops_i = starts_arr.astype(np.int64), stops_arr.astype(np.int64)
     bad = np.flatnonzero((stops_i < starts_i) | (starts_i < 0))
     if bad.size:

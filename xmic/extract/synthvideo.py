@@ -81,6 +81,7 @@ def write_test_video(
     *,
     bframes: int = 0,
     crf: int = 23,
+    preset: str = "ultrafast",
 ) -> Path:
     """Write a deterministic MP4 whose frame ``i`` is :func:`index_frame` ``(i)``.
 
@@ -97,6 +98,8 @@ def write_test_video(
         codec: Encoder name; ``"h264"`` uses libx264.
         bframes: Number of consecutive B-frames (0 = none; >0 makes presentation and decode order differ).
         crf: x264 constant rate factor (quality).
+        preset: x264 preset (``"ultrafast"`` encodes fastest; slower presets enable CABAC etc., which makes
+            decoding cost closer to camera footage).
 
     Returns:
         The path written.
@@ -115,7 +118,7 @@ def write_test_video(
         stream.codec_context.gop_size = gop
         if codec in ("h264", "libx264"):
             stream.options = {
-                "preset": "ultrafast",
+                "preset": preset,
                 "crf": str(crf),
                 "x264-params": f"keyint={gop}:min-keyint={gop}:scenecut=0:bframes={bframes}:threads=1",
             }

@@ -1,0 +1,243 @@
+"""Baselines trained from the cache, on a tiny random-weight CLIP built offline (xmic.extract.tiny_models)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from xmic.adapt.base import ClassText, FeatureBatch, l2norm
+from xmic.adapt.baselines import (
+    BASELINE_NAMES,
+    VITA_CLIP_MESSAGE,
+    CLIPAdapter,
+    CLIPAdapterStar,
+    ZeroShot,
+    build_baseline,
+)
+from xmic.adapt.prompt_learning import A5, CoCoOp, CoOp
+from xmic.adapt.text_encoder import FrozenTextEncoder
+
+D = 64  # joint space (projection) width; D // 16 = 4 hidden units in the Co-CoOp meta-net
+W = 48  # text token width, different from D so that a mix-up of the two fails
+T = 4
+B = 3
+NAMES = ["cut onion", "knife", "chopping board", "x ray", "pan"]
+WORDS = ["a", "photo", "video", "of", "the", "cut", "onion", "knife", "chopping", "board", "ray", "pan"]
+
+
+@pytest.fixture(scope="module")
+def clip_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from transformers import CLIPConfig, CLIPModel
+
+    from xmic.extract.tiny_models import make_tiny_clip
+
+    out = make_tiny_clip(tmp_path_factory.mktemp("clip") / "tiny", vocab_words=WORDS, dim=D)
+    cfg = CLIPConfig.from_pretrained(out)
+    cfg.text_config.hidden_size = W
+    cfg.text_config.intermediate_size = 2 * W
+    torch.manual_seed(1)
+    CLIPModel(cfg).save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def text(clip_dir: Path) -> FrozenTextEncoder:
+    return FrozenTextEncoder(clip_dir)
+
+
+@pytest.fixture
+def classes(text: FrozenTextEncoder) -> ClassText:
+    return ClassText(emb=text.encode(NAMES), names=list(NAMES))
+
+
+@pytest.fixture
+def batch() -> FeatureBatch:
+    g = torch.Generator().manual_seed(0)
+    return FeatureBatch(cls=torch.randn(B, T, D, generator=g), cond=torch.randn(B, T, 2, D, generator=g))
+
+
+def all_methods(text: FrozenTextEncoder) -> dict[str, torch.nn.Module]:
+    torch.manual_seed(0)
+    return {
+        "zero-shot": ZeroShot(),
+        "clip-adapter": CLIPAdapter(D),
+        "clip-adapter-star": CLIPAdapterStar(D, T),
+        "coop": CoOp(text, D),
+        "cocoop": CoCoOp(text, D),
+        "a5": A5(text, D, T),
+    }
+
+
+def test_shapes_and_trainable_flags(text: FrozenTextEncoder, batch: FeatureBatch, classes: ClassText) -> None:
+    for name, model in all_methods(text).items():
+        logits = model(batch, classes)
+        assert logits.shape == (B, len(NAMES)), name
+        assert logits.dtype == torch.float32 and torch.isfinite(logits).all(), name
+        n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        assert model.trainable == (name != "zero-shot") and (n_trainable > 0) == model.trainable, name
+    assert ZeroShot().state_dict() == {} and list(ZeroShot().parameters()) == []
+    assert CoOp(text, D).ctx.shape == (16, W)
+    assert A5(text, D, T).ctx.shape == (16, W)
+    assert CoCoOp(text, D).ctx.shape == (4, W)  # "a photo of a", one token per word in the tiny vocabulary
+
+
+def test_zero_shot_equals_loop(batch: FeatureBatch, classes: ClassText) -> None:
+    logits = ZeroShot()(batch, classes)
+    for b in range(B):
+        frames = [f / f.norm() for f in batch.cls[b]]
+        v = sum(frames) / len(frames)
+        v = v / v.norm()
+        for k in range(len(NAMES)):
+            t = classes.emb[k] / classes.emb[k].norm()
+            assert logits[b, k].item() == pytest.approx(100.0 * float(v @ t), rel=1e-5, abs=1e-4)
+
+
+def test_adapter_ratio_zero_is_zero_shot(batch: FeatureBatch, classes: ClassText) -> None:
+    zs = ZeroShot()(batch, classes)
+    ad = CLIPAdapter(D, ratio=0.0)(batch, classes)
+    torch.testing.assert_close(ad, zs)
+    assert torch.equal(ad.argsort(dim=1), zs.argsort(dim=1))
+    assert not torch.allclose(CLIPAdapter(D, ratio=0.2)(batch, classes), zs)
+
+
+@pytest.mark.parametrize(
+    ("position", "template"),
+    [("end", "a photo of a {}."), ("middle", "a photo {} of a."), ("front", "{} a photo of a.")],
+)
+def test_context_hook_matches_plain_tokenisation(text: FrozenTextEncoder, position: str, template: str) -> None:
+    ctx = text.word_embeddings("a photo of a")
+    assert ctx.shape == (4, W)
+    hooked = text.encode_with_context(NAMES, ctx, position)
+    plain = text.encode(NAMES, template)
+    assert hooked.shape == (len(NAMES), D)
+    torch.testing.assert_close(hooked, plain, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(text.encode(NAMES, template), plain)  # the hook is gone after the call
+
+
+def test_per_instance_context_matches_plain(text: FrozenTextEncoder) -> None:
+    ctx = torch.stack([text.word_embeddings("a photo of a"), text.word_embeddings("the video of the")])
+    out = text.encode_with_context(NAMES, ctx)
+    assert out.shape == (2, len(NAMES), D)
+    torch.testing.assert_close(out[0], text.encode(NAMES, "a photo of a {}."), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(out[1], text.encode(NAMES, "the video of the {}."), rtol=1e-5, atol=1e-5)
+    with torch.no_grad():
+        torch.testing.assert_close(text.encode_with_context(NAMES, ctx, chunk=len(NAMES)), out.detach())
+
+
+def test_gradients_reach_context_and_meta_net_not_the_tower(
+    text: FrozenTextEncoder, batch: FeatureBatch, classes: ClassText
+) -> None:
+    for model in (CoOp(text, D), CoCoOp(text, D), A5(text, D, T)):
+        model(batch, classes).logsumexp(dim=1).sum().backward()
+        assert model.ctx.grad is not None and model.ctx.grad.abs().sum() > 0
+        assert model.logit_scale.grad is not None
+        if isinstance(model, CoCoOp):
+            assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.meta_net.parameters())
+        if isinstance(model, A5):
+            assert model.temporal.time_embed.grad is not None
+    assert all(not p.requires_grad and p.grad is None for p in text.model.parameters())
+    keys = set(CoOp(text, D).state_dict())
+    assert keys == {"ctx", "logit_scale"}  # the frozen tower is not part of a checkpoint
+
+
+def test_permuting_classes_permutes_logits(text: FrozenTextEncoder, batch: FeatureBatch, classes: ClassText) -> None:
+    perm = torch.tensor([3, 0, 4, 1, 2])
+    shuffled = ClassText(emb=classes.emb[perm], names=[NAMES[i] for i in perm])
+    with torch.no_grad():
+        for name, model in all_methods(text).items():
+            model.eval()
+            torch.testing.assert_close(model(batch, shuffled), model(batch, classes)[:, perm], msg=name)
+
+
+@pytest.mark.parametrize("name", ["clip-adapter", "clip-adapter-star", "coop", "cocoop", "a5"])
+def test_few_steps_reduce_the_loss(text: FrozenTextEncoder, classes: ClassText, name: str) -> None:
+    torch.manual_seed(0)
+    model = all_methods(text)[name]
+    g = torch.Generator().manual_seed(1)
+    toy = FeatureBatch(cls=torch.randn(6, T, D, generator=g), cond=torch.zeros(6, T, 1, D))
+    labels = torch.tensor([0, 1, 2, 3, 4, 0])
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    losses = []
+    for _ in range(8):
+        loss = torch.nn.functional.cross_entropy(model(toy, classes), labels)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.7 * losses[0], losses
+
+
+def test_eval_cache_follows_the_context(text: FrozenTextEncoder, batch: FeatureBatch, classes: ClassText) -> None:
+    model = CoOp(text, D).eval()
+    with torch.no_grad():
+        first = model(batch, classes)
+        torch.testing.assert_close(model(batch, classes), first)
+    opt = torch.optim.AdamW([model.ctx], lr=0.1)
+    model(batch, classes).sum().backward()
+    opt.step()
+    with torch.no_grad():
+        after = model(batch, classes)
+    torch.testing.assert_close(after, model.logit_scale.exp() * _coop_reference(model, batch, classes))
+    assert not torch.allclose(after, first)
+
+
+def _coop_reference(model: CoOp, batch: FeatureBatch, classes: ClassText) -> torch.Tensor:
+    v = l2norm(l2norm(batch.cls).mean(dim=1))
+    return v @ l2norm(model.text.encode_with_context(classes.names, model.ctx.detach())).t()
+
+
+def test_cocoop_chunked_eval_equals_full(text: FrozenTextEncoder, batch: FeatureBatch, classes: ClassText) -> None:
+    model = CoCoOp(text, D, eval_chunk=len(NAMES)).eval()
+    with torch.no_grad():
+        chunked = model(batch, classes)
+        model.eval_chunk = 10_000
+        torch.testing.assert_close(model(batch, classes), chunked)
+
+
+def test_factory_builds_every_baseline(clip_dir: Path) -> None:
+    expected = {
+        "zero-shot": ZeroShot,
+        "clip-adapter": CLIPAdapter,
+        "clip-adapter-star": CLIPAdapterStar,
+        "coop": CoOp,
+        "cocoop": CoCoOp,
+        "a5": A5,
+    }
+    assert set(BASELINE_NAMES) == set(expected)
+    for name, cls in expected.items():
+        model = build_baseline(name, dim=D, num_frames=T, text_model_dir=clip_dir)
+        assert type(model) is cls, name
+    assert build_baseline("clip-adapter", dim=D, num_frames=T, ratio=0.5).ratio == 0.5
+
+
+def test_factory_errors(clip_dir: Path, tmp_path: Path) -> None:
+    with pytest.raises(NotImplementedError) as err:
+        build_baseline("vita-clip", dim=D, num_frames=T)
+    assert str(err.value) == VITA_CLIP_MESSAGE and "visual encoder" in VITA_CLIP_MESSAGE
+    with pytest.raises(ValueError, match="unknown baseline 'clip'.*zero-shot.*cocoop"):
+        build_baseline("clip", dim=D, num_frames=T)
+    for name in ("coop", "cocoop", "a5"):
+        with pytest.raises(ValueError, match=f"'{name}'.*text_model_dir.*same CLIP weights"):
+            build_baseline(name, dim=D, num_frames=T)
+    with pytest.raises(ValueError, match="projects to 64 but the cached features are 32-wide"):
+        build_baseline("coop", dim=32, num_frames=T, text_model_dir=clip_dir)
+    with pytest.raises(FileNotFoundError, match="no CLIP weights at .*missing"):
+        FrozenTextEncoder(tmp_path / "absent")
+
+
+def test_bad_inputs_give_clear_errors(text: FrozenTextEncoder, classes: ClassText) -> None:
+    with pytest.raises(ValueError, match="16 frames but the temporal embedding covers 4"):
+        A5(text, D, T)(FeatureBatch(cls=torch.randn(1, 16, D), cond=torch.zeros(1, 16, 1, D)), classes)
+    with pytest.raises(ValueError, match="16 frames but the temporal embedding covers 4"):
+        CLIPAdapterStar(D, T)(FeatureBatch(cls=torch.randn(1, 16, D), cond=torch.zeros(1, 16, 1, D)), classes)
+    with pytest.raises(
+        ValueError,
+        match="class 1 'knife knife.*': the prompt with 16 context tokens is 99 tokens, longer than the text encoder's 77",
+    ):
+        text.encode_with_context(["pan", "knife " * 80], torch.zeros(16, W))
+    with pytest.raises(ValueError, match=r"ctx must be \(n_ctx, 48\)"):
+        text.encode_with_context(NAMES, torch.zeros(4, D))
+    with pytest.raises(ValueError, match="class_position must be one of end, middle, front"):
+        CoOp(text, D, class_position="left")

@@ -1,0 +1,276 @@
+"""Frozen encoders: offline loading, on-device preprocessing vs the models' own processors, crops, text."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from xmic.cache.schema import PROMPT_TEMPLATES
+from xmic.extract.encoders import ModelNotFoundError, load_encoder
+from xmic.extract.preprocess import box_pixels, crop_boxes, preprocess, preprocess_crops
+from xmic.extract.registry import CLIP_MEAN, IMAGENET_STD
+from xmic.extract.text import text_embeddings
+from xmic.extract.tiny_models import make_tiny_clip, make_tiny_dinov2
+
+WORDS = ["chopping", "board", "cut", "knife"]
+
+
+@pytest.fixture(autouse=True)
+def _no_model_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Point every cache variable at an empty folder so that no real cache on the machine is consulted."""
+    for var in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "XMIC_MODEL_DIR", "XDG_CACHE_HOME"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "empty_hf_home"))
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("models")
+    return {
+        "clip": make_tiny_clip(root / "clip-vit-base-patch16", vocab_words=WORDS),
+        "dino": make_tiny_dinov2(root / "dinov2-base"),
+    }
+
+
+@pytest.fixture(scope="module")
+def clip(models: dict[str, Path]):
+    return load_encoder("clip-vit-b16", models["clip"])
+
+
+@pytest.fixture(scope="module")
+def dino(models: dict[str, Path]):
+    return load_encoder("dinov2-vitb14", models["dino"])
+
+
+def _frames(n: int, h: int, w: int, seed: int = 0) -> np.ndarray:
+    """Smooth random frames (upsampled noise plus a little grain), uint8 (n, h, w, 3)."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        small = rng.integers(0, 256, (h // 8 + 2, w // 8 + 2, 3), dtype=np.uint8)
+        img = np.asarray(Image.fromarray(small).resize((w, h), Image.BILINEAR), dtype=np.int16)
+        out.append(np.clip(img + rng.integers(-20, 21, img.shape), 0, 255).astype(np.uint8))
+    return np.stack(out)
+
+
+def _cos(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return torch.nn.functional.cosine_similarity(a, b, dim=-1)
+
+
+# --- tiny models -------------------------------------------------------------------------------------
+
+
+def test_tiny_models_are_small_and_load_with_transformers(models: dict[str, Path]) -> None:
+    from transformers import AutoImageProcessor, AutoTokenizer, CLIPImageProcessor, CLIPModel, Dinov2Model
+
+    for folder in models.values():
+        assert sum(f.stat().st_size for f in folder.iterdir()) < 1_000_000
+    assert (models["clip"] / "vocab.json").is_file() and (models["clip"] / "merges.txt").is_file()
+    model = CLIPModel.from_pretrained(models["clip"], local_files_only=True)
+    tok = AutoTokenizer.from_pretrained(models["clip"], local_files_only=True)
+    assert len(tok) == model.config.text_config.vocab_size
+    ids = tok("a Chopping board!")["input_ids"]
+    tokens = tok.convert_ids_to_tokens(ids)
+    assert tokens == ["<|startoftext|>", "a</w>", "chopping</w>", "board</w>", "!</w>", "<|endoftext|>"]
+    assert ids[-1] == model.config.text_config.eos_token_id
+    proc = CLIPImageProcessor.from_pretrained(models["clip"])
+    assert proc.size["shortest_edge"] == 32 and proc.crop_size["height"] == 32
+    dino = Dinov2Model.from_pretrained(models["dino"], local_files_only=True)
+    dproc = AutoImageProcessor.from_pretrained(models["dino"])
+    assert dproc.size["shortest_edge"] == 32 and dproc.crop_size["height"] == 28
+    # position embeddings for a larger grid than the 4x4 patches used, as in the real 518 px checkpoints
+    assert dino.config.image_size // dino.config.patch_size > 28 // dino.config.patch_size
+
+
+# --- loading -----------------------------------------------------------------------------------------
+
+
+def test_load_from_model_dir_builds_spec_from_files(clip, dino, models: dict[str, Path]) -> None:
+    s = clip.spec
+    assert (s.name, s.family, s.model_id) == ("clip-vit-b16", "clip", "openai/clip-vit-base-patch16")
+    assert (s.dim, s.image_size, s.resize, s.interpolation) == (32, 32, 32, "bicubic")
+    assert s.mean == pytest.approx(CLIP_MEAN) and s.source == str(models["clip"])
+    d = dino.spec
+    assert (d.dim, d.image_size, d.resize) == (32, 28, 32) and d.std == pytest.approx(IMAGENET_STD)
+    assert clip.batch_size == 64 and clip.device.type == "cpu"
+
+
+def test_load_from_parent_folder_by_model_id_name(models: dict[str, Path]) -> None:
+    enc = load_encoder("clip-vit-b16", models["clip"].parent)
+    assert enc.spec.source == str(models["clip"])
+
+
+def test_load_from_hf_cache_follows_refs_main(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    home = tmp_path / "hf_home"
+    repo = home / "hub" / "models--openai--clip-vit-base-patch16"
+    old = make_tiny_clip(repo / "snapshots" / "1111", dim=16)  # another revision, not the one refs/main names
+    make_tiny_clip(repo / "snapshots" / "2222", dim=24)
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text("2222")
+    monkeypatch.setenv("HF_HOME", str(home))
+    enc = load_encoder("clip-vit-b16")
+    assert enc.spec.source == str(repo / "snapshots" / "2222") and enc.dim == 24
+    monkeypatch.setenv("HF_HUB_CACHE", str(home / "hub"))  # takes precedence over HF_HOME
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "elsewhere"))
+    assert load_encoder("clip-vit-b16").dim == 24
+    shutil.rmtree(repo / "refs")  # without refs/main: the most recently modified complete snapshot
+    os.utime(old, (time.time() + 60, time.time() + 60))
+    assert load_encoder("clip-vit-b16").dim == 16
+
+
+def test_missing_weights_error_names_model_and_paths(tmp_path: Path) -> None:
+    given = tmp_path / "my_models"
+    given.mkdir()
+    (given / "config.json").write_text("{}")  # a config without weights does not count
+    with pytest.raises(ModelNotFoundError) as info:
+        load_encoder("dinov2-vitb14", given)
+    msg = str(info.value)
+    assert "facebook/dinov2-base" in msg and "dinov2-vitb14" in msg
+    assert str(given) in msg and str(given / "dinov2-base") in msg
+    assert str(tmp_path / "empty_hf_home" / "hub") in msg  # the HF cache that was searched
+    assert "download facebook/dinov2-base" in msg and "--model-dir" in msg
+    assert isinstance(info.value, FileNotFoundError)
+
+
+def test_wrong_family_is_refused(models: dict[str, Path]) -> None:
+    with pytest.raises(ValueError, match="needs a dinov2"):
+        load_encoder("dinov2-vitb14", models["clip"])
+
+
+def test_spec_falls_back_to_config_without_processor_file(tmp_path: Path) -> None:
+    folder = make_tiny_clip(tmp_path / "m", image_size=48, patch=16)
+    (folder / "preprocessor_config.json").unlink()
+    spec = load_encoder("clip-vit-b16", folder).spec
+    assert (spec.image_size, spec.resize, spec.interpolation) == (48, 48, "bicubic")
+    assert spec.mean == pytest.approx(CLIP_MEAN)
+
+
+# --- preprocessing vs the models' own image processors ---------------------------------------------
+
+
+@pytest.mark.parametrize("which", ["clip", "dino"])
+@pytest.mark.parametrize("hw", [(256, 456), (456, 256), (97, 131), (32, 32), (720, 1280)])
+def test_tensor_path_matches_image_processor(which: str, hw: tuple[int, int], models, clip, dino) -> None:
+    from transformers import AutoImageProcessor
+
+    enc = clip if which == "clip" else dino
+    proc = AutoImageProcessor.from_pretrained(models[which])
+    frames = _frames(3, *hw, seed=hw[0])
+    ref_pixels = torch.as_tensor(proc([Image.fromarray(f) for f in frames], return_tensors="np")["pixel_values"])
+    ours = preprocess(frames, enc.spec)
+    assert ours.shape == ref_pixels.shape == (3, 3, enc.spec.image_size, enc.spec.image_size)
+    assert (ours - ref_pixels).abs().mean() < 0.01
+    cos = _cos(enc.encode_pixels(ref_pixels), enc.encode_images(frames))
+    assert cos.min() >= 0.999
+
+
+def test_layouts_inputs_and_batching_agree(clip) -> None:
+    frames = _frames(5, 60, 80)
+    ref = clip.encode_images(frames)
+    assert ref.shape == (5, 32) and ref.dtype == torch.float32
+    chw = torch.from_numpy(frames).permute(0, 3, 1, 2)
+    torch.testing.assert_close(clip.encode_images(chw), ref)
+    torch.testing.assert_close(clip.encode_images(frames, batch_size=2), ref, atol=1e-5, rtol=1e-5)
+    assert clip.encode_images(frames[:0]).shape == (0, 32)
+    with pytest.raises(TypeError, match="uint8"):
+        clip.encode_images(frames.astype(np.float32))
+
+
+# --- hand crops --------------------------------------------------------------------------------------
+
+
+def test_crop_of_known_box_equals_slice(clip) -> None:
+    frames = _frames(3, 256, 456)
+    boxes = np.array([[0.25, 0.5, 0.75, 1.0], [np.nan] * 4, [0.101, 0.2, 0.3, 0.41]], dtype=np.float32)
+    crops = crop_boxes(frames, boxes)
+    np.testing.assert_array_equal(crops[0].numpy(), frames[0, 128:256, 114:342])
+    np.testing.assert_array_equal(crops[1].numpy(), frames[1])
+    x0, y0, x1, y1 = box_pixels(boxes[2], 256, 456)
+    assert (x0, y0, x1, y1) == (46, 51, 137, 105)  # floor of the start, ceil of the end
+    np.testing.assert_array_equal(crops[2].numpy(), frames[2, 51:105, 46:137])
+    pix = preprocess_crops(frames, boxes, clip.spec)
+    torch.testing.assert_close(pix[0], preprocess(frames[:1, 128:256, 114:342], clip.spec)[0])
+    torch.testing.assert_close(pix[1], preprocess(frames[1:2], clip.spec)[0])
+    torch.testing.assert_close(pix[2], preprocess(frames[2:3, 51:105, 46:137], clip.spec)[0])
+    # NaN boxes everywhere: hand features equal full-frame features
+    nan = np.full((3, 4), np.nan, dtype=np.float32)
+    torch.testing.assert_close(clip.encode_crops(frames, nan), clip.encode_images(frames))
+
+
+def test_bad_boxes_name_the_row() -> None:
+    frames = np.zeros((2, 20, 30, 3), dtype=np.uint8)
+    with pytest.raises(ValueError, match="row 1.*empty box"):
+        crop_boxes(frames, np.array([[0, 0, 1, 1], [0.5, 0.5, 0.4, 0.9]]))
+    with pytest.raises(ValueError, match="row 0.*outside"):
+        crop_boxes(frames, np.array([[1.2, 0, 1.5, 1], [0, 0, 1, 1]]))
+    with pytest.raises(ValueError, match=r"\(2, 4\)"):
+        crop_boxes(frames, np.zeros((3, 4)))
+
+
+# --- outputs: CLIP text, DINOv2 CLS ---------------------------------------------------------------------
+
+
+def test_text_embeddings_shapes_and_values(clip, models: dict[str, Path]) -> None:
+    from transformers import AutoTokenizer, CLIPModel
+
+    names = ["chopping board", "knife", "cut"]
+    emb = text_embeddings(clip, names)
+    assert list(emb) == list(PROMPT_TEMPLATES)
+    for arr in emb.values():
+        assert arr.shape == (3, 32) and arr.dtype == np.float32 and np.isfinite(arr).all()
+    assert not np.allclose(emb["{}"], emb["Egocentric video of a {}"])
+    # reference: one prompt at a time (no padding) through a freshly loaded model
+    model = CLIPModel.from_pretrained(models["clip"], local_files_only=True).eval()
+    tok = AutoTokenizer.from_pretrained(models["clip"], local_files_only=True)
+    with torch.no_grad():
+        enc = tok(["Image of a knife"], return_tensors="pt")
+        ref = model.text_projection(model.text_model(**enc).pooler_output)[0].numpy()
+    np.testing.assert_allclose(emb["Image of a {}"][1], ref, rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="no '\\{\\}'"):
+        text_embeddings(clip, names, templates=["a photo"])
+    with pytest.raises(ValueError, match="label index 1"):
+        text_embeddings(clip, ["knife", " "])
+
+
+def test_dinov2_output_is_final_norm_cls_token(dino, models: dict[str, Path]) -> None:
+    from transformers import Dinov2Model
+
+    frames = _frames(2, 90, 120)
+    pixels = preprocess(frames, dino.spec)
+    model = Dinov2Model.from_pretrained(models["dino"], local_files_only=True).eval()
+    with torch.no_grad():
+        out = model(pixel_values=pixels, output_hidden_states=True)
+    cls = model.layernorm(out.hidden_states[-1])[:, 0]
+    torch.testing.assert_close(dino.encode_images(frames), cls, atol=1e-5, rtol=1e-4)
+    assert not torch.allclose(out.hidden_states[-1][:, 0], cls)  # the norm matters
+    with pytest.raises(ValueError, match="no text tower"):
+        dino.encode_texts(["knife"])
+
+
+def test_spec_round_trips_through_store_json(clip) -> None:
+    from xmic.cache.schema import EncoderSpec
+
+    d = json.loads(json.dumps(clip.spec.to_dict()))
+    assert EncoderSpec.from_dict(d) == clip.spec
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_bf16_autocast_matches_cpu(models: dict[str, Path], clip) -> None:
+    gpu = load_encoder("clip-vit-b16", models["clip"], device="cuda")
+    assert gpu.batch_size == 256
+    frames = _frames(6, 256, 456)
+    boxes = np.array([[0.1, 0.2, 0.6, 0.9]] * 3 + [[np.nan] * 4] * 3, dtype=np.float32)
+    assert _cos(gpu.encode_images(frames), clip.encode_images(frames)).min() > 0.99
+    assert _cos(gpu.encode_crops(frames, boxes), clip.encode_crops(frames, boxes)).min() > 0.99
+    assert (
+        _cos(gpu.encode_texts(["knife", "chopping board"]), clip.encode_texts(["knife", "chopping board"])).min() > 0.99
+    )

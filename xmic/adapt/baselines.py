@@ -1,0 +1,170 @@
+"""Baselines trained from the cache: zero-shot CLIP, CLIP-Adapter, CLIP-Adapter*, and the factory for all of them.
+
+The prompt-learning baselines (CoOp, Co-CoOp, A5) live in ``prompt_learning.py``. Vita-CLIP prompts inside the
+visual encoder, which the cache has already run, so it is refused with ``VITA_CLIP_MESSAGE``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from xmic.adapt.base import ClassText, FeatureBatch, VideoClassifier, l2norm, video_embedding
+from xmic.adapt.blocks import TemporalEncoder
+from xmic.adapt.prompt_learning import A5, CoCoOp, CoOp, check_frames
+
+VITA_CLIP_MESSAGE = (
+    "Vita-CLIP learns prompt tokens inside the CLIP vision transformer, so it needs the visual encoder (and the "
+    "decoded frames) in the training loop; a feature cache holds only the encoder's outputs and cannot train it. "
+    "Vita-CLIP is out of the cache's reach: report it as not run rather than approximate it."
+)
+
+CLIP_LOGIT_SCALE = 100.0
+
+
+class ZeroShot(VideoClassifier):
+    """Zero-shot CLIP: ``100 * <l2norm(mean_T l2norm(cls)), l2norm(t_k)>``; nothing to train, an empty state."""
+
+    trainable = False
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("logit_scale", torch.tensor(math.log(CLIP_LOGIT_SCALE)), persistent=False)
+
+    def forward(self, batch: FeatureBatch, classes: ClassText) -> torch.Tensor:
+        """``batch.cls`` (B, T, D), ``classes.emb`` (K, D) -> logits (B, K)."""
+        v = video_embedding(batch.cls.float())
+        return self.logit_scale.exp().to(v) * v @ l2norm(classes.emb.to(v)).t()
+
+
+class Adapter(nn.Sequential):
+    """CLIP-Adapter's bottleneck: Linear(D, D/r, no bias) ReLU Linear(D/r, D, no bias) ReLU; (..., D) -> (..., D)."""
+
+    def __init__(self, dim: int, reduction: int = 4) -> None:
+        hidden = max(1, dim // reduction)
+        super().__init__(nn.Linear(dim, hidden, bias=False), nn.ReLU(), nn.Linear(hidden, dim, bias=False), nn.ReLU())
+
+
+class CLIPAdapter(VideoClassifier):
+    """CLIP-Adapter (Gao et al., 2021) on the zero-shot video embedding ``f = video_embedding(cls)``.
+
+    ``x = ratio * A(f) + (1 - ratio) * f`` and ``logits = exp(s) * <l2norm(x), l2norm(t_k)>``. As in the original,
+    only the adapter is trained: the logit scale stays at CLIP's 100 unless ``learn_scale``.
+
+    Args:
+        dim: D.
+        ratio: Residual ratio (0.2 in the paper for ImageNet-like data; 0 gives zero-shot CLIP).
+        reduction: Bottleneck reduction of the adapter (4).
+        learn_scale: Whether exp(s) is trained.
+    """
+
+    def __init__(self, dim: int, ratio: float = 0.2, reduction: int = 4, learn_scale: bool = False) -> None:
+        super().__init__()
+        self.ratio = ratio
+        self.adapter = Adapter(dim, reduction)
+        self.logit_scale = nn.Parameter(torch.tensor(math.log(CLIP_LOGIT_SCALE)), requires_grad=learn_scale)
+
+    def video_feature(self, cls: torch.Tensor) -> torch.Tensor:
+        """(B, T, D) -> f (B, D), the input of the adapter."""
+        return video_embedding(cls)
+
+    def forward(self, batch: FeatureBatch, classes: ClassText) -> torch.Tensor:
+        """``batch.cls`` (B, T, D), ``classes.emb`` (K, D) -> logits (B, K)."""
+        f = self.video_feature(batch.cls.float())
+        x = self.ratio * self.adapter(f) + (1.0 - self.ratio) * f
+        return self.logit_scale.exp() * l2norm(x) @ l2norm(classes.emb.to(x)).t()
+
+
+class CLIPAdapterStar(CLIPAdapter):
+    """CLIP-Adapter* : the adapter after temporal attention over the frames.
+
+    ``u = l2norm(cls)``; ``f = l2norm(mean_T u + Temporal(u))`` with ``Temporal`` = learned temporal embedding,
+    ``temporal_layers`` pre-LN blocks and the mean over T; then CLIP-Adapter on ``f``. The pre-LN blocks are
+    residual already, so the untouched frame mean carries twice the weight of the attention updates at start.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        num_frames: int = 16,
+        ratio: float = 0.2,
+        reduction: int = 4,
+        temporal_layers: int = 2,
+        heads: int = 4,
+        learn_scale: bool = False,
+    ) -> None:
+        super().__init__(dim, ratio, reduction, learn_scale)
+        self.num_frames = num_frames
+        self.temporal = TemporalEncoder(dim, num_frames, layers=temporal_layers, heads=heads)
+
+    def video_feature(self, cls: torch.Tensor) -> torch.Tensor:
+        check_frames(cls, self.num_frames)
+        u = l2norm(cls)
+        return l2norm(u.mean(dim=1) + self.temporal(u))
+
+
+#: Methods that run the frozen CLIP text encoder and so need its weights.
+TEXT_METHODS: dict[str, type[VideoClassifier]] = {"coop": CoOp, "cocoop": CoCoOp, "a5": A5}
+#: Every baseline name, in table order.
+BASELINE_NAMES = ("zero-shot", "clip-adapter", "clip-adapter-star", "coop", "cocoop", "a5")
+
+
+def _build_zero_shot(dim: int, num_frames: int, **kw: Any) -> VideoClassifier:
+    return ZeroShot(**kw)
+
+
+def _build_adapter(dim: int, num_frames: int, **kw: Any) -> VideoClassifier:
+    return CLIPAdapter(dim, **kw)
+
+
+def _build_adapter_star(dim: int, num_frames: int, **kw: Any) -> VideoClassifier:
+    return CLIPAdapterStar(dim, num_frames, **kw)
+
+
+#: Baselines that need no text encoder: name -> builder(dim, num_frames, **options).
+METHODS: dict[str, Callable[..., VideoClassifier]] = {
+    "zero-shot": _build_zero_shot,
+    "clip-adapter": _build_adapter,
+    "clip-adapter-star": _build_adapter_star,
+}
+
+
+def build_baseline(
+    name: str,
+    *,
+    dim: int,
+    num_frames: int,
+    text_model_dir: str | Path | None = None,
+    **options: Any,
+) -> VideoClassifier:
+    """The baseline ``name`` for D = ``dim`` features and ``num_frames`` frames per clip.
+
+    Args:
+        name: One of ``BASELINE_NAMES``; "vita-clip" raises ``NotImplementedError(VITA_CLIP_MESSAGE)``.
+        dim: D, width of the cached CLIP features and text embeddings.
+        num_frames: T, frames per clip (length of the learned temporal embeddings).
+        text_model_dir: Local folder of the CLIP weights the store was extracted with; required by coop, cocoop, a5.
+        **options: Extra constructor arguments of the method (e.g. ``ratio``, ``n_ctx``, ``class_position``).
+    """
+    if name == "vita-clip":
+        raise NotImplementedError(VITA_CLIP_MESSAGE)
+    if name in METHODS:
+        return METHODS[name](dim, num_frames, **options)
+    if name in TEXT_METHODS:
+        if text_model_dir is None:
+            raise ValueError(
+                f"method {name!r} runs the frozen CLIP text encoder: give text_model_dir (--text-model-dir), the "
+                "local folder of the same CLIP weights the store was extracted with"
+            )
+        from xmic.adapt.text_encoder import FrozenTextEncoder
+
+        text = FrozenTextEncoder(text_model_dir)
+        if name == "a5":
+            return A5(text, dim, num_frames, **options)
+        return TEXT_METHODS[name](text, dim, **options)
+    raise ValueError(f"unknown baseline {name!r}; choose one of {', '.join(BASELINE_NAMES)} (vita-clip is refused)")
