@@ -118,6 +118,23 @@ def test_no_seek_when_gap_is_large(video: Path) -> None:
         np.testing.assert_array_equal(out[s], ref[s])
 
 
+def test_seeking_everywhere_gives_the_same_frames(video: Path) -> None:
+    ref = decode_all_then_index(video, SEGMENTS)
+    out, stats = decode_all(video, SEGMENTS, seek_gap_frames=1)  # a seek before almost every needed frame
+    assert stats.seeks > 50
+    for s in range(len(SEGMENTS)):
+        np.testing.assert_array_equal(out[s], ref[s], err_msg=f"segment {s}")
+
+
+def test_seek_gap_learns_a_long_keyframe_interval(tmp_path: Path) -> None:
+    video = write_test_video(tmp_path / "long_gop.mp4", 300, width=W, height=H, gop=100)
+    segs = [slot_frames(90, 99), slot_frames(171, 181)]
+    out, stats = decode_all(video, segs)
+    # the seek to frame 90 lands on keyframe 0, so a 70-frame gap is then decoded through, not sought
+    assert stats.seeks == 1 and stats.frames_decoded == int(segs[1][-1]) + 1
+    assert [read_frame_index(f) for f in out[1]] == segs[1].tolist()
+
+
 def test_memory_is_bounded_and_segments_stream_out(video: Path) -> None:
     segs = [slot_frames(a, a + 40) for a in range(0, 560, 50)]  # 12 disjoint segments
     stats = DecodeStats()
@@ -143,6 +160,8 @@ def test_reader_can_be_reused(video: Path) -> None:
 def test_index_beyond_end_names_file_and_index(video: Path) -> None:
     with pytest.raises(VideoDecodeError, match=rf"{video.name}: segment 1: frame 640 requested but the video has 600"):
         list(decode_video_segments(video, [slot_frames(10, 20), np.array([590, 640])]))
+    with pytest.raises(VideoDecodeError, match=r"segment 0: frame 5000 requested but the video has 600 frames"):
+        list(decode_video_segments(video, [np.array([5000])]))  # the seek lands past the end
     with pytest.raises(VideoDecodeError, match=r"segment 0: frame 600 requested but the video has 600"):
         decode_all_then_index(video, [np.array([599, 600])])
 
@@ -166,7 +185,7 @@ def test_skip_bad_segments_lists_them(video: Path) -> None:
     assert [read_frame_index(f) for f in out[2]] == slot_frames(570, 590).tolist()
 
 
-def test_unreadable_files_name_the_file(tmp_path: Path) -> None:
+def test_unreadable_files_name_the_file(video: Path, tmp_path: Path) -> None:
     bad = tmp_path / "corrupt.mp4"
     bad.write_bytes(np.random.default_rng(0).integers(0, 256, 50_000, dtype=np.uint8).tobytes())
     for call in (
@@ -177,6 +196,10 @@ def test_unreadable_files_name_the_file(tmp_path: Path) -> None:
         with pytest.raises(VideoDecodeError, match=r"corrupt\.mp4: cannot open video") as info:
             call()
         assert info.value.path == str(bad)
+    truncated = tmp_path / "truncated.mp4"
+    truncated.write_bytes(video.read_bytes()[: video.stat().st_size // 2])
+    with pytest.raises(VideoDecodeError, match=r"truncated\.mp4: cannot open video"):
+        list(decode_video_segments(truncated, [np.array([0])]))
     with pytest.raises(VideoDecodeError, match=r"missing\.mp4: cannot open video"):
         probe_video(tmp_path / "missing.mp4")
 
@@ -216,11 +239,15 @@ def test_frame_folder_reader(frame_folder: Path) -> None:
         direct = np.stack([np.asarray(Image.open(frame_file(frame_folder, i)).convert("RGB")) for i in frames])
         np.testing.assert_array_equal(out[s], direct)
     assert stats.frames_decoded == len(np.unique(np.concatenate(segs)))
-    small = dict(read_frame_folder_segments(frame_folder, segs[:1], size=(48, 64)))
+    small = dict(read_frame_folder_segments(frame_folder, segs[:1], size=48))
     assert small[0].shape == (32, 48, 64, 3)
+    resized = Image.open(frame_file(frame_folder, int(segs[0][5]))).convert("RGB").resize((64, 48), Image.BOX)
+    np.testing.assert_array_equal(small[0][5], np.asarray(resized))
 
 
 def test_frame_folder_errors(frame_folder: Path) -> None:
+    from PIL import Image
+
     frame_file(frame_folder, 25).unlink()
     missing = str(frame_file(frame_folder, 25))
     with pytest.raises(VideoDecodeError, match=rf"{missing}: missing frame file for frame index 25 .*segment 1"):
@@ -234,6 +261,11 @@ def test_frame_folder_errors(frame_folder: Path) -> None:
     assert sorted(out) == [1] and missing in stats.failed[0]
     clamped = dict(read_frame_folder_segments(frame_folder, [np.array([38, 39, 41])]))
     assert [read_frame_index(f) for f in clamped[0]] == [38, 39, 39]
+    Image.fromarray(index_frame(7, W + 2, H)).save(frame_file(frame_folder, 7))
+    with pytest.raises(
+        VideoDecodeError, match=r"frame_0000000008\.jpg: frame size 130x96 differs from the folder's 128x96"
+    ):
+        list(read_frame_folder_segments(frame_folder, [np.array([6, 7])], size=32))
     frame_file(frame_folder, 5).write_bytes(b"not a jpeg")
     with pytest.raises(VideoDecodeError, match=r"frame_0000000006\.jpg: cannot read frame image"):
         list(read_frame_folder_segments(frame_folder, [np.array([5])]))

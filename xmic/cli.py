@@ -20,6 +20,7 @@ def bench() -> None:
 
 def _register() -> None:
     from xmic.adapt.train_cli import evaluate_cmd, train_cmd
+    from xmic.bench.decode import decode_bench_cmd
     from xmic.bench.train import train_bench_cmd
     from xmic.cache.cli import cache
     from xmic.evaluate.splits_cli import splits
@@ -29,6 +30,7 @@ def _register() -> None:
     main.add_command(splits)
     main.add_command(cache)
     bench.add_command(train_bench_cmd)
+    bench.add_command(decode_bench_cmd)
 
 
 _register()

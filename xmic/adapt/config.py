@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
+
 PRESETS: dict[str, dict[str, Any]] = {
     # The paper's text: AdamW (0.9, 0.999), weight decay 0.01, 15 epochs, fixed lr 1e-6.
     "paper": {
@@ -28,6 +30,14 @@ PRESETS: dict[str, dict[str, Any]] = {
         "batch_size": 128,
     },
 }
+
+
+def amp_supported(device: torch.device) -> bool:
+    """bf16 autocast pays off on CUDA and on CPUs whose oneDNN has native bf16 kernels."""
+    if device.type == "cuda":
+        return True
+    return device.type == "cpu" and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
 
 METHODS = ("xmic", "zero-shot", "clip-adapter", "clip-adapter-star", "coop", "cocoop", "a5", "vita-clip")
 VIEW_CHOICES = ("F+H", "F", "H")
@@ -59,6 +69,7 @@ class TrainConfig:
     warmup_epochs: int = 0
     batch_size: int = 128
     device: str = "cpu"
+    amp: bool = True  # bf16 autocast on CUDA, and on CPUs with native bf16 matmul (AVX512-BF16/AMX)
     text_model_dir: str | None = None  # local CLIP weights for the prompt-learning baselines
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -82,6 +93,10 @@ class TrainConfig:
             raise ValueError(f"classified view must be 'full' or 'hand', got {self.classified_view!r}")
         if self.target not in ("verb", "noun"):
             raise ValueError(f"target must be 'verb' or 'noun', got {self.target!r}")
+
+    def autocast_enabled(self, device: torch.device) -> bool:
+        """Whether training and evaluation run under bf16 autocast on ``device``."""
+        return amp_supported(device) if self.amp else False
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)

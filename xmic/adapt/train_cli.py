@@ -40,6 +40,7 @@ def _bool_flag(name: str, default: bool, help_: str):
 @click.option("--lr", type=float, default=None, help="Override the preset.")
 @click.option("--batch-size", type=int, default=None, help="Override the preset.")
 @click.option("--model-dir", "text_model_dir", default=None, help="Local CLIP weights (CoOp, Co-CoOp, A5).")
+@_bool_flag("amp", True, "bf16 autocast on CUDA and on CPUs with native bf16 (fp32 otherwise).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def train_cmd(
     cache,
@@ -62,6 +63,7 @@ def train_cmd(
     lr,
     batch_size,
     text_model_dir,
+    amp,
     quiet,
 ):
     """Train X-MIC or a baseline from the feature store (the frozen encoders never run)."""
@@ -94,6 +96,7 @@ def train_cmd(
         lr=lr,
         batch_size=batch_size,
         text_model_dir=text_model_dir,
+        amp=amp,
     )
     out = out or Path("runs") / f"{dataset}-{target}-{method}-s{seed}"
     try:

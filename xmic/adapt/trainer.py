@@ -60,6 +60,70 @@ def class_text(reader, encoder: str, target: str, template: str, device) -> Clas
     return ClassText(emb=emb, names=list(reader.vocab[target]), template=template)
 
 
+class EpochTrainer:
+    """The optimisation state of one run; ``epoch()`` runs one pass over ``bank.rows`` on the device."""
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        bank: FeatureBank,
+        classes: ClassText,
+        cfg: TrainConfig,
+        device: torch.device,
+        bar=None,
+    ) -> None:
+        self.model, self.bank, self.classes, self.cfg, self.device, self.bar = model, bank, classes, cfg, device, bar
+        params = [p for p in model.parameters() if p.requires_grad]
+        self.opt = torch.optim.AdamW(params, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
+        self.n = bank.rows.numel()
+        self.steps_per_epoch = max(1, math.ceil(self.n / cfg.batch_size))
+        warmup = cfg.warmup_epochs * self.steps_per_epoch
+        self.sched = torch.optim.lr_scheduler.LambdaLR(
+            self.opt, lambda s: min(1.0, (s + 1) / warmup) if warmup else 1.0
+        )
+        self.gen = torch.Generator(device=device).manual_seed(cfg.seed)
+        self.use_amp = cfg.autocast_enabled(device)
+        self.epochs_done = 0
+
+    def epoch(self) -> dict[str, Any]:
+        """One epoch of shuffled batches with temporal jitter; returns its metrics row."""
+        cfg, bank, device = self.cfg, self.bank, self.device
+        self.model.train()
+        t0 = time.perf_counter()
+        order = bank.rows[torch.randperm(self.n, generator=self.gen, device=device)]
+        loss_sum = torch.zeros((), device=device)
+        correct = torch.zeros((), device=device, dtype=torch.long)
+        for start in range(0, self.n, cfg.batch_size):
+            rows = order[start : start + cfg.batch_size]
+            slots = frame_slots(
+                rows.numel(), bank.store_frames, cfg.frames, train=True, generator=self.gen, device=device
+            )
+            labels = bank.labels[rows]
+            batch = bank.batch(rows, slots)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.use_amp):
+                logits = self.model(batch, self.classes)
+            loss = torch.nn.functional.cross_entropy(logits.float(), labels)
+            self.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            self.opt.step()
+            self.sched.step()
+            loss_sum += loss.detach() * rows.numel()
+            correct += (logits.detach().argmax(dim=1) == labels).sum()
+            if self.bar is not None:
+                self.bar.update(1)
+                self.bar.set_postfix(epoch=self.epochs_done + 1, loss=f"{loss.item():.3f}")
+        self.epochs_done += 1
+        seconds = time.perf_counter() - t0
+        return {
+            "epoch": self.epochs_done,
+            "loss": loss_sum.item() / self.n,
+            "train_top1": correct.item() / self.n,
+            "lr": self.opt.param_groups[0]["lr"],
+            "seconds": seconds,
+            "clips_per_s": self.n / seconds,
+        }
+
+
 def train_steps(
     model: torch.nn.Module,
     bank: FeatureBank,
@@ -71,50 +135,17 @@ def train_steps(
     on_epoch=None,
 ) -> list[dict[str, Any]]:
     """The optimisation loop: ``cfg.epochs`` epochs over ``bank.rows``; returns one metrics row per epoch."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
-    n = bank.rows.numel()
-    steps_per_epoch = max(1, math.ceil(n / cfg.batch_size))
-    warmup = cfg.warmup_epochs * steps_per_epoch
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warmup) if warmup else 1.0)
-    gen = torch.Generator(device=device).manual_seed(cfg.seed)
-    use_amp = device.type == "cuda"
-    history: list[dict[str, Any]] = []
-    bar = tqdm(total=cfg.epochs * steps_per_epoch, disable=not progress, desc=f"train {cfg.method}", unit="step")
-    model.train()
-    for epoch in range(cfg.epochs):
-        t0 = time.perf_counter()
-        order = bank.rows[torch.randperm(n, generator=gen, device=device)]
-        loss_sum = torch.zeros((), device=device)
-        correct = torch.zeros((), device=device, dtype=torch.long)
-        for start in range(0, n, cfg.batch_size):
-            rows = order[start : start + cfg.batch_size]
-            slots = frame_slots(rows.numel(), bank.store_frames, cfg.frames, train=True, generator=gen, device=device)
-            batch = bank.batch(rows, slots)
-            labels = bank.labels[rows]
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-                logits = model(batch, classes)
-            loss = torch.nn.functional.cross_entropy(logits.float(), labels)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            loss_sum += loss.detach() * rows.numel()
-            correct += (logits.detach().argmax(dim=1) == labels).sum()
-            bar.update(1)
-            bar.set_postfix(epoch=epoch + 1, loss=f"{loss.item():.3f}")
-        row = {
-            "epoch": epoch + 1,
-            "loss": loss_sum.item() / n,
-            "train_top1": correct.item() / n,
-            "lr": opt.param_groups[0]["lr"],
-            "seconds": time.perf_counter() - t0,
-        }
-        row["clips_per_s"] = n / row["seconds"]
+    steps = cfg.epochs * max(1, math.ceil(bank.rows.numel() / cfg.batch_size))
+    bar = tqdm(total=steps, desc=f"train {cfg.method}", unit="step") if progress else None
+    trainer = EpochTrainer(model, bank, classes, cfg, device, bar)
+    history = []
+    for _ in range(cfg.epochs):
+        row = trainer.epoch()
         history.append(row)
         if on_epoch is not None:
             on_epoch(row)
-    bar.close()
+    if bar is not None:
+        bar.close()
     return history
 
 

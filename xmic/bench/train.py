@@ -6,10 +6,16 @@ Both paths train the same model (same seed, batch, number of steps) in the same 
   there (``xmic.adapt.trainer.train_steps``).
 * reference: a dict of per-segment float32 arrays in RAM served by a ``torch.utils.data.DataLoader`` with
   ``num_workers=0``, one ``__getitem__`` per clip, as the authors' code served cached features.
+
+``speedup`` compares whole training (input pipeline + the same model's forward/backward) with the trainer's
+defaults (bf16 autocast where the device has native bf16); ``speedup_fp32`` runs the store path in fp32 like
+the reference. On a CPU the model's compute dominates every path; ``data_speedup`` times the input pipelines
+alone over the same batches, which is what bounds training once the model runs on a GPU.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import tempfile
 import time
@@ -22,9 +28,9 @@ import torch
 
 from xmic.adapt.base import ClassText, FeatureBatch
 from xmic.adapt.config import TrainConfig
-from xmic.adapt.data import load_bank
+from xmic.adapt.data import frame_slots, load_bank
 from xmic.adapt.factory import build_model
-from xmic.adapt.trainer import class_text, train_steps
+from xmic.adapt.trainer import EpochTrainer, class_text
 
 
 class PerSegmentDataset(torch.utils.data.Dataset):
@@ -48,25 +54,45 @@ class PerSegmentDataset(torch.utils.data.Dataset):
         return full, torch.stack([hand, full], dim=1), self.labels[self.ids[i]]
 
 
-def reference_steps(model, loader, classes: ClassText, cfg: TrainConfig) -> int:
-    """Train ``cfg.epochs`` epochs from the DataLoader; returns the number of clips seen."""
-    opt = torch.optim.AdamW(
-        [p for p in model.parameters() if p.requires_grad],
-        lr=cfg.lr,
-        betas=tuple(cfg.betas),
-        weight_decay=cfg.weight_decay,
-    )
-    seen = 0
-    model.train()
-    for _ in range(cfg.epochs):
-        for cls, cond, labels in loader:
-            logits = model(FeatureBatch(cls=cls, cond=cond), classes)
+class ReferenceTrainer:
+    """Authors-style loop: batches from the DataLoader, the same model, loss and optimiser settings."""
+
+    def __init__(self, model, loader, classes: ClassText, cfg: TrainConfig) -> None:
+        self.model, self.loader, self.classes = model, loader, classes
+        params = [p for p in model.parameters() if p.requires_grad]
+        self.opt = torch.optim.AdamW(params, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
+
+    def epoch(self) -> int:
+        """One epoch; returns the number of clips seen."""
+        seen = 0
+        self.model.train()
+        for cls, cond, labels in self.loader:
+            logits = self.model(FeatureBatch(cls=cls, cond=cond), self.classes)
             loss = torch.nn.functional.cross_entropy(logits, labels)
-            opt.zero_grad(set_to_none=True)
+            self.opt.zero_grad(set_to_none=True)
             loss.backward()
-            opt.step()
+            self.opt.step()
             seen += labels.numel()
+        return seen
+
+
+def serve_store_batches(bank, cfg: TrainConfig, device: torch.device) -> int:
+    """The store path's input pipeline alone: shuffle, jitter and gather every batch of ``cfg.epochs`` epochs."""
+    gen = torch.Generator(device=device).manual_seed(cfg.seed)
+    n, seen = bank.rows.numel(), 0
+    for _ in range(cfg.epochs):
+        order = bank.rows[torch.randperm(n, generator=gen, device=device)]
+        for start in range(0, n, cfg.batch_size):
+            rows = order[start : start + cfg.batch_size]
+            slots = frame_slots(rows.numel(), bank.store_frames, cfg.frames, train=True, generator=gen, device=device)
+            batch = bank.batch(rows, slots)
+            seen += batch.cls.shape[0]
     return seen
+
+
+def serve_reference_batches(loader, epochs: int) -> int:
+    """The reference input pipeline alone: every batch of the DataLoader for ``epochs`` epochs."""
+    return sum(labels.numel() for _ in range(epochs) for _, _, labels in loader)
 
 
 def run_train_bench(
@@ -92,8 +118,8 @@ def run_train_bench(
             n=segments,
             num_frames=store_frames,
             encoders={"clip-vit-b16": dim},
-            n_verb=classes,
-            n_noun=classes,
+            n_verbs=classes,
+            n_nouns=classes,
             seed=seed,
         )
         reader = StoreReader(path, "bench")
@@ -121,12 +147,6 @@ def run_train_bench(
         )
         text = class_text(reader, "clip-vit-b16", "verb", "{}", device)
 
-        torch.manual_seed(seed)
-        model = build_model(cfg, dim=dim, cond_dim=dim)
-        t0 = time.perf_counter()
-        train_steps(model, bank, text, cfg, device=device, progress=False)
-        store_s = time.perf_counter() - t0
-
         # authors-style copy: per-segment float32 arrays, built outside the timed region
         full = reader.load_features("clip-vit-b16", "full").float().numpy()
         hand = reader.load_features("clip-vit-b16", "hand").float().numpy()
@@ -141,10 +161,32 @@ def run_train_bench(
             generator=torch.Generator().manual_seed(seed),
         )
         torch.manual_seed(seed)
-        model = build_model(cfg, dim=dim, cond_dim=dim)
+        store_trainer = EpochTrainer(build_model(cfg, dim=dim, cond_dim=dim), bank, text, cfg, device)
+        fp32_cfg = dataclasses.replace(cfg, amp=False)
+        torch.manual_seed(seed)
+        fp32_trainer = EpochTrainer(build_model(cfg, dim=dim, cond_dim=dim), bank, text, fp32_cfg, device)
+        torch.manual_seed(seed)
+        ref_trainer = ReferenceTrainer(build_model(cfg, dim=dim, cond_dim=dim), loader, text, cfg)
+        # epochs alternate between the paths so that load from other processes hits them alike
+        store_s = fp32_s = ref_s = 0.0
+        seen = 0
+        for _ in range(epochs):
+            t0 = time.perf_counter()
+            store_trainer.epoch()
+            store_s += time.perf_counter() - t0
+            t0 = time.perf_counter()
+            fp32_trainer.epoch()
+            fp32_s += time.perf_counter() - t0
+            t0 = time.perf_counter()
+            seen += ref_trainer.epoch()
+            ref_s += time.perf_counter() - t0
+
         t0 = time.perf_counter()
-        seen = reference_steps(model, loader, text, cfg)
-        ref_s = time.perf_counter() - t0
+        assert serve_store_batches(bank, cfg, device) == bank.rows.numel() * epochs
+        store_data_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        assert serve_reference_batches(loader, epochs) == bank.rows.numel() * epochs
+        ref_data_s = time.perf_counter() - t0
 
     clips = bank.rows.numel() * epochs
     assert seen == clips
@@ -163,7 +205,13 @@ def run_train_bench(
         "reference_clips_per_s": round(ref_cps, 1),
         "store_seconds": round(store_s, 3),
         "reference_seconds": round(ref_s, 3),
+        "store_autocast": "bf16" if store_trainer.use_amp else "off",
         "speedup": round(store_cps / ref_cps, 3),
+        "store_fp32_clips_per_s": round(clips / fp32_s, 1),
+        "speedup_fp32": round(ref_s / fp32_s, 3),
+        "data_store_clips_per_s": round(clips / store_data_s, 1),
+        "data_reference_clips_per_s": round(clips / ref_data_s, 1),
+        "data_speedup": round(ref_data_s / store_data_s, 2),
     }
 
 

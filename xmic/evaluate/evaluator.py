@@ -25,17 +25,23 @@ EVAL_SPLITS = ("validation", "val", "test")
 
 @torch.no_grad()
 def predict_logits(
-    model: torch.nn.Module, bank: FeatureBank, classes: ClassText, *, frames: int, batch_size: int = 1024
+    model: torch.nn.Module,
+    bank: FeatureBank,
+    classes: ClassText,
+    *,
+    frames: int,
+    batch_size: int = 1024,
+    amp: bool = False,
 ) -> torch.Tensor:
     """Logits (M, K) for ``bank.rows`` with the fixed evaluation slots."""
     device = bank.cls.device
     out = []
-    use_amp = device.type == "cuda"
     for start in range(0, bank.rows.numel(), batch_size):
         rows = bank.rows[start : start + batch_size]
         slots = frame_slots(rows.numel(), bank.store_frames, frames, train=False, generator=None, device=device)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-            out.append(model(bank.batch(rows, slots), classes).float())
+        batch = bank.batch(rows, slots)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            out.append(model(batch, classes).float())
     return torch.cat(out) if out else torch.zeros(0, len(classes.names), device=device)
 
 
@@ -89,7 +95,7 @@ def evaluate_dataset(
             f"no labelled evaluation rows (splits {', '.join(eval_splits)}) in dataset {reader.spec.dataset!r}"
         )
     classes = class_text(reader, cfg.encoder, cfg.target, cfg.template, device)
-    logits = predict_logits(model, bank, classes, frames=cfg.frames)
+    logits = predict_logits(model, bank, classes, frames=cfg.frames, amp=cfg.autocast_enabled(device))
     labels = bank.labels[bank.rows]
     result: dict[str, Any] = {"dataset": reader.spec.dataset, "classes": len(classes.names), **scores(logits, labels)}
     within = reader.spec.dataset == meta["train_dataset"]

@@ -218,8 +218,12 @@ class VideoFrameReader:
             goal = max(0, target - back)
             frames = self._decode_from(self._start + math.floor(goal * self._pts_per_index))
             first = next(frames, None)
-            if goal == 0 or (first is not None and self._index(first, target - 1) <= target):
-                return frames if first is None else itertools.chain([first], frames)
+            landed = None if first is None else self._index(first, target - 1)
+            if goal == 0 or (landed is not None and landed <= target):
+                if landed is None:
+                    return frames
+                self._max_gop = max(self._max_gop, target - landed)  # the keyframe interval is at least this
+                return itertools.chain([first], frames)
             self.stats.seek_retries += 1
             back = max(2 * back, self._max_gop, round(self.info.fps), 1)
 

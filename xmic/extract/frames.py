@@ -60,18 +60,24 @@ def probe_frame_folder(folder: str | Path, fps: float) -> VideoInfo:
     return VideoInfo(float(fps), n, width, height, n / fps if fps else 0.0, "jpeg")
 
 
-def _load(path: Path, out_hw: tuple[int, int] | None, interpolation: str) -> np.ndarray:
+def _load(path: Path) -> np.ndarray:
+    """``(H, W, 3)`` uint8 RGB pixels of one JPEG."""
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(path) as img:
-            rgb = img.convert("RGB")
+            return np.asarray(img.convert("RGB"), dtype=np.uint8)
     except (UnidentifiedImageError, OSError) as exc:
         raise VideoDecodeError(path, f"cannot read frame image: {exc}") from exc
-    if out_hw is not None and (rgb.height, rgb.width) != out_hw:
-        resample = getattr(Image.Resampling, _RESAMPLE.get(interpolation.upper(), "BOX"))
-        rgb = rgb.resize((out_hw[1], out_hw[0]), resample=resample)
-    return np.asarray(rgb, dtype=np.uint8)
+
+
+def _resize(rgb: np.ndarray, out_hw: tuple[int, int], interpolation: str) -> np.ndarray:
+    from PIL import Image
+
+    if rgb.shape[:2] == out_hw:
+        return rgb
+    resample = getattr(Image.Resampling, _RESAMPLE[interpolation.upper()])
+    return np.asarray(Image.fromarray(rgb).resize((out_hw[1], out_hw[0]), resample=resample))
 
 
 def read_frame_folder_segments(
@@ -102,11 +108,13 @@ def read_frame_folder_segments(
     Raises:
         VideoDecodeError: naming the missing or unreadable JPEG (unless ``skip_bad_segments``).
     """
+    if interpolation.upper() not in _RESAMPLE:
+        raise ValueError(f"unknown interpolation {interpolation!r}; known: {', '.join(_RESAMPLE)}")
     folder = Path(folder)
     stats = stats if stats is not None else DecodeStats()
     plan = FramePlan(as_frame_lists(folder, frame_lists))
     n_frames: int | None = None
-    out_hw: tuple[int, int] | None = None
+    src_hw: tuple[int, int] | None = None
     for index in plan.needed.tolist():
         if not plan.wanted(index):
             continue
@@ -119,13 +127,13 @@ def read_frame_folder_segments(
         try:
             if not path.exists():
                 raise VideoDecodeError(path, f"missing frame file for frame index {index} (file number {index + 1})")
-            rgb = _load(path, out_hw, interpolation)
-            if out_hw is None:
-                out_hw = output_hw(rgb.shape[1], rgb.shape[0], size)
-                if rgb.shape[:2] != out_hw:
-                    rgb = _load(path, out_hw, interpolation)
-            elif rgb.shape[:2] != out_hw:
-                raise VideoDecodeError(path, f"frame size {rgb.shape[1]}x{rgb.shape[0]} differs from the folder's")
+            rgb = _load(path)
+            src_hw = rgb.shape[:2] if src_hw is None else src_hw
+            if rgb.shape[:2] != src_hw:
+                raise VideoDecodeError(
+                    path, f"frame size {rgb.shape[1]}x{rgb.shape[0]} differs from the folder's {src_hw[1]}x{src_hw[0]}"
+                )
+            rgb = _resize(rgb, output_hw(src_hw[1], src_hw[0], size), interpolation)
         except VideoDecodeError as exc:
             dead = [s for s in plan.users[index] if s not in plan.dead]
             if not skip_bad_segments:

@@ -1,0 +1,441 @@
+"""One chunk of segments through stage one: plan, decode (per video, sparse), hand boxes, encoders.
+
+The runner splits the work so that the decode half (:func:`decode_chunk`) can run in worker processes and the
+other half (:class:`ChunkAssembler`, :func:`encode_piece`) in the main process next to the GPU:
+
+- :func:`plan_chunks` turns the store's rows into :class:`ChunkJob` s: the rows of one chunk grouped by video
+  (rows are sorted by video and time, so a video's rows in a chunk are consecutive).
+- :func:`decode_chunk` decodes each video of a job once for all its rows and yields :class:`Piece` s (up to
+  ``piece_rows`` rows of one video with their frames), :class:`Failed` rows with a reason, and finally
+  :class:`ChunkDecoded`.
+- :func:`encode_piece` finds the hand boxes of a piece and runs every encoder on the full frames and the hand
+  crops; :class:`ChunkAssembler` gathers the results of a chunk into the arrays of one ``write_chunk``.
+
+Frame numbering: ``frame_index`` holds the slots' frames in the **annotation's numbering** (EPIC: the RGB frame
+file number ``frame_%010d.jpg``; Ego4D / EGTEA: 0-based frames at the annotation rate), i.e.
+:func:`xmic.extract.sampling.slot_frames` of the segment. A frame folder serves annotation frame ``N`` from file
+``N`` (xmic index ``N - 1``, file 1 for ``N = 0``); a video maps ``N`` to its native frame by time
+(:func:`xmic.extract.datasets.epic_media.to_native_frames`) with the rate probed from the file.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from xmic.cache.schema import ROW_FAILED, ROW_OK, ROW_PENDING
+from xmic.extract.datasets.epic_media import to_native_frames
+from xmic.extract.sampling import slot_frames_batch
+from xmic.extract.segplan import DEFAULT_OVERSHOOT, DecodeStats, VideoDecodeError
+
+
+@dataclass(frozen=True)
+class DecodeSettings:
+    """How the decode half works; the same for every chunk.
+
+    Attributes:
+        num_frames: Slots ``T`` per segment.
+        bins: Temporal bins of the sampling rule.
+        size: Output frame size for the decoder: None keeps the source size, an int sets the shorter side.
+        interpolation: Resize filter when ``size`` changes the frame size.
+        piece_rows: At most this many rows (all of one video) per :class:`Piece`.
+        overshoot: Frames past the end of the media served by its last frame.
+    """
+
+    num_frames: int
+    bins: int
+    size: int | None = 256
+    interpolation: str = "AREA"
+    piece_rows: int = 8
+    overshoot: int = DEFAULT_OVERSHOOT
+
+
+@dataclass(frozen=True)
+class VideoJob:
+    """The rows of one chunk that read one video (or frame folder)."""
+
+    video_id: str
+    path: str | None  # None: the media was not found
+    media_kind: str  # "video" | "frames"
+    annot_fps: float
+    clamp_stop: bool  # clamp stop_frame to the media's length (EGTEA's estimated stop)
+    rows: tuple[int, ...]  # store rows
+    starts: tuple[int, ...]  # annotation frames, inclusive
+    stops: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class ChunkJob:
+    """One store chunk: its row range and its videos in row order."""
+
+    chunk: int
+    row_start: int
+    row_stop: int
+    videos: tuple[VideoJob, ...]
+
+
+@dataclass
+class Piece:
+    """Decoded frames of up to ``piece_rows`` rows of one video.
+
+    Attributes:
+        frame_index: ``(n, T)`` int64 annotation frame of each slot.
+        frames: ``(n, T, H, W, 3)`` uint8 RGB.
+    """
+
+    chunk: int
+    video_id: str
+    rows: np.ndarray  # (n,) store rows
+    frame_index: np.ndarray
+    frames: np.ndarray
+
+
+@dataclass
+class Failed:
+    """Rows of a chunk that cannot be extracted, with one reason each."""
+
+    chunk: int
+    rows: list[int]
+    reasons: list[str]
+
+
+@dataclass
+class ChunkDecoded:
+    """Sent after the last piece of a chunk: the decode half of the chunk is over."""
+
+    chunk: int
+    seconds: float  # time spent decoding this chunk (not waiting for the consumer)
+    frames_decoded: int
+
+
+def plan_chunks(records: list[Any], chunk_rows: int, chunks: list[int], clamp_stop: bool = False) -> list[ChunkJob]:
+    """Group the rows of each chunk in ``chunks`` by video.
+
+    Args:
+        records: The store's rows in order (:class:`~xmic.extract.datasets.SegmentRecord`).
+        chunk_rows: Rows per store chunk.
+        chunks: Which chunks to plan.
+        clamp_stop: Clamp every row's stop frame to its media's length (EGTEA).
+
+    Returns:
+        One :class:`ChunkJob` per chunk, in the order given.
+    """
+    jobs = []
+    for c in chunks:
+        lo, hi = c * chunk_rows, min(len(records), (c + 1) * chunk_rows)
+        videos: list[VideoJob] = []
+        row = lo
+        while row < hi:
+            first = records[row]
+            end = row
+            while end < hi and records[end].video_id == first.video_id:
+                end += 1
+            group = records[row:end]
+            videos.append(
+                VideoJob(
+                    video_id=first.video_id,
+                    path=None if first.video_path is None else str(first.video_path),
+                    media_kind=first.media_kind,
+                    annot_fps=float(first.fps),
+                    clamp_stop=clamp_stop,
+                    rows=tuple(range(row, end)),
+                    starts=tuple(int(r.start_frame) for r in group),
+                    stops=tuple(int(r.stop_frame) for r in group),
+                )
+            )
+            row = end
+        jobs.append(ChunkJob(c, lo, hi, tuple(videos)))
+    return jobs
+
+
+class _Clock:
+    """Time spent inside a generator, excluding the time its consumer holds a yielded item."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self._t0 = time.perf_counter()
+
+    def pause(self) -> None:
+        self.seconds += time.perf_counter() - self._t0
+
+    def resume(self) -> None:
+        self._t0 = time.perf_counter()
+
+
+def decode_chunk(job: ChunkJob, settings: DecodeSettings) -> Iterator[Piece | Failed | ChunkDecoded]:
+    """Decode every video of ``job`` once (sparse) and yield its pieces, its failed rows, then the end marker.
+
+    A video that is missing, unreadable or shorter than its annotation fails its rows (with the reason) and the
+    other videos go on. Errors that are not about the media (bugs, out of memory) propagate.
+    """
+    clock, stats = _Clock(), DecodeStats()
+    for video in job.videos:
+        for item in _decode_video(job.chunk, video, settings, stats):
+            clock.pause()
+            yield item
+            clock.resume()
+    clock.pause()
+    yield ChunkDecoded(job.chunk, clock.seconds, stats.frames_decoded)
+
+
+def _annotation_last_frame(n_native: int, annot_fps: float, native_fps: float) -> int:
+    """The last annotation frame whose native frame lies inside a media of ``n_native`` frames."""
+    if math.isclose(annot_fps, native_fps, rel_tol=0, abs_tol=1e-9):
+        return n_native - 1
+    return math.floor((n_native - 0.5) * annot_fps / native_fps - 1e-9)
+
+
+def _open_media(video: VideoJob, settings: DecodeSettings) -> tuple[Any, float, int]:
+    """``(reader or folder, native fps, native frame count)``; VideoDecodeError when unreadable."""
+    if video.media_kind == "frames":
+        from xmic.extract.frames import probe_frame_folder
+
+        info = probe_frame_folder(video.path, video.annot_fps)
+        return Path(video.path), video.annot_fps, info.n_frames
+    from xmic.extract.decode import VideoFrameReader
+
+    reader = VideoFrameReader(
+        video.path,
+        size=settings.size,
+        interpolation=settings.interpolation,
+        overshoot_tolerance=settings.overshoot,
+        skip_bad_segments=True,
+    )
+    return reader, reader.info.fps, reader.info.n_frames
+
+
+def _source_indices(video: VideoJob, frame_index: np.ndarray, native_fps: float) -> np.ndarray:
+    """``(n, T)`` indices the decoder reads for annotation frames ``frame_index``."""
+    if video.media_kind == "frames":
+        return np.maximum(frame_index - 1, 0)  # annotation frame N is the file frame_N.jpg = xmic index N - 1
+    flat = [to_native_frames(int(f), int(f), video.annot_fps, native_fps)[0] for f in frame_index.ravel()]
+    return np.asarray(flat, dtype=np.int64).reshape(frame_index.shape)
+
+
+def _shorter_reason(path: str, reason: str) -> str:
+    detail = reason.split(": ", 1)[1] if reason.startswith("segment ") else reason
+    return f"{path}: media shorter than the annotation: {detail}"
+
+
+def _decode_video(
+    chunk: int, video: VideoJob, settings: DecodeSettings, stats: DecodeStats
+) -> Iterator[Piece | Failed]:
+    rows = list(video.rows)
+    if video.path is None:
+        yield Failed(chunk, rows, [f"media of video {video.video_id} not found ({video.media_kind})"] * len(rows))
+        return
+    try:
+        source, native_fps, n_native = _open_media(video, settings)
+    except VideoDecodeError as exc:
+        yield Failed(chunk, rows, [str(exc)] * len(rows))
+        return
+    starts, stops = np.asarray(video.starts, np.int64), np.asarray(video.stops, np.int64)
+    bad: dict[int, str] = {}
+    if video.clamp_stop and n_native > 0:
+        last = _annotation_last_frame(n_native, video.annot_fps, native_fps)
+        for i in np.flatnonzero(starts > last).tolist():
+            bad[i] = f"{video.path}: segment starts at frame {starts[i]} but the media has {n_native} frames"
+        stops = np.maximum(np.minimum(stops, last), starts)
+    frame_index = slot_frames_batch(starts, stops, settings.num_frames, settings.bins)  # (n, T)
+    source_index = _source_indices(video, frame_index, native_fps)
+    keep = [i for i in range(len(rows)) if i not in bad]
+    if bad:
+        yield Failed(chunk, [rows[i] for i in bad], list(bad.values()))
+    if not keep:
+        _close(source)
+        return
+    emitted: set[int] = set()
+    local = DecodeStats()
+    buffer: list[tuple[int, np.ndarray]] = []
+    try:
+        for k, frames in _read(source, [source_index[i] for i in keep], settings, local):
+            emitted.add(k)
+            buffer.append((keep[k], frames))
+            if len(buffer) >= settings.piece_rows:
+                yield _piece(chunk, video, rows, frame_index, buffer)
+                buffer = []
+    except VideoDecodeError as exc:
+        failed = [keep[k] for k in range(len(keep)) if k not in emitted]
+        yield Failed(chunk, [rows[i] for i in failed], [str(exc)] * len(failed))
+        local.failed.clear()
+    finally:
+        _close(source)
+        stats.frames_decoded += local.frames_decoded
+    if buffer:
+        yield _piece(chunk, video, rows, frame_index, buffer)
+    if local.failed:
+        failed = sorted(local.failed)
+        yield Failed(
+            chunk, [rows[keep[k]] for k in failed], [_shorter_reason(video.path, local.failed[k]) for k in failed]
+        )
+
+
+def _read(
+    source: Any, frame_lists: list[np.ndarray], settings: DecodeSettings, stats: DecodeStats
+) -> Iterator[tuple[int, np.ndarray]]:
+    if isinstance(source, Path):
+        from xmic.extract.frames import read_frame_folder_segments
+
+        yield from read_frame_folder_segments(
+            source,
+            frame_lists,
+            size=settings.size,
+            interpolation=settings.interpolation,
+            overshoot_tolerance=settings.overshoot,
+            skip_bad_segments=True,
+            stats=stats,
+        )
+    else:
+        source.stats = stats
+        yield from source.read(frame_lists)
+
+
+def _close(source: Any) -> None:
+    if not isinstance(source, Path):
+        source.close()
+
+
+def _piece(
+    chunk: int, video: VideoJob, rows: list[int], frame_index: np.ndarray, buffer: list[tuple[int, np.ndarray]]
+) -> Piece:
+    buffer.sort(key=lambda item: item[0])
+    local = [i for i, _ in buffer]
+    return Piece(
+        chunk=chunk,
+        video_id=video.video_id,
+        rows=np.asarray([rows[i] for i in local], dtype=np.int64),
+        frame_index=frame_index[local],
+        frames=np.stack([f for _, f in buffer]),
+    )
+
+
+@dataclass
+class Timings:
+    """Seconds spent in each part of the extraction (decode summed over workers)."""
+
+    decode: float = 0.0
+    hands: float = 0.0
+    encode: float = 0.0
+    write: float = 0.0
+    wait: float = 0.0  # main process blocked on the decode workers
+    text: float = 0.0
+    setup: float = 0.0
+
+    def shares(self) -> dict[str, float]:
+        """Fractions of decode / hands / encode / write in their sum (0 when nothing ran)."""
+        parts = {"decode": self.decode, "hands": self.hands, "encode": self.encode, "write": self.write}
+        total = sum(parts.values())
+        return {k: (v / total if total > 0 else 0.0) for k, v in parts.items()}
+
+
+def encode_piece(
+    piece: Piece, provider: Any, encoders: dict[str, Any], records: list[Any], timings: Timings
+) -> tuple[np.ndarray, dict[str, dict[str, np.ndarray]]]:
+    """Hand boxes and features of one piece.
+
+    Args:
+        piece: ``n`` decoded rows of one video.
+        provider: A hand-box provider (``boxes_many``, ``needs_frames``).
+        encoders: ``{name: FrozenEncoder}``.
+        records: All store rows (segment records, for the provider's messages).
+        timings: ``hands`` and ``encode`` are added to.
+
+    Returns:
+        ``(hand_box (n, T, 4) float32, {encoder: {"full": (n, T, D), "hand": (n, T, D)} float16})``. The hand view
+        of a frame without a box is its full-frame feature.
+
+    Raises:
+        HandBoxError: the provider cannot give boxes for this video (the caller fails the rows).
+    """
+    from xmic.extract.hands.base import BoxRequest
+
+    n, t = piece.frame_index.shape
+    t0 = time.perf_counter()
+    requests = [
+        BoxRequest(
+            piece.video_id,
+            piece.frame_index[i],
+            piece.frames[i] if provider.needs_frames else None,
+            records[int(piece.rows[i])],
+        )
+        for i in range(n)
+    ]
+    boxes = np.stack(provider.boxes_many(requests)).astype(np.float32)  # (n, T, 4)
+    t1 = time.perf_counter()
+    timings.hands += t1 - t0
+    flat = piece.frames.reshape(n * t, *piece.frames.shape[2:])  # (n*T, H, W, 3)
+    flat_boxes = boxes.reshape(n * t, 4)
+    has_box = ~np.isnan(flat_boxes).any(axis=1)
+    feats = {}
+    for name, enc in encoders.items():
+        full = enc.encode_images(flat).numpy()  # (n*T, D) float32
+        hand = full.copy()
+        if has_box.any():
+            hand[has_box] = enc.encode_crops(flat[has_box], flat_boxes[has_box]).numpy()
+        feats[name] = {
+            "full": full.reshape(n, t, -1).astype(np.float16),
+            "hand": hand.reshape(n, t, -1).astype(np.float16),
+        }
+    timings.encode += time.perf_counter() - t1
+    return boxes, feats
+
+
+@dataclass
+class ChunkAssembler:
+    """The arrays of one chunk, filled piece by piece; failed and unfilled rows keep NaN / -1."""
+
+    chunk: int
+    row_start: int
+    n: int
+    num_frames: int
+    dims: dict[str, int]
+    _failures: dict[int, dict[str, Any]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        n, t = self.n, self.num_frames
+        self.frame_index = np.full((n, t), -1, np.int32)
+        self.hand_box = np.full((n, t, 4), np.nan, np.float32)
+        self.features = {
+            name: {view: np.full((n, t, d), np.nan, np.float16) for view in ("full", "hand")}
+            for name, d in self.dims.items()
+        }
+        self.row_status = np.full(n, ROW_PENDING, np.uint8)
+
+    def add(
+        self, rows: np.ndarray, frame_index: np.ndarray, hand_box: np.ndarray, feats: dict[str, dict[str, np.ndarray]]
+    ) -> None:
+        """Fill ``rows`` (store rows) with their frame index ``(n, T)``, boxes ``(n, T, 4)`` and features."""
+        local = np.asarray(rows) - self.row_start
+        self.frame_index[local] = frame_index
+        self.hand_box[local] = hand_box
+        for name, views in feats.items():
+            for view, arr in views.items():
+                self.features[name][view][local] = arr
+        self.row_status[local] = ROW_OK
+
+    def fail(self, rows: list[int], reasons: list[str]) -> None:
+        """Mark ``rows`` failed with one reason each (their arrays stay unwritten: NaN / -1)."""
+        for row, reason in zip(rows, reasons, strict=True):
+            local = row - self.row_start
+            self.row_status[local] = ROW_FAILED
+            self.frame_index[local] = -1
+            self.hand_box[local] = np.nan
+            for views in self.features.values():
+                for arr in views.values():
+                    arr[local] = np.nan
+            self._failures[int(row)] = {"row": int(row), "reason": reason}
+
+    @property
+    def failures(self) -> list[dict[str, Any]]:
+        """One ``{"row", "reason"}`` record per failed row, by row."""
+        return [self._failures[r] for r in sorted(self._failures)]
+
+    def pending_rows(self) -> list[int]:
+        """Store rows that are neither ok nor failed."""
+        return [self.row_start + int(i) for i in np.flatnonzero(self.row_status == ROW_PENDING)]
