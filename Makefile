@@ -5,7 +5,7 @@ TORCH ?= torch==2.13.0
 EXTRAS ?= dev,hands
 BIN := $(VENV)/bin
 
-.PHONY: install test lint format bench clean
+.PHONY: install test test-yolo lint format bench clean
 
 $(BIN)/xmic: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,6 +18,10 @@ install: $(BIN)/xmic
 
 test: $(BIN)/xmic
 	$(BIN)/python -m pytest -q
+
+# ultralytics needs torchvision, which does not install beside the CPU torch 2.13: a separate venv in /tmp
+test-yolo:
+	bash scripts/test_yolo.sh
 
 lint: $(BIN)/xmic
 	$(BIN)/ruff check xmic tests benchmarks

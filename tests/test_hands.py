@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import pickle
+import socket
 import struct
 import sys
 import warnings
@@ -325,15 +326,17 @@ def test_provider_reads_each_frame_by_its_number(hoa_video, monkeypatch):
 
     monkeypatch.setattr(hoa, "_VideoDetections", Counting)
     p = make_hand_provider("epic-hoa", hoa_dir=str(root))
-    idx = np.array([0, 5, 17, 39, 17])
-    out = p.boxes("P01_01", idx)
-    ref = np.array([_reference_box(frames[i]) for i in idx], np.float32)
+    numbers = np.array([1, 6, 18, 40, 18, 0])  # EPIC frame numbers (frame_N.jpg); 0 is read as frame 1
+    out = p.boxes("P01_01", numbers)
+    ref = np.array([_reference_box(frames[max(n, 1) - 1]) for n in numbers], np.float32)
     np.testing.assert_allclose(out, ref, rtol=1e-6)
-    assert np.isnan(out[1]).all()
-    # EPIC's 1-based numbers: the same frames with first_frame=1
-    np.testing.assert_allclose(hoa.EpicHoaProvider(root, first_frame=1).boxes("P01_01", idx + 1), ref, rtol=1e-6)
+    assert np.isnan(out[1]).all() and np.isfinite(ref[[0, 2, 3]]).any()
+    # 0-based indices: the same frames with first_frame=0
+    np.testing.assert_allclose(
+        hoa.EpicHoaProvider(root, first_frame=0).boxes("P01_01", numbers[:5] - 1), ref[:5], rtol=1e-6
+    )
     (root / "P01" / "P01_01.pkl").unlink()  # cached: the second segment of the video does not reread it
-    np.testing.assert_allclose(p.boxes("P01_01", idx[::-1]), ref[::-1], rtol=1e-6)
+    np.testing.assert_allclose(p.boxes("P01_01", numbers[::-1]), ref[::-1], rtol=1e-6)
     assert len(loads) == 2  # one per provider
 
 
@@ -342,7 +345,7 @@ def test_provider_handles_flat_layout_shuffled_lists_and_missing_frames(tmp_path
     frames = [_random_frame(rng, number=p + 1) for p in range(12)]
     shuffled = [frames[i] for i in rng.permutation(12)]
     _write_pickle(tmp_path / "P02_103.pkl", shuffled)
-    p = hoa.EpicHoaProvider(tmp_path, hand_threshold=0.6)
+    p = hoa.EpicHoaProvider(tmp_path, hand_threshold=0.6, first_frame=0)
     with pytest.warns(UserWarning, match=r"P02_103\.pkl has no detections for frame index 12 \(12 frames\)"):
         out = p.boxes("P02_103", np.array([11, 0, 12, 50]))
     np.testing.assert_allclose(out[:2], [_reference_box(frames[11], 0.6), _reference_box(frames[0], 0.6)], rtol=1e-6)
@@ -362,7 +365,7 @@ def test_provider_missing_and_bad_pickles(tmp_path):
         hoa.EpicHoaProvider(tmp_path).boxes("P04_01", np.array([0]))
     (tmp_path / "P05_01.pkl").write_bytes(pickle.dumps([b"\x10\x01", b"\x1a\x09\x0a"]))
     with pytest.raises(HandBoxError, match=r"P05_01\.pkl: message at list position 1: truncated"):
-        hoa.EpicHoaProvider(tmp_path).boxes("P05_01", np.array([1]))
+        hoa.EpicHoaProvider(tmp_path).boxes("P05_01", np.array([2]))
     (tmp_path / "P06_01.pkl").write_bytes(pickle.dumps([warnings.warn]))  # a callable: refused, never run
     with pytest.raises(HandBoxError, match=r"P06_01\.pkl: not a hand-object detection pickle .*refusing to load"):
         hoa.EpicHoaProvider(tmp_path).boxes("P06_01", np.array([0]))
@@ -466,10 +469,19 @@ def test_yolo_with_real_ultralytics(tmp_path, monkeypatch):
     import ultralytics.utils.downloads as downloads
     from ultralytics import YOLO
 
+    attempts = []
+
     def no_download(*args, **kwargs):
-        raise AssertionError(f"ultralytics tried to download {args} {kwargs}")
+        attempts.append(("download", args, kwargs))
+        raise OSError("downloads are blocked in this test")
+
+    def no_connect(sock, address, *args):
+        attempts.append(("connect", address))
+        raise OSError("network is blocked in this test")
 
     monkeypatch.setattr(downloads, "safe_download", no_download)
+    monkeypatch.setattr(socket.socket, "connect", no_connect)
+    monkeypatch.setattr(socket.socket, "connect_ex", no_connect)
     model = YOLO("yolov8n.yaml")
     with torch.no_grad():  # make class 3 fire everywhere so the random detector has something to report
         for branch in model.model.model[-1].cv3:
@@ -490,6 +502,7 @@ def test_yolo_with_real_ultralytics(tmp_path, monkeypatch):
     np.testing.assert_allclose(out, expect, atol=1e-6)
     none = make_hand_provider("yolo", yolo_weights=str(weights), yolo_classes="0", yolo_imgsz=160, yolo_device="cpu")
     assert np.isnan(none.boxes("v", np.arange(2), frames)).all()
+    assert attempts == []  # nothing was fetched: not the model, not a font, not a check
 
 
 # ------------------------------------------------------------------------------------------------ mediapipe

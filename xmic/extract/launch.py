@@ -24,7 +24,7 @@ from xmic.cache import layout
 from xmic.cache.backend import Backend
 from xmic.cache.schema import StoreSpec
 from xmic.cache.writer import StoreWriter
-from xmic.extract.pipeline import ChunkDecoded, ChunkJob, DecodeSettings, decode_chunk
+from xmic.extract.pipeline import ChunkDecoded, ChunkJob, DecodeSettings, VideoJob, decode_chunk
 
 #: Environment variables read by :func:`discover_rank`, in order of preference: (rank, world size).
 RANK_ENV = (("RANK", "WORLD_SIZE"), ("SLURM_PROCID", "SLURM_NTASKS"))
@@ -69,6 +69,46 @@ def discover_rank(
 def chunks_of_rank(chunks: list[int], rank: int, world_size: int) -> list[int]:
     """The chunks of ``chunks`` that belong to ``rank``: those with ``c % world_size == rank``."""
     return [c for c in chunks if c % world_size == rank]
+
+
+def plan_chunks(records: list[Any], chunk_rows: int, chunks: list[int], clamp_stop: bool = False) -> list[ChunkJob]:
+    """Group the rows of each chunk in ``chunks`` by video.
+
+    Args:
+        records: The store's rows in order (:class:`~xmic.extract.datasets.SegmentRecord`).
+        chunk_rows: Rows per store chunk.
+        chunks: Which chunks to plan.
+        clamp_stop: Clamp every row's stop frame to its media's length (EGTEA).
+
+    Returns:
+        One :class:`ChunkJob` per chunk, in the order given.
+    """
+    jobs = []
+    for c in chunks:
+        lo, hi = c * chunk_rows, min(len(records), (c + 1) * chunk_rows)
+        videos: list[VideoJob] = []
+        row = lo
+        while row < hi:
+            first = records[row]
+            end = row
+            while end < hi and records[end].video_id == first.video_id:
+                end += 1
+            group = records[row:end]
+            videos.append(
+                VideoJob(
+                    video_id=first.video_id,
+                    path=None if first.video_path is None else str(first.video_path),
+                    media_kind=first.media_kind,
+                    annot_fps=float(first.fps),
+                    clamp_stop=clamp_stop,
+                    rows=tuple(range(row, end)),
+                    starts=tuple(int(r.start_frame) for r in group),
+                    stops=tuple(int(r.stop_frame) for r in group),
+                )
+            )
+            row = end
+        jobs.append(ChunkJob(c, lo, hi, tuple(videos)))
+    return jobs
 
 
 def _group_state(path: Path, dataset: str, fmt: str | None) -> str:

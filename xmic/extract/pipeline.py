@@ -3,8 +3,8 @@
 The runner splits the work so that the decode half (:func:`decode_chunk`) can run in worker processes and the
 other half (:class:`ChunkAssembler`, :func:`encode_piece`) in the main process next to the GPU:
 
-- :func:`plan_chunks` turns the store's rows into :class:`ChunkJob` s: the rows of one chunk grouped by video
-  (rows are sorted by video and time, so a video's rows in a chunk are consecutive).
+- :func:`xmic.extract.launch.plan_chunks` turns the store's rows into :class:`ChunkJob` s: the rows of one chunk
+  grouped by video (rows are sorted by video and time, so a video's rows in a chunk are consecutive).
 - :func:`decode_chunk` decodes each video of a job once for all its rows and yields :class:`Piece` s (up to
   ``piece_rows`` rows of one video with their frames), :class:`Failed` rows with a reason, and finally
   :class:`ChunkDecoded`.
@@ -112,46 +112,6 @@ class ChunkDecoded:
     chunk: int
     seconds: float  # time spent decoding this chunk (not waiting for the consumer)
     frames_decoded: int
-
-
-def plan_chunks(records: list[Any], chunk_rows: int, chunks: list[int], clamp_stop: bool = False) -> list[ChunkJob]:
-    """Group the rows of each chunk in ``chunks`` by video.
-
-    Args:
-        records: The store's rows in order (:class:`~xmic.extract.datasets.SegmentRecord`).
-        chunk_rows: Rows per store chunk.
-        chunks: Which chunks to plan.
-        clamp_stop: Clamp every row's stop frame to its media's length (EGTEA).
-
-    Returns:
-        One :class:`ChunkJob` per chunk, in the order given.
-    """
-    jobs = []
-    for c in chunks:
-        lo, hi = c * chunk_rows, min(len(records), (c + 1) * chunk_rows)
-        videos: list[VideoJob] = []
-        row = lo
-        while row < hi:
-            first = records[row]
-            end = row
-            while end < hi and records[end].video_id == first.video_id:
-                end += 1
-            group = records[row:end]
-            videos.append(
-                VideoJob(
-                    video_id=first.video_id,
-                    path=None if first.video_path is None else str(first.video_path),
-                    media_kind=first.media_kind,
-                    annot_fps=float(first.fps),
-                    clamp_stop=clamp_stop,
-                    rows=tuple(range(row, end)),
-                    starts=tuple(int(r.start_frame) for r in group),
-                    stops=tuple(int(r.stop_frame) for r in group),
-                )
-            )
-            row = end
-        jobs.append(ChunkJob(c, lo, hi, tuple(videos)))
-    return jobs
 
 
 class _Clock:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +22,7 @@ import xmic
 from xmic.cache.schema import ROW_FAILED, ROW_OK, StoreSpec, chunk_rows_for, num_chunks
 from xmic.extract.datasets import DatasetAnnotations, read_annotations, records_to_columns
 from xmic.extract.datasets.records import sort_records
-from xmic.extract.launch import DecodePool, chunks_of_rank, discover_rank, open_store
+from xmic.extract.launch import DecodePool, chunks_of_rank, discover_rank, open_store, plan_chunks
 from xmic.extract.pipeline import (
     ChunkAssembler,
     ChunkDecoded,
@@ -32,13 +31,10 @@ from xmic.extract.pipeline import (
     Piece,
     Timings,
     encode_piece,
-    plan_chunks,
 )
 from xmic.extract.sampling import DEFAULT_BINS, sampling_rule
 
 Echo = Callable[[str], None]
-#: Failed rows spelled out in the end-of-run summary (all of them are in the report and the store).
-MAX_LISTED_FAILURES = 20
 
 
 @dataclass
@@ -179,7 +175,9 @@ def load_dataset(config: ExtractConfig) -> Dataset:
     return Dataset(records, vocab, splits, annotations)
 
 
-def build_spec(config: ExtractConfig, data: Dataset, encoders: dict[str, Any], chunk_rows: int, hands: Any) -> StoreSpec:
+def build_spec(
+    config: ExtractConfig, data: Dataset, encoders: dict[str, Any], chunk_rows: int, hands: Any
+) -> StoreSpec:
     """The store spec of this extraction (encoders as loaded, sampling rule, hands, annotation hashes, config)."""
     record = config.as_record()
     record["hand_provider"] = _jsonable(hands.describe())
@@ -267,8 +265,10 @@ def run_extraction(
     device = config.device or ("cuda" if torch.cuda.is_available() else "cpu")
     provider = make_provider(config)
     encoders = {n: load_encoder(n, config.model_dir, device, batch_size=config.batch_size) for n in names}
-    chunk_rows = config.chunk_rows or _existing_chunk_rows(config) or chunk_rows_for(
-        config.num_frames, max(e.dim for e in encoders.values())
+    chunk_rows = (
+        config.chunk_rows
+        or _existing_chunk_rows(config)
+        or chunk_rows_for(config.num_frames, max(e.dim for e in encoders.values()))
     )
     spec = build_spec(config, data, encoders, chunk_rows, provider)
     writer = open_store(config.cache, spec, data.columns(), data.vocab, fmt, rank, overwrite=config.overwrite)
@@ -361,6 +361,8 @@ def run_extraction(
         wall_seconds=time.perf_counter() - t_start,
         clips_per_second=(rows_ok + rows_failed) / loop_seconds if loop_seconds > 0 else 0.0,
     )
+    from xmic.extract.extract_cli import summary_lines
+
     for line in summary_lines(report):
         echo(line)
     return report
@@ -387,30 +389,6 @@ def _with_ids(failures: list[dict[str, Any]], records: list[Any]) -> list[dict[s
         {"row": f["row"], "segment_id": records[f["row"]].segment_id, "video_id": records[f["row"]].video_id, **f}
         for f in failures
     ]
-
-
-def summary_lines(report: ExtractReport) -> list[str]:
-    """The end-of-run summary: rows, speed, time shares, failed rows grouped by reason."""
-    t = report.timings
-    lines = [
-        f"done: {report.chunks_written} chunks, {report.rows_ok} rows ok, {report.rows_failed} failed, "
-        f"{report.clips_per_second:.1f} clips/s, {report.wall_seconds:.1f} s in all",
-        "time shares: "
-        + ", ".join(f"{k} {100 * v:.0f}% ({t[k]:.2f} s)" for k, v in report.shares.items())
-        + f"; waiting for decode {t.get('wait', 0.0):.2f} s, text {t.get('text', 0.0):.2f} s, "
-        f"setup {t.get('setup', 0.0):.2f} s",
-    ]
-    if report.failures:
-        lines.append(f"failed rows ({len(report.failures)}), by reason:")
-        reasons = Counter(f["reason"] for f in report.failures)
-        lines += [f"  {n} x {reason}" for reason, n in reasons.most_common(MAX_LISTED_FAILURES)]
-        lines += [
-            f"  row {f['row']} segment {f['segment_id']} video {f['video_id']}"
-            for f in report.failures[:MAX_LISTED_FAILURES]
-        ]
-        if len(report.failures) > MAX_LISTED_FAILURES:
-            lines.append(f"  ... {len(report.failures) - MAX_LISTED_FAILURES} more (xmic cache verify lists them)")
-    return lines
 
 
 def planned_chunks(config: ExtractConfig, n_rows: int, dim: int) -> tuple[int, int]:

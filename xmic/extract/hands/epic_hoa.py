@@ -15,7 +15,8 @@ Box rule (the X-MIC paper): keep hands with score >= ``hand_threshold`` (0.8) an
 >= ``object_threshold`` (0.01); for each kept hand whose state is not NO_CONTACT, the object in contact
 is the kept object whose centre is nearest to the hand's centre plus its ``object_offset`` (the
 ``epic_kitchens.hoa`` matching rule); the frame's box is the union of the kept hands and their matched
-objects. No kept hand -> NaN (the caller uses the full frame).
+objects. No kept hand -> NaN (the caller uses the full frame). Thresholds are inclusive (the paper says
+"hands >= 0.8"; the library's own matcher skips hands with score <= threshold, which differs only at equality).
 """
 
 from __future__ import annotations

@@ -48,8 +48,8 @@ HAND_OPTIONS: tuple[HandOption, ...] = (
     HandOption(
         "hoa_first_frame",
         int,
-        0,
-        "index of a video's first frame in the sampled indices (0 xmic, 1 EPIC)",
+        1,
+        "frame index of a video's first RGB frame (1: EPIC frame numbers, as the pipeline passes; 0: 0-based)",
         ("epic-hoa",),
     ),
     HandOption("hand_boxes", _PATH, None, "folder of <video_id>.json/.npz boxes", ("given",), True, "DIR"),
