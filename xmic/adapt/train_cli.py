@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from xmic.adapt.config import METHODS, PRESETS, VIEW_CHOICES
+from xmic.cache.errors import StoreError
 
 
 def _bool_flag(name: str, default: bool, help_: str):
@@ -101,7 +102,7 @@ def train_cmd(
     out = out or Path("runs") / f"{dataset}-{target}-{method}-s{seed}"
     try:
         result = train(cfg, cache, out, progress=not quiet)
-    except (ValueError, KeyError, FileNotFoundError, NotImplementedError) as exc:
+    except (StoreError, ValueError, KeyError, FileNotFoundError, NotImplementedError) as exc:
         raise click.ClickException(str(exc)) from exc
     final = result.metrics[-1] if result.metrics else {}
     click.echo(f"run written to {out}  (last epoch: {json.dumps(final)})")
@@ -139,7 +140,7 @@ def evaluate_cmd(run_dir, cache, datasets, split_files, eval_splits, device, out
             split_files=split_files,
             eval_splits=tuple(eval_splits),
         )
-    except (ValueError, KeyError, FileNotFoundError) as exc:
+    except (StoreError, ValueError, KeyError, FileNotFoundError) as exc:
         raise click.ClickException(str(exc)) from exc
     js, md = write_results(results, out or run_dir)
     click.echo(json.dumps(results, indent=2) if as_json else to_markdown(results))

@@ -1,0 +1,1 @@
+"""The feature store: schema, Zarr/HDF5 backends, writer, reader, verify."""

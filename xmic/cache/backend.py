@@ -1,0 +1,327 @@
+"""Two storage backends with one API: a Zarr v3 group (a directory) or one HDF5 file.
+
+Both hold the same tree of groups and arrays (see :mod:`xmic.cache.schema`). Keys are ``/``-separated paths
+from the root. String arrays are variable-length UTF-8 on disk and come back as numpy ``<U`` arrays from
+either backend. Each :meth:`Backend.session` opens the store and closes it again, so no HDF5 handle (read or
+write) is held between operations and a reader never blocks a writer for long.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from xmic.cache.errors import StoreError
+
+#: Marker dtype for variable-length unicode arrays.
+STR = "str"
+FORMATS = ("zarr", "h5")
+H5_SUFFIXES = (".h5", ".hdf5")
+
+
+@dataclass(frozen=True)
+class ArrayInfo:
+    """Shape, dtype (numpy name or ``"str"``), chunk shape (``None`` = contiguous) and fill value of an array."""
+
+    shape: tuple[int, ...]
+    dtype: str
+    chunks: tuple[int, ...] | None
+    fill_value: Any = None
+
+
+def detect_format(path: str | os.PathLike, fmt: str | None = None) -> str:
+    """The backend of ``path``: from its content when it exists, else ``fmt``, else its suffix.
+
+    Raises:
+        StoreError: ``fmt`` contradicts what is on disk, or an existing file is not HDF5.
+    """
+    if fmt is not None and fmt not in FORMATS:
+        raise ValueError(f"unknown store format {fmt!r}; use one of {', '.join(FORMATS)}")
+    p = Path(path)
+    found = None
+    if p.is_dir():
+        found = "zarr"
+    elif p.is_file():
+        import h5py
+
+        if not h5py.is_hdf5(p):
+            raise StoreError(f"{p} is a file but not an HDF5 file; a Zarr store is a directory")
+        found = "h5"
+    if found and fmt and found != fmt:
+        raise StoreError(f"{p} holds a {found} store, not {fmt}")
+    return found or fmt or ("h5" if p.suffix.lower() in H5_SUFFIXES else "zarr")
+
+
+def to_str_array(values: Any) -> np.ndarray:
+    """Any sequence of Python strings (or numpy StringDType / object array) as a ``<U`` array."""
+    arr = np.asarray(values)
+    if arr.dtype.kind == "U":
+        return arr
+    if arr.dtype.kind == "T":
+        width = int(np.strings.str_len(arr).max()) if arr.size else 1
+        return arr.astype(f"<U{max(width, 1)}")
+    if arr.size == 0:
+        return np.zeros(arr.shape, dtype="<U1")
+    return np.array([v.decode() if isinstance(v, bytes) else str(v) for v in arr.ravel()]).reshape(arr.shape)
+
+
+class Backend:
+    """A store at ``path`` in format ``fmt``; open it with :meth:`session`."""
+
+    def __init__(self, path: str | os.PathLike, fmt: str | None = None):
+        self.path = Path(path)
+        self.fmt = detect_format(self.path, fmt)
+
+    def exists(self) -> bool:
+        return self.path.exists()
+
+    @contextlib.contextmanager
+    def session(self, mode: str = "r") -> Iterator[Session]:
+        """Open the store: ``"r"`` (must exist) or ``"a"`` (read/write, created when absent)."""
+        if mode not in ("r", "a"):
+            raise ValueError(f"mode must be 'r' or 'a', not {mode!r}")
+        if mode == "r" and not self.path.exists():
+            raise StoreError(f"no feature store at {self.path}")
+        if self.fmt == "zarr":
+            import zarr
+
+            try:
+                root = zarr.open_group(str(self.path), mode=mode)
+            except (FileNotFoundError, zarr.errors.GroupNotFoundError) as exc:
+                raise StoreError(f"{self.path} is not a Zarr group: {exc}") from None
+            yield ZarrSession(root)
+        else:
+            import h5py
+
+            with h5py.File(self.path, mode) as root:
+                yield H5Session(root)
+
+    def size_bytes(self) -> int:
+        """Bytes on disk (all files of a Zarr directory, or the HDF5 file)."""
+        if self.path.is_file():
+            return self.path.stat().st_size
+        return sum(f.stat().st_size for f in self.path.rglob("*") if f.is_file())
+
+
+class Session:
+    """Operations on an open store; keys are paths such as ``"epic/features/clip-vit-b16/full"``."""
+
+    def has(self, key: str) -> bool:
+        raise NotImplementedError
+
+    def is_group(self, key: str) -> bool:
+        raise NotImplementedError
+
+    def children(self, key: str = "") -> tuple[list[str], list[str]]:
+        """Sorted names of the sub-groups and of the arrays directly under group ``key``."""
+        raise NotImplementedError
+
+    def require_group(self, key: str) -> None:
+        raise NotImplementedError
+
+    def delete(self, key: str) -> None:
+        raise NotImplementedError
+
+    def create_array(
+        self,
+        key: str,
+        shape: tuple[int, ...],
+        dtype: str,
+        chunks: tuple[int, ...] | None = None,
+        fill_value: Any = None,
+        data: np.ndarray | None = None,
+    ) -> None:
+        """Create (replacing any existing array) ``key``; ``chunks=None`` means one chunk / contiguous."""
+        raise NotImplementedError
+
+    def info(self, key: str) -> ArrayInfo:
+        raise NotImplementedError
+
+    def read(self, key: str, sel: Any = ...) -> np.ndarray:
+        """``array[sel]`` as numpy (strings as ``<U``); the default reads everything."""
+        raise NotImplementedError
+
+    def write(self, key: str, sel: Any, value: np.ndarray) -> None:
+        raise NotImplementedError
+
+    def get_attrs(self, key: str = "") -> dict[str, Any]:
+        raise NotImplementedError
+
+    def set_attrs(self, key: str, attrs: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    def walk_arrays(self, key: str = "") -> Iterator[str]:
+        """Every array key below group ``key``, depth first, sorted."""
+        groups, arrays = self.children(key)
+        for name in arrays:
+            yield _join(key, name)
+        for name in groups:
+            yield from self.walk_arrays(_join(key, name))
+
+    def walk_groups(self, key: str = "") -> Iterator[str]:
+        """Every group key below ``key`` (not ``key`` itself), parents first."""
+        for name in self.children(key)[0]:
+            sub = _join(key, name)
+            yield sub
+            yield from self.walk_groups(sub)
+
+
+def _join(key: str, name: str) -> str:
+    return f"{key}/{name}" if key else name
+
+
+def _clamp_chunks(shape: tuple[int, ...], chunks: tuple[int, ...] | None) -> tuple[int, ...]:
+    chunks = shape if chunks is None else chunks
+    return tuple(max(1, min(c, s)) for c, s in zip(chunks, shape, strict=True))
+
+
+class ZarrSession(Session):
+    def __init__(self, root: Any):
+        self.root = root
+
+    def _node(self, key: str) -> Any:
+        return self.root[key] if key else self.root
+
+    def has(self, key: str) -> bool:
+        return key == "" or key in self.root
+
+    def is_group(self, key: str) -> bool:
+        import zarr
+
+        return self.has(key) and isinstance(self._node(key), zarr.Group)
+
+    def children(self, key: str = "") -> tuple[list[str], list[str]]:
+        node = self._node(key)
+        return sorted(node.group_keys()), sorted(node.array_keys())
+
+    def require_group(self, key: str) -> None:
+        self.root.require_group(key)
+
+    def delete(self, key: str) -> None:
+        if self.has(key):
+            del self.root[key]
+
+    def create_array(self, key, shape, dtype, chunks=None, fill_value=None, data=None) -> None:
+        parent, _, _ = key.rpartition("/")
+        if parent:
+            self.root.require_group(parent)
+        kind = np.dtype(dtype).kind if dtype != STR else "T"
+        arr = self.root.create_array(
+            key,
+            shape=shape,
+            chunks=_clamp_chunks(shape, chunks),
+            dtype=str if dtype == STR else dtype,
+            fill_value=fill_value,
+            # fp16 embeddings hardly compress (~10 %); raw chunks make the trainer's whole-array read cheaper
+            compressors=None if kind == "f" and len(shape) == 3 else "auto",
+            overwrite=True,
+        )
+        if data is not None and data.size:
+            arr[...] = data
+
+    def info(self, key: str) -> ArrayInfo:
+        arr = self.root[key]
+        dtype = STR if arr.dtype.kind in "TUO" else str(arr.dtype)
+        fill = None if dtype == STR else arr.fill_value
+        return ArrayInfo(tuple(arr.shape), dtype, tuple(arr.chunks), fill)
+
+    def read(self, key: str, sel: Any = ...) -> np.ndarray:
+        out = np.asarray(self.root[key][sel])
+        return to_str_array(out) if out.dtype.kind in "TO" else out
+
+    def write(self, key: str, sel: Any, value: np.ndarray) -> None:
+        self.root[key][sel] = value
+
+    def get_attrs(self, key: str = "") -> dict[str, Any]:
+        return dict(self._node(key).attrs)
+
+    def set_attrs(self, key: str, attrs: dict[str, Any]) -> None:
+        self._node(key).attrs.update(attrs)
+
+
+class H5Session(Session):
+    def __init__(self, root: Any):
+        self.root = root
+
+    def _node(self, key: str) -> Any:
+        return self.root[key] if key else self.root
+
+    def has(self, key: str) -> bool:
+        return key == "" or key in self.root
+
+    def is_group(self, key: str) -> bool:
+        import h5py
+
+        return self.has(key) and isinstance(self._node(key), h5py.Group)
+
+    def children(self, key: str = "") -> tuple[list[str], list[str]]:
+        import h5py
+
+        node = self._node(key)
+        groups = sorted(k for k, v in node.items() if isinstance(v, h5py.Group))
+        arrays = sorted(k for k, v in node.items() if isinstance(v, h5py.Dataset))
+        return groups, arrays
+
+    def require_group(self, key: str) -> None:
+        self.root.require_group(key)
+
+    def delete(self, key: str) -> None:
+        if self.has(key):
+            del self.root[key]
+
+    def create_array(self, key, shape, dtype, chunks=None, fill_value=None, data=None) -> None:
+        import h5py
+
+        self.delete(key)
+        if dtype == STR:
+            h5_dtype, fill_value = h5py.string_dtype(), None
+        else:
+            h5_dtype = np.dtype(dtype)
+        chunked = chunks is not None and all(s > 0 for s in shape)
+        ds = self.root.create_dataset(
+            key,
+            shape=shape,
+            dtype=h5_dtype,
+            chunks=_clamp_chunks(shape, chunks) if chunked else None,
+            fillvalue=fill_value,
+        )
+        if data is not None and data.size:
+            ds[...] = data.astype(object) if dtype == STR else data
+
+    def info(self, key: str) -> ArrayInfo:
+        import h5py
+
+        ds = self.root[key]
+        is_str = h5py.check_string_dtype(ds.dtype) is not None
+        dtype = STR if is_str else str(ds.dtype)
+        return ArrayInfo(tuple(ds.shape), dtype, ds.chunks, None if is_str else ds.fillvalue)
+
+    def read(self, key: str, sel: Any = ...) -> np.ndarray:
+        import h5py
+
+        ds = self.root[key]
+        if h5py.check_string_dtype(ds.dtype) is not None:
+            return to_str_array(ds.asstr()[sel])
+        return np.asarray(ds[sel])
+
+    def write(self, key: str, sel: Any, value: np.ndarray) -> None:
+        import h5py
+
+        ds = self.root[key]
+        if h5py.check_string_dtype(ds.dtype) is not None:
+            value = np.asarray(value).astype(object)
+        ds[sel] = value
+
+    def get_attrs(self, key: str = "") -> dict[str, Any]:
+        return {k: (v.decode() if isinstance(v, bytes) else v) for k, v in self._node(key).attrs.items()}
+
+    def set_attrs(self, key: str, attrs: dict[str, Any]) -> None:
+        node = self._node(key)
+        for k, v in attrs.items():
+            node.attrs[k] = v

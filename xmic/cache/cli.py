@@ -1,0 +1,114 @@
+"""``xmic cache {info, verify, export}``: look inside a store, check it, copy it to the other backend."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+from xmic.cache.errors import StoreError
+
+
+def _size(n_bytes: int) -> str:
+    size = float(n_bytes)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            break
+        size /= 1024
+    return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+
+
+def format_info(info: dict[str, Any]) -> str:
+    """The dict of :func:`xmic.cache.verify.store_info` as a human-readable table."""
+    lines = [f"{info['path']}  ({info['format']}, {_size(info['size_bytes'])})"]
+    for name, d in info["datasets"].items():
+        if "error" in d:
+            lines.append(f"dataset {name}: ERROR {d['error']}")
+            continue
+        rows, chunks = d["rows"], d["chunks"]
+        lines += [
+            f"dataset {name}",
+            f"  segments   {d['n_rows']} in {d['videos']} videos; splits "
+            + ", ".join(f"{k} {v}" for k, v in d["splits"].items()),
+            f"  frames     T={d['num_frames']}  sampling {d['sampling']}  hands {d['hands']}",
+            f"  chunks     {chunks['done']}/{chunks['total']} done ({d['chunk_rows']} rows each)",
+            f"  rows       ok {rows['ok']}  failed {rows['failed']}  pending {rows['pending']}",
+            f"  vocab      {d['vocab']['verb']} verbs, {d['vocab']['noun']} nouns",
+        ]
+        for enc, e in d["encoders"].items():
+            lines.append(f"  encoder    {enc:<16} D={e['dim']:<5} {e['model_id']}")
+    for enc, per_ds in info["text"].items():
+        for ds, per_target in per_ds.items():
+            for target, t in per_target.items():
+                lines.append(
+                    f"text {enc}/{ds}/{target}: ({t['classes']}, {t['dim']}), {len(t['templates'])} templates: "
+                    + ", ".join(repr(x) for x in t["templates"])
+                )
+    return "\n".join(lines)
+
+
+@click.group("cache")
+def cache() -> None:
+    """Inspect, verify and export a feature store (Zarr directory or HDF5 file)."""
+
+
+@cache.command("info")
+@click.argument("path", type=click.Path(exists=True, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+def info_cmd(path: Path, as_json: bool) -> None:
+    """Print what the store at PATH holds: datasets, N, T, encoders, chunks, rows, text embeddings."""
+    from xmic.cache.verify import store_info
+
+    try:
+        info = store_info(path)
+    except StoreError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(json.dumps(info, indent=2) if as_json else format_info(info))
+
+
+@cache.command("verify")
+@click.argument("path", type=click.Path(exists=True, path_type=Path))
+@click.option(
+    "--failed",
+    "failed_out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Also write the failed rows (with reasons) to this JSON-lines file.",
+)
+def verify_cmd(path: Path, failed_out: Path | None) -> None:
+    """Check every done flag, shape, spec, NaN and failed row of PATH; exit status 1 unless it is OK."""
+    from xmic.cache.verify import verify_store
+
+    report = verify_store(path)
+    if failed_out is not None:
+        with open(failed_out, "w", encoding="utf-8") as fh:
+            for rec in report.failed_rows:
+                fh.write(json.dumps(rec, sort_keys=True, default=str) + "\n")
+        click.echo(f"{len(report.failed_rows)} failed rows written to {failed_out}", err=True)
+    click.echo(report.summary())
+    if not report.ok:
+        raise SystemExit(1)
+
+
+@cache.command("export")
+@click.argument("path", type=click.Path(exists=True, path_type=Path))
+@click.option("--to", "out", required=True, type=click.Path(path_type=Path), help="Output store, e.g. cache.h5.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["h5", "zarr"]),
+    default=None,
+    help="Output format (default: from the suffix of --to; .h5/.hdf5 -> h5).",
+)
+@click.option("--overwrite", is_flag=True, help="Replace --to when it exists.")
+def export_cmd(path: Path, out: Path, fmt: str | None, overwrite: bool) -> None:
+    """Copy the store at PATH into a new store (by default one HDF5 file) with the same layout."""
+    from xmic.cache.export import export_store
+
+    try:
+        export_store(path, out, fmt=fmt, overwrite=overwrite)
+    except StoreError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"exported {path} -> {out}")

@@ -1,0 +1,78 @@
+"""Where each array of :mod:`xmic.cache.schema` lives in the tree, and how a stored spec is read back."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from xmic.cache.backend import Session
+from xmic.cache.errors import StoreError
+from xmic.cache.schema import StoreSpec, template_key
+
+#: Attribute of a dataset group that holds its StoreSpec as JSON.
+SPEC_ATTR = "xmic"
+#: Attribute of the root group: layout version of the store.
+LAYOUT_ATTR = "xmic_store_layout"
+LAYOUT_VERSION = 1
+TEXT_GROUP = "text"
+#: Attribute of a text array holding its prompt template.
+TEMPLATE_ATTR = "template"
+#: StoreSpec fields that describe how, not what, was extracted: they may differ when a store is resumed.
+RESUME_IGNORED_FIELDS = ("config", "xmic_version")
+
+
+def segments_key(dataset: str, column: str = "") -> str:
+    return f"{dataset}/segments/{column}" if column else f"{dataset}/segments"
+
+
+def vocab_key(dataset: str, target: str) -> str:
+    return f"{dataset}/vocab/{target}"
+
+
+def features_key(dataset: str, encoder: str, view: str) -> str:
+    return f"{dataset}/features/{encoder}/{view}"
+
+
+def failed_group(dataset: str) -> str:
+    return f"{dataset}/failed"
+
+
+def failed_key(dataset: str, chunk: int) -> str:
+    """One small string array of JSON records per chunk, so concurrent writers never share an object."""
+    return f"{dataset}/failed/{chunk:06d}"
+
+
+def text_key(encoder: str, dataset: str, target: str, template: str) -> str:
+    return f"{TEXT_GROUP}/{encoder}/{dataset}/{target}/{template_key(template)}"
+
+
+def spec_fields(spec: StoreSpec, *, for_resume: bool = False) -> dict[str, Any]:
+    """The spec as a plain dict with encoders reduced to ``EncoderSpec.identity()`` (the load path dropped).
+
+    With ``for_resume`` the fields in :data:`RESUME_IGNORED_FIELDS` are left out as well.
+    """
+    d = json.loads(spec.to_json())
+    d["encoders"] = {name: enc.identity() for name, enc in spec.encoders.items()}
+    if for_resume:
+        for key in RESUME_IGNORED_FIELDS:
+            d.pop(key, None)
+    return d
+
+
+def read_spec(session: Session, dataset: str, where: str) -> StoreSpec:
+    """The StoreSpec of group ``dataset``; StoreError naming ``where`` when absent or unparsable."""
+    if not session.is_group(dataset):
+        raise StoreError(f"{where} has no dataset group {dataset!r}")
+    text = session.get_attrs(dataset).get(SPEC_ATTR)
+    if text is None:
+        raise StoreError(f"{where}: group {dataset!r} has no {SPEC_ATTR!r} spec attribute (creation interrupted?)")
+    try:
+        return StoreSpec.from_json(text)
+    except (ValueError, TypeError, KeyError) as exc:
+        raise StoreError(f"{where}: the spec attribute of group {dataset!r} does not parse: {exc}") from None
+
+
+def dataset_groups(session: Session) -> list[str]:
+    """Names of the root's groups that carry a spec (every group but ``text/`` normally)."""
+    groups, _ = session.children("")
+    return [g for g in groups if g != TEXT_GROUP and SPEC_ATTR in session.get_attrs(g)]

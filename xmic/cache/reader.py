@@ -1,0 +1,251 @@
+"""Reading a dataset group of the store: whole arrays at once into RAM or onto a device.
+
+Stage two loads each feature array once (:meth:`StoreReader.load_features`) and indexes batches in memory;
+nothing here is meant to be called per clip in a training loop. Every read opens the store read-only and
+closes it again, so a reader never holds an HDF5 handle that would block a writer.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from xmic.cache import layout
+from xmic.cache.backend import Backend, Session
+from xmic.cache.errors import StoreError, StoreSpecError, spec_differences
+from xmic.cache.schema import (
+    PROMPT_TEMPLATES,
+    ROW_OK,
+    TARGETS,
+    VIEWS,
+    EncoderSpec,
+    StoreSpec,
+    chunk_slice,
+    num_chunks,
+    template_key,
+)
+
+#: Fields of :meth:`StoreReader.check_spec`'s ``expected``.
+CHECKABLE_FIELDS = ("num_frames", "encoders", "sampling", "hands", "dataset")
+
+
+def list_datasets(path: str | os.PathLike, fmt: str | None = None) -> list[str]:
+    """Names of the dataset groups in the store at ``path`` (sorted)."""
+    with Backend(path, fmt).session("r") as s:
+        return layout.dataset_groups(s)
+
+
+class StoreReader:
+    """Read-only view of one dataset group.
+
+    Args:
+        path: the store (Zarr directory or HDF5 file).
+        dataset: the group to read; ``None`` picks the only one (StoreError listing them when several).
+        fmt: ``"zarr"`` / ``"h5"``; default from what is on disk.
+    """
+
+    def __init__(self, path: str | os.PathLike, dataset: str | None = None, fmt: str | None = None):
+        self._backend = Backend(path, fmt)
+        with self._backend.session("r") as s:
+            names = layout.dataset_groups(s)
+            if dataset is None:
+                if len(names) != 1:
+                    found = ", ".join(names) if names else "none"
+                    raise StoreError(f"{path} holds {len(names)} dataset groups ({found}); pass dataset=")
+                dataset = names[0]
+            elif dataset not in names:
+                raise StoreError(f"{path} has no dataset group {dataset!r}; it holds: {', '.join(names) or 'none'}")
+            self.spec: StoreSpec = layout.read_spec(s, dataset, str(path))
+            self.n_rows: int = s.info(layout.segments_key(dataset, "segment_id")).shape[0]
+        self.dataset = dataset
+
+    def __repr__(self) -> str:
+        return f"StoreReader({str(self.path)!r}, dataset={self.dataset!r}, n_rows={self.n_rows}, fmt={self.fmt!r})"
+
+    @property
+    def path(self) -> Path:
+        return self._backend.path
+
+    @property
+    def fmt(self) -> str:
+        return self._backend.fmt
+
+    @property
+    def n_chunks(self) -> int:
+        return num_chunks(self.n_rows, self.spec.chunk_rows)
+
+    def chunk_slice(self, chunk: int) -> slice:
+        return chunk_slice(chunk, self.spec.chunk_rows, self.n_rows)
+
+    def _read(self, key: str, sel: Any = ...) -> np.ndarray:
+        with self._backend.session("r") as s:
+            if not s.has(key):
+                raise StoreError(f"{self.path}: array {key} is missing")
+            return s.read(key, sel)
+
+    @cached_property
+    def segments(self) -> dict[str, np.ndarray]:
+        """Column -> (N,) numpy array (strings as ``<U``)."""
+        with self._backend.session("r") as s:
+            cols = s.children(layout.segments_key(self.dataset))[1]
+            return {c: s.read(layout.segments_key(self.dataset, c)) for c in cols}
+
+    @cached_property
+    def vocab(self) -> dict[str, list[str]]:
+        """``{"verb": [...], "noun": [...]}`` class names in label order."""
+        return {t: [str(x) for x in self._read(layout.vocab_key(self.dataset, t))] for t in TARGETS}
+
+    @property
+    def row_status(self) -> np.ndarray:
+        """(N,) uint8 ROW_PENDING / ROW_OK / ROW_FAILED, read afresh each time."""
+        return self._read(f"{self.dataset}/row_status")
+
+    @property
+    def done(self) -> np.ndarray:
+        """(n_chunks,) uint8 done flags, read afresh each time."""
+        return self._read(f"{self.dataset}/done")
+
+    @property
+    def frame_index(self) -> np.ndarray:
+        """(N, T) int32 source frame of every slot (-1 where unwritten)."""
+        return self._read(f"{self.dataset}/frame_index")
+
+    @property
+    def hand_box(self) -> np.ndarray:
+        """(N, T, 4) float32 normalised xyxy, NaN where no box (or unwritten)."""
+        return self._read(f"{self.dataset}/hand_box")
+
+    def ok_rows(self) -> np.ndarray:
+        """Indices of the rows with status ROW_OK, ascending (int64)."""
+        return np.flatnonzero(self.row_status == ROW_OK)
+
+    def complete(self) -> bool:
+        """Whether every chunk is flagged done."""
+        return bool(np.all(self.done == 1))
+
+    def load_features_numpy(self, encoder: str, view: str, rows: Any = None) -> np.ndarray:
+        """(N, T, D) or (len(rows), T, D) float16 numpy array, read in one pass over the chunks."""
+        if view not in VIEWS:
+            raise ValueError(f"view must be one of {VIEWS}, not {view!r}")
+        key = layout.features_key(self.dataset, encoder, view)
+        with self._backend.session("r") as s:
+            if not s.has(key):
+                raise StoreError(
+                    f"{self.path} dataset {self.dataset!r} has no features for encoder {encoder!r}; "
+                    f"it holds: {', '.join(sorted(self.spec.encoders)) or 'none'}"
+                )
+            if rows is None:
+                return s.read(key)
+            return _read_rows(s, key, np.asarray(rows), self.n_rows)
+
+    def load_features(self, encoder: str, view: str, device: Any = "cpu", rows: Any = None) -> Any:
+        """The ``features/<encoder>/<view>`` array as one float16 tensor on ``device``.
+
+        Args:
+            encoder: registry name, e.g. ``"clip-vit-b16"``.
+            view: ``"full"`` or ``"hand"``.
+            device: torch device; the array is read into host memory and moved in a single copy.
+            rows: optional (M,) row indices (any order, repeats allowed).
+
+        Returns:
+            torch.Tensor (N, T, D) or (M, T, D), float16.
+        """
+        import torch
+
+        arr = self.load_features_numpy(encoder, view, rows)
+        return torch.from_numpy(arr).to(device)
+
+    def _text_dir(self, encoder: str, target: str, dataset: str | None) -> str:
+        if target not in TARGETS:
+            raise ValueError(f"target must be one of {TARGETS}, not {target!r}")
+        return f"{layout.TEXT_GROUP}/{encoder}/{dataset or self.dataset}/{target}"
+
+    def text_templates(self, encoder: str, target: str, dataset: str | None = None) -> list[str]:
+        """Prompt templates with stored embeddings: the paper's six in Table 7 order, then others sorted."""
+        folder = self._text_dir(encoder, target, dataset)
+        with self._backend.session("r") as s:
+            if not s.is_group(folder):
+                return []
+            found = [s.get_attrs(f"{folder}/{k}").get(layout.TEMPLATE_ATTR, k) for k in s.children(folder)[1]]
+        known = [t for t in PROMPT_TEMPLATES if t in found]
+        return known + sorted(t for t in found if t not in PROMPT_TEMPLATES)
+
+    def load_text(self, encoder: str, target: str, template: str = "{}", dataset: str | None = None) -> Any:
+        """(C, D) float32 tensor of class-text embeddings of ``dataset``'s (default: this group's) vocabulary."""
+        import torch
+
+        key = f"{self._text_dir(encoder, target, dataset)}/{template_key(template)}"
+        with self._backend.session("r") as s:
+            arr = s.read(key) if s.has(key) else None
+        if arr is None:
+            have = self.text_templates(encoder, target, dataset)
+            raise StoreError(
+                f"{self.path} has no {target} text embeddings of {encoder} for dataset "
+                f"{dataset or self.dataset!r} with template {template!r}; stored templates: {have or 'none'}"
+            )
+        return torch.from_numpy(arr.astype(np.float32, copy=False))
+
+    def failures(self) -> list[dict[str, Any]]:
+        """Failure records of the done chunks, in row order (each has row, segment_id, video_id, reason)."""
+        folder = layout.failed_group(self.dataset)
+        done = self.done
+        records = []
+        with self._backend.session("r") as s:
+            if not s.is_group(folder):
+                return []
+            for name in s.children(folder)[1]:
+                if name.isdigit() and int(name) < len(done) and done[int(name)]:
+                    records.extend(json.loads(line) for line in s.read(f"{folder}/{name}"))
+        return sorted(records, key=lambda r: r["row"])
+
+    def check_spec(self, expected: dict[str, Any]) -> None:
+        """Raise StoreSpecError unless the store matches every field of ``expected``.
+
+        Args:
+            expected: any of ``num_frames``, ``encoders`` (``{name: EncoderSpec.identity() dict}`` or
+                ``{name: EncoderSpec}``; the store may hold more encoders), ``sampling``, ``hands``,
+                ``dataset``.
+        """
+        unknown = sorted(set(expected) - set(CHECKABLE_FIELDS))
+        if unknown:
+            raise ValueError(f"check_spec: unknown fields {unknown}; known: {list(CHECKABLE_FIELDS)}")
+        asked = dict(expected)
+        if "encoders" in asked:
+            asked["encoders"] = {name: _identity(e) for name, e in asked["encoders"].items()}
+        stored = layout.spec_fields(self.spec)
+        lines = spec_differences(stored, asked, asked_label="the run asks for")
+        if lines:
+            raise StoreSpecError(
+                f"store {self.path} (dataset {self.dataset!r}) does not match the run:\n  " + "\n  ".join(lines)
+            )
+
+
+def _identity(enc: EncoderSpec | dict[str, Any]) -> dict[str, Any]:
+    d = enc.identity() if isinstance(enc, EncoderSpec) else {k: v for k, v in enc.items() if k != "source"}
+    return json.loads(json.dumps(d))
+
+
+def _read_rows(s: Session, key: str, rows: np.ndarray, n_rows: int) -> np.ndarray:
+    """``array[rows]`` for any (M,) row indices, reading each touched storage chunk once."""
+    if rows.ndim != 1 or (rows.size and rows.dtype.kind not in "iu"):
+        raise ValueError(f"rows must be a 1-D integer array, got {rows.dtype} {rows.shape}")
+    rows = rows.astype(np.int64)
+    if rows.size and (rows.min() < 0 or rows.max() >= n_rows):
+        raise IndexError(f"rows {rows.min()}..{rows.max()} out of range for {n_rows} rows of {key}")
+    info = s.info(key)
+    out = np.empty((len(rows), *info.shape[1:]), dtype=np.dtype(info.dtype))
+    if not rows.size:
+        return out
+    step = info.chunks[0] if info.chunks else n_rows
+    order = np.argsort(rows, kind="stable")
+    srt = rows[order]
+    groups = np.split(np.arange(len(srt)), np.flatnonzero(np.diff(srt // step)) + 1)
+    for g in groups:
+        lo, hi = int(srt[g[0]]), int(srt[g[-1]]) + 1
+        out[order[g]] = s.read(key, slice(lo, hi))[srt[g] - lo]
+    return out

@@ -1,0 +1,137 @@
+"""The store's schema: array names, dtypes, row states and the spec recorded in attributes.
+
+Layout (Zarr v3 group, or the same tree inside one HDF5 file)::
+
+    <store>/
+      <dataset>/                      attrs["xmic"]: StoreSpec as JSON
+        segments/<column>             (N,) one array per SEGMENT_COLUMNS entry
+        vocab/verb, vocab/noun        (C,) class names in label order
+        frame_index                   (N, T) int32
+        hand_box                      (N, T, 4) float32, normalised xyxy, NaN = no box (full frame used)
+        features/<encoder>/full       (N, T, D) float16
+        features/<encoder>/hand       (N, T, D) float16
+        row_status                    (N,) uint8, ROW_PENDING / ROW_OK / ROW_FAILED
+        done                          (n_chunks,) uint8, 1 once every array of that chunk is written
+      failed.jsonl (zarr: file in the dataset group's folder; h5: attribute) rows that failed, with reasons
+      text/<encoder>/<dataset>/<verb|noun>/<template>   (C, D) float32
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+ROW_PENDING = 0
+ROW_OK = 1
+ROW_FAILED = 2
+
+#: Segment columns and their numpy dtypes ("str" = variable-length unicode).
+SEGMENT_COLUMNS: dict[str, str] = {
+    "segment_id": "str",
+    "video_id": "str",
+    "start_frame": "int64",
+    "stop_frame": "int64",
+    "fps": "float32",
+    "verb": "int32",
+    "noun": "int32",
+    "split": "str",
+}
+
+VIEWS = ("full", "hand")
+TARGETS = ("verb", "noun")
+#: The six prompt templates of the paper's Table 7; "{}" is the class name.
+PROMPT_TEMPLATES: tuple[str, ...] = (
+    "{}",
+    "Image of a {}",
+    "Video of a {}",
+    "Egocentric image of a {}",
+    "Egocentric video of a {}",
+    "A photo of a {}",
+)
+DEFAULT_TEMPLATE = "{}"
+#: Aim for chunks of about this many bytes in the largest array (features).
+TARGET_CHUNK_BYTES = 8 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class EncoderSpec:
+    """A frozen encoder as the store records it: identity, preprocessing and output width."""
+
+    name: str  # registry name, e.g. "clip-vit-b16"
+    family: str  # "clip" or "dinov2"
+    model_id: str  # Hugging Face id, e.g. "openai/clip-vit-base-patch16"
+    dim: int  # output width D
+    image_size: int
+    resize: int
+    interpolation: str  # "bicubic" | "bilinear"
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    source: str = ""  # where the weights were loaded from (directory), informational
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["mean"] = list(self.mean)
+        d["std"] = list(self.std)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> EncoderSpec:
+        kw = dict(d)
+        kw["mean"] = tuple(kw["mean"])
+        kw["std"] = tuple(kw["std"])
+        return cls(**kw)
+
+    def identity(self) -> dict[str, Any]:
+        """The fields that must match for features to be interchangeable (not the load path)."""
+        d = self.to_dict()
+        d.pop("source")
+        return d
+
+
+@dataclass
+class StoreSpec:
+    """What a dataset group of the store holds and how it was made (stored as JSON in attrs)."""
+
+    dataset: str  # "epic" | "ego4d" | "egtea" | any name
+    num_frames: int  # T slots per segment
+    encoders: dict[str, EncoderSpec]  # features/<name> present, keyed by registry name
+    sampling: str = "uniform-bins:16x2"  # frame sampling rule
+    chunk_rows: int = 256
+    hands: str = "none"  # hand-box provider
+    annotations: dict[str, str] = field(default_factory=dict)  # file name -> sha256
+    config: dict[str, Any] = field(default_factory=dict)  # resolved extraction config
+    xmic_version: str = ""
+
+    def to_json(self) -> str:
+        d = dataclasses.asdict(self)
+        d["encoders"] = {k: v.to_dict() for k, v in self.encoders.items()}
+        return json.dumps(d, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> StoreSpec:
+        d = json.loads(text)
+        d["encoders"] = {k: EncoderSpec.from_dict(v) for k, v in d["encoders"].items()}
+        return cls(**d)
+
+
+def chunk_rows_for(num_frames: int, dim: int, itemsize: int = 2, target_bytes: int = TARGET_CHUNK_BYTES) -> int:
+    """Rows per chunk so that one (rows, T, D) feature chunk is about ``target_bytes``; at least 1."""
+    return max(1, target_bytes // max(1, num_frames * dim * itemsize))
+
+
+def num_chunks(n_rows: int, chunk_rows: int) -> int:
+    return (n_rows + chunk_rows - 1) // chunk_rows
+
+
+def chunk_slice(chunk: int, chunk_rows: int, n_rows: int) -> slice:
+    """Rows of chunk ``chunk``: ``slice(chunk*chunk_rows, min(n_rows, (chunk+1)*chunk_rows))``."""
+    start = chunk * chunk_rows
+    return slice(start, min(n_rows, start + chunk_rows))
+
+
+def template_key(template: str) -> str:
+    """Array name of a prompt template: "Image of a {}" -> "image_of_a_class", "{}" -> "class"."""
+    words = template.replace("{}", " class ").lower().split()
+    return "_".join("".join(ch for ch in w if ch.isalnum()) for w in words) or "class"

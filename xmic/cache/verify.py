@@ -1,0 +1,274 @@
+"""Checking a store (every flag, shape, spec and NaN) and summarising what it holds.
+
+A store is ``ok`` only when every chunk of every dataset group is flagged done, every array has the shape
+its spec implies, every ok row has finite features and a frame index, no row of a done chunk is still
+pending, the text arrays fit their vocabularies, and **no row failed**: failed rows are listed (with their
+reasons) among the problems and in ``failed_rows``, because a model trained on such a store silently sees
+fewer segments than the annotation file holds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from xmic.cache import layout
+from xmic.cache.backend import Backend, Session
+from xmic.cache.errors import StoreError
+from xmic.cache.export import export_store
+from xmic.cache.schema import ROW_FAILED, ROW_OK, ROW_PENDING, SEGMENT_COLUMNS, TARGETS, VIEWS, StoreSpec, num_chunks
+
+#: At most this many individual rows are spelled out per problem kind.
+MAX_LISTED = 20
+
+__all__ = ["VerifyReport", "export_store", "store_info", "verify_store"]
+
+
+@dataclass
+class VerifyReport:
+    """Outcome of :func:`verify_store`: ``ok`` iff ``problems`` is empty."""
+
+    ok: bool
+    problems: list[str] = field(default_factory=list)
+    failed_rows: list[dict[str, Any]] = field(default_factory=list)
+
+    def summary(self) -> str:
+        if self.ok:
+            return "OK"
+        return f"{len(self.problems)} problem(s):\n" + "\n".join(f"- {p}" for p in self.problems)
+
+
+def verify_store(path: str | os.PathLike, fmt: str | None = None) -> VerifyReport:
+    """Check every dataset group and every text array of the store at ``path``."""
+    problems: list[str] = []
+    failed: list[dict[str, Any]] = []
+    try:
+        backend = Backend(path, fmt)
+        with backend.session("r") as s:
+            groups = [g for g in s.children("")[0] if g != layout.TEXT_GROUP]
+            if not groups:
+                problems.append(f"{path} holds no dataset group")
+            specs: dict[str, StoreSpec] = {}
+            for ds in groups:
+                try:
+                    specs[ds] = layout.read_spec(s, ds, str(path))
+                except StoreError as exc:
+                    problems.append(str(exc))
+                    continue
+                _verify_dataset(s, ds, specs[ds], problems, failed)
+            _verify_text(s, specs, problems)
+    except (StoreError, OSError) as exc:
+        problems.append(str(exc))
+    return VerifyReport(ok=not problems, problems=problems, failed_rows=failed)
+
+
+def _ranges(idx: np.ndarray) -> list[tuple[int, int]]:
+    """Sorted indices -> inclusive runs of consecutive values."""
+    if not idx.size:
+        return []
+    cuts = np.flatnonzero(np.diff(idx) != 1) + 1
+    return [(int(r[0]), int(r[-1])) for r in np.split(idx, cuts)]
+
+
+def _listed(rows: np.ndarray, ids: np.ndarray) -> str:
+    shown = ", ".join(f"{int(r)} ({ids[r]})" for r in rows[:MAX_LISTED])
+    return shown + (f", … {len(rows) - MAX_LISTED} more" if len(rows) > MAX_LISTED else "")
+
+
+def _expected_shapes(ds: str, spec: StoreSpec, n: int) -> dict[str, tuple[int, ...]]:
+    t = spec.num_frames
+    shapes = {layout.segments_key(ds, c): (n,) for c in SEGMENT_COLUMNS}
+    shapes |= {f"{ds}/frame_index": (n, t), f"{ds}/hand_box": (n, t, 4), f"{ds}/row_status": (n,)}
+    shapes[f"{ds}/done"] = (num_chunks(n, spec.chunk_rows),)
+    for name, enc in spec.encoders.items():
+        for view in VIEWS:
+            shapes[layout.features_key(ds, name, view)] = (n, t, enc.dim)
+    return shapes
+
+
+def _verify_dataset(s: Session, ds: str, spec: StoreSpec, problems: list[str], failed: list[dict]) -> None:
+    where = f"dataset {ds}"
+    id_key = layout.segments_key(ds, "segment_id")
+    if not s.has(id_key):
+        problems.append(f"{where}: array {id_key} is missing")
+        return
+    n = s.info(id_key).shape[0]
+    good = set()
+    for key, shape in _expected_shapes(ds, spec, n).items():
+        if not s.has(key):
+            problems.append(f"{where}: array {key} is missing")
+        elif (got := s.info(key).shape) != shape:
+            problems.append(f"{where}: array {key} has shape {got}, expected {shape}")
+        else:
+            good.add(key)
+    for target in TARGETS:
+        if not s.has(layout.vocab_key(ds, target)):
+            problems.append(f"{where}: array {layout.vocab_key(ds, target)} is missing")
+    if not {f"{ds}/done", f"{ds}/row_status", id_key} <= good:
+        return
+    ids = s.read(id_key)
+    done, status = s.read(f"{ds}/done"), s.read(f"{ds}/row_status")
+    c = spec.chunk_rows
+    for lo, hi in _ranges(np.flatnonzero(done != 1)):
+        label = f"chunk {lo}" if lo == hi else f"chunks {lo}-{hi}"
+        problems.append(f"{where}: {label} (rows {lo * c}-{min(n, (hi + 1) * c) - 1}) not flagged done")
+    in_done = np.repeat(done == 1, c)[:n]
+    pending = np.flatnonzero(in_done & (status == ROW_PENDING))
+    if pending.size:
+        problems.append(f"{where}: {pending.size} rows of done chunks are still pending: {_listed(pending, ids)}")
+    odd = np.flatnonzero(~np.isin(status, (ROW_PENDING, ROW_OK, ROW_FAILED)))
+    if odd.size:
+        problems.append(f"{where}: {odd.size} rows have an unknown row_status: {_listed(odd, ids)}")
+    videos = s.read(layout.segments_key(ds, "video_id"))
+    failed_status = np.where(in_done, status, ROW_PENDING)  # rows of unfinished chunks will be redone
+    _verify_failures(s, ds, ids, videos, done, failed_status, problems, failed)
+    ok = in_done & (status == ROW_OK)
+    for key in sorted(k for k in good if "/features/" in k or k.endswith("/frame_index")):
+        bad = _bad_rows(s, key, ok, done, c)
+        if bad.size:
+            what = "a negative frame index" if key.endswith("/frame_index") else "NaN/inf features"
+            problems.append(f"{where}: {key} has {what} in {bad.size} ok rows: {_listed(bad, ids)}")
+
+
+def _bad_rows(s: Session, key: str, ok: np.ndarray, done: np.ndarray, c: int) -> np.ndarray:
+    """Rows flagged ok whose values in ``key`` are not finite (or negative, for frame_index); chunk by chunk."""
+    bad = []
+    n = len(ok)
+    for chunk in np.flatnonzero(done == 1):
+        rows = slice(int(chunk) * c, min(n, (int(chunk) + 1) * c))
+        mask = ok[rows]
+        if not mask.any():
+            continue
+        block = s.read(key, rows)
+        flat = block.reshape(len(block), -1)
+        good = (flat >= 0).all(axis=1) if key.endswith("/frame_index") else np.isfinite(flat).all(axis=1)
+        bad.append(np.flatnonzero(mask & ~good) + rows.start)
+    return np.concatenate(bad) if bad else np.zeros(0, np.int64)
+
+
+def _verify_failures(
+    s: Session,
+    ds: str,
+    ids: np.ndarray,
+    videos: np.ndarray,
+    done: np.ndarray,
+    status: np.ndarray,
+    problems: list[str],
+    failed: list[dict],
+) -> None:
+    records: dict[int, dict[str, Any]] = {}
+    folder = layout.failed_group(ds)
+    if s.is_group(folder):
+        for name in s.children(folder)[1]:
+            if name.isdigit() and int(name) < len(done) and done[int(name)] == 1:
+                for line in s.read(f"{folder}/{name}"):
+                    rec = json.loads(line)
+                    records.setdefault(int(rec["row"]), rec)
+    missing = {"reason": "(no failure record)"}
+    recs = [
+        {
+            "dataset": ds,
+            **(
+                records.get(int(r)) or {"row": int(r), "segment_id": str(ids[r]), "video_id": str(videos[r]), **missing}
+            ),
+        }
+        for r in np.flatnonzero(status == ROW_FAILED)
+    ]
+    failed.extend(recs)
+    for rec in recs[:MAX_LISTED]:
+        problems.append(
+            f"dataset {ds}: row {rec['row']} failed (segment {rec.get('segment_id')}, "
+            f"video {rec.get('video_id')}): {rec.get('reason')}"
+        )
+    if len(recs) > MAX_LISTED:
+        problems.append(f"dataset {ds}: … and {len(recs) - MAX_LISTED} more failed rows (see failed_rows)")
+
+
+def _verify_text(s: Session, specs: dict[str, StoreSpec], problems: list[str]) -> None:
+    if not s.is_group(layout.TEXT_GROUP):
+        return
+    vocab_sizes = {
+        (ds, t): s.info(layout.vocab_key(ds, t)).shape[0]
+        for ds in specs
+        for t in TARGETS
+        if s.has(layout.vocab_key(ds, t))
+    }
+    for key in s.walk_arrays(layout.TEXT_GROUP):
+        parts = key.split("/")
+        if len(parts) != 5 or parts[3] not in TARGETS:
+            problems.append(f"text array {key} is not at text/<encoder>/<dataset>/<verb|noun>/<template>")
+            continue
+        _, enc, ds, target, _ = parts
+        shape = s.info(key).shape
+        want_c = vocab_sizes.get((ds, target))
+        enc_spec = specs[ds].encoders.get(enc) if ds in specs else None
+        want = (want_c if want_c is not None else "C", enc_spec.dim if enc_spec else "D")
+        if len(shape) != 2 or (want_c is not None and shape[0] != want_c) or (enc_spec and shape[1] != enc_spec.dim):
+            problems.append(f"text array {key} has shape {shape}, expected ({want[0]}, {want[1]})")
+        elif not np.isfinite(s.read(key)).all():
+            problems.append(f"text array {key} has NaN/inf values")
+        if layout.TEMPLATE_ATTR not in s.get_attrs(key):
+            problems.append(f"text array {key} has no {layout.TEMPLATE_ATTR!r} attribute")
+
+
+def store_info(path: str | os.PathLike, fmt: str | None = None) -> dict[str, Any]:
+    """What the store holds, as a JSON-able dict: format, size, dataset groups and text embeddings."""
+    backend = Backend(path, fmt)
+    out: dict[str, Any] = {"path": str(path), "format": backend.fmt, "size_bytes": backend.size_bytes()}
+    with backend.session("r") as s:
+        out["datasets"] = {g: _dataset_info(s, g, str(path)) for g in s.children("")[0] if g != layout.TEXT_GROUP}
+        out["text"] = _text_info(s)
+    return out
+
+
+def _dataset_info(s: Session, ds: str, where: str) -> dict[str, Any]:
+    try:
+        spec = layout.read_spec(s, ds, where)
+        status, done = s.read(f"{ds}/row_status"), s.read(f"{ds}/done")
+        splits = s.read(layout.segments_key(ds, "split"))
+        videos = s.read(layout.segments_key(ds, "video_id"))
+        vocab = {t: s.info(layout.vocab_key(ds, t)).shape[0] for t in TARGETS}
+    except (StoreError, KeyError) as exc:
+        return {"error": str(exc)}
+    names, counts = np.unique(splits, return_counts=True)
+    return {
+        "n_rows": int(len(status)),
+        "num_frames": spec.num_frames,
+        "chunk_rows": spec.chunk_rows,
+        "chunks": {"done": int((done == 1).sum()), "total": int(len(done))},
+        "rows": {
+            k: int((status == v).sum()) for k, v in (("ok", ROW_OK), ("failed", ROW_FAILED), ("pending", ROW_PENDING))
+        },
+        "videos": int(len(np.unique(videos))),
+        "splits": {str(k): int(v) for k, v in zip(names, counts, strict=True)},
+        "encoders": {n: {"dim": e.dim, "family": e.family, "model_id": e.model_id} for n, e in spec.encoders.items()},
+        "vocab": vocab,
+        "sampling": spec.sampling,
+        "hands": spec.hands,
+        "annotations": spec.annotations,
+        "xmic_version": spec.xmic_version,
+    }
+
+
+def _text_info(s: Session) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if not s.is_group(layout.TEXT_GROUP):
+        return out
+    for key in s.walk_arrays(layout.TEXT_GROUP):
+        parts = key.split("/")
+        if len(parts) != 5:
+            continue
+        _, enc, ds, target, name = parts
+        entry = (
+            out.setdefault(enc, {})
+            .setdefault(ds, {})
+            .setdefault(target, {"classes": None, "dim": None, "templates": []})
+        )
+        shape = s.info(key).shape
+        entry["classes"], entry["dim"] = shape[0], shape[-1]
+        entry["templates"].append(s.get_attrs(key).get(layout.TEMPLATE_ATTR, name))
+    return out

@@ -1,0 +1,342 @@
+"""Writing a dataset group of the store, one chunk of segments at a time.
+
+A chunk is written whole (every array, then its failure records) and only then flagged in ``done``; a crash
+loses at most the chunks in flight, and :meth:`StoreWriter.pending_chunks` tells a re-run what is left. In a
+Zarr store every chunk of every array is its own object, so several processes (each with its own
+:class:`StoreWriter`) may write disjoint chunks at once; create the group once (rank 0) and
+:meth:`StoreWriter.open` it elsewhere. An HDF5 store allows one writing process at a time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from xmic.cache import layout
+from xmic.cache.backend import STR, Backend, Session
+from xmic.cache.errors import StoreSpecError, spec_differences
+from xmic.cache.schema import (
+    ROW_FAILED,
+    ROW_OK,
+    ROW_PENDING,
+    TARGETS,
+    VIEWS,
+    StoreSpec,
+    chunk_slice,
+    num_chunks,
+)
+from xmic.cache.segments import normalise_segments, normalise_vocab, segments_difference
+
+#: Value of an unwritten slot: NaN features and boxes, frame index -1, row status pending, done 0.
+FILL = {"features": np.nan, "hand_box": np.nan, "frame_index": -1, "row_status": ROW_PENDING, "done": 0}
+
+
+class StoreWriter:
+    """Writes chunks of one dataset group. Build it with :meth:`create` or :meth:`open`."""
+
+    def __init__(self, backend: Backend, spec: StoreSpec, n_rows: int):
+        self._backend = backend
+        self.spec = spec
+        self.n_rows = n_rows
+        self._ids: tuple[np.ndarray, np.ndarray] | None = None
+
+    @property
+    def path(self) -> Path:
+        return self._backend.path
+
+    @property
+    def fmt(self) -> str:
+        return self._backend.fmt
+
+    @property
+    def dataset(self) -> str:
+        return self.spec.dataset
+
+    @property
+    def n_chunks(self) -> int:
+        return num_chunks(self.n_rows, self.spec.chunk_rows)
+
+    def chunk_slice(self, chunk: int) -> slice:
+        """Rows of ``chunk``; IndexError when it is out of range."""
+        if not 0 <= chunk < self.n_chunks:
+            raise IndexError(f"chunk {chunk} out of range: {self.path} dataset {self.dataset} has {self.n_chunks}")
+        return chunk_slice(chunk, self.spec.chunk_rows, self.n_rows)
+
+    @classmethod
+    def create(
+        cls,
+        path: str | os.PathLike,
+        spec: StoreSpec,
+        segments: dict[str, Any],
+        vocab: dict[str, list[str]],
+        fmt: str | None = None,
+        *,
+        overwrite: bool = False,
+    ) -> StoreWriter:
+        """Create group ``spec.dataset`` (all arrays pre-allocated, nothing done) or open it for resuming.
+
+        Args:
+            path: the store (a directory for Zarr, a file for HDF5); other dataset groups in it are kept.
+            spec: what is extracted; ``spec.encoders`` names the feature arrays and their widths.
+            segments: column -> (N,) array; every column of ``SEGMENT_COLUMNS`` (extra columns are kept).
+            vocab: ``{"verb": [...], "noun": [...]}`` class names in label order.
+            fmt: ``"zarr"`` or ``"h5"``; default from what is on disk, else the suffix (.h5/.hdf5 -> h5).
+            overwrite: discard an existing group of that name instead of resuming it.
+
+        Raises:
+            StoreSpecError: the group exists with a different spec (``config`` and ``xmic_version`` are not
+                compared, nor the encoders' load path), different segments or a different vocabulary.
+        """
+        for name in (spec.dataset, *spec.encoders):
+            if not name or "/" in name or name == layout.TEXT_GROUP:
+                raise ValueError(f"{name!r} cannot name a dataset or encoder: empty, has '/' or is reserved")
+        backend = Backend(path, fmt)
+        segs = normalise_segments(segments, where=f"segments for {path}")
+        voc = normalise_vocab(vocab, segs, where=f"segments for {path}")
+        n = len(segs["segment_id"])
+        if spec.chunk_rows < 1 or spec.num_frames < 1:
+            raise ValueError(
+                f"spec needs chunk_rows >= 1 and num_frames >= 1, got {spec.chunk_rows}, {spec.num_frames}"
+            )
+        with backend.session("a") as s:
+            if s.has(spec.dataset) and not overwrite:
+                if layout.SPEC_ATTR not in s.get_attrs(spec.dataset):
+                    raise StoreSpecError(
+                        f"{path}: group {spec.dataset!r} exists without a spec (creation interrupted?); "
+                        "delete it or pass overwrite=True"
+                    )
+                _check_resume(s, spec, segs, voc, where=str(path))
+                return cls(backend, layout.read_spec(s, spec.dataset, str(path)), n)
+            s.delete(spec.dataset)
+            _allocate(s, spec, segs, voc)
+        return cls(backend, spec, n)
+
+    @classmethod
+    def open(cls, path: str | os.PathLike, dataset: str, fmt: str | None = None) -> StoreWriter:
+        """Open an existing group to write its pending chunks (the other ranks of a multi-process run)."""
+        backend = Backend(path, fmt)
+        with backend.session("r") as s:
+            spec = layout.read_spec(s, dataset, str(path))
+            n = s.info(layout.segments_key(dataset, "segment_id")).shape[0]
+        return cls(backend, spec, n)
+
+    def pending_chunks(self) -> list[int]:
+        """Indices of the chunks whose done flag is still 0, ascending."""
+        with self._backend.session("r") as s:
+            done = s.read(f"{self.dataset}/done")
+        return [int(i) for i in np.flatnonzero(done == 0)]
+
+    def write_chunk(
+        self,
+        chunk: int,
+        *,
+        frame_index: np.ndarray,
+        hand_box: np.ndarray,
+        features: dict[str, dict[str, np.ndarray]],
+        row_status: np.ndarray,
+        failures: list[dict[str, Any]] | None = None,
+    ) -> None:
+        """Write every array of ``chunk`` (n rows), its failure records, then set ``done[chunk] = 1``.
+
+        Args:
+            chunk: chunk index; its rows are :meth:`chunk_slice`.
+            frame_index: (n, T) integer source frame of every slot.
+            hand_box: (n, T, 4) float normalised xyxy, NaN where no box was found.
+            features: ``{encoder: {"full": (n, T, D), "hand": (n, T, D)}}`` for every encoder of the spec;
+                floating arrays (numpy or torch), stored as float16.
+            row_status: (n,) ``ROW_OK`` or ``ROW_FAILED`` per row.
+            failures: one dict per failed row with at least ``row`` (the store row, not the row within the
+                chunk) and ``reason``; ``segment_id``/``video_id`` are filled in when absent. Every
+                ``ROW_FAILED`` row needs a record.
+
+        Raises:
+            ValueError: a missing array, a wrong shape or dtype, or failure records that do not match
+                ``row_status``; nothing is written then.
+        """
+        rows = self.chunk_slice(chunk)
+        n, t = rows.stop - rows.start, self.spec.num_frames
+        fi = _checked("frame_index", frame_index, (n, t), "iu", np.int32)
+        hb = _checked("hand_box", hand_box, (n, t, 4), "f", np.float32)
+        rs = _checked("row_status", row_status, (n,), "iub", np.uint8)
+        bad = np.flatnonzero((rs != ROW_OK) & (rs != ROW_FAILED))
+        if bad.size:
+            raise ValueError(
+                f"row_status of chunk {chunk} must be ROW_OK ({ROW_OK}) or ROW_FAILED ({ROW_FAILED}); "
+                f"row {rows.start + int(bad[0])} has {int(rs[bad[0]])}"
+            )
+        feats = self._checked_features(features, n)
+        records = self._checked_failures(failures or [], rows, rs)
+        ds = self.dataset
+        with self._backend.session("a") as s:
+            s.write(f"{ds}/done", slice(chunk, chunk + 1), np.zeros(1, np.uint8))
+            s.write(f"{ds}/frame_index", rows, fi)
+            s.write(f"{ds}/hand_box", rows, hb)
+            for (enc, view), arr in feats.items():
+                s.write(layout.features_key(ds, enc, view), rows, arr)
+            s.write(f"{ds}/row_status", rows, rs)
+            s.delete(layout.failed_key(ds, chunk))
+            if records:
+                lines = np.array([json.dumps(r, sort_keys=True, default=str) for r in records])
+                s.create_array(layout.failed_key(ds, chunk), (len(lines),), STR, data=lines)
+            s.write(f"{ds}/done", slice(chunk, chunk + 1), np.ones(1, np.uint8))
+
+    def write_text(self, encoder: str, dataset: str, target: str, template: str, emb: Any) -> None:
+        """Store the (C, D) float32 class-text embeddings of ``dataset``'s ``target`` vocabulary.
+
+        The array goes to ``text/<encoder>/<dataset>/<target>/<template_key(template)>`` with the template in
+        its ``template`` attribute. C is checked against the vocabulary when ``dataset`` is a group of this
+        store, D against the encoder's width when ``encoder`` is in this group's spec.
+        """
+        if target not in TARGETS:
+            raise ValueError(f"target must be one of {TARGETS}, not {target!r}")
+        if "{}" not in template:
+            raise ValueError(f"prompt template {template!r} has no '{{}}' for the class name")
+        for name, value in (("encoder", encoder), ("dataset", dataset)):
+            if not value or "/" in value:
+                raise ValueError(f"{name} {value!r} must be a non-empty name without '/'")
+        arr = _to_numpy(emb)
+        if arr.ndim != 2 or arr.dtype.kind != "f":
+            raise ValueError(
+                f"text embedding for {encoder}/{dataset}/{target} {template!r}: expected float (C, D), "
+                f"got {arr.dtype} {arr.shape}"
+            )
+        key = layout.text_key(encoder, dataset, target, template)
+        with self._backend.session("a") as s:
+            vocab = layout.vocab_key(dataset, target)
+            expected_c = s.info(vocab).shape[0] if s.has(vocab) else None
+            if expected_c is not None and arr.shape[0] != expected_c:
+                raise ValueError(
+                    f"text embedding {key}: expected ({expected_c}, D) for the {dataset} {target} "
+                    f"vocabulary, got {arr.shape}"
+                )
+            enc = self.spec.encoders.get(encoder)
+            if enc is not None and arr.shape[1] != enc.dim:
+                raise ValueError(f"text embedding {key}: expected width {enc.dim} of {encoder}, got {arr.shape}")
+            if s.has(key) and s.get_attrs(key).get(layout.TEMPLATE_ATTR, template) != template:
+                other = s.get_attrs(key)[layout.TEMPLATE_ATTR]
+                raise ValueError(f"templates {template!r} and {other!r} share the array name {key}")
+            s.create_array(key, arr.shape, "float32", data=arr.astype(np.float32))
+            s.set_attrs(key, {layout.TEMPLATE_ATTR: template})
+
+    def _checked_features(self, features: dict[str, dict[str, Any]], n: int) -> dict[tuple[str, str], np.ndarray]:
+        extra = sorted(set(features) - set(self.spec.encoders))
+        if extra:
+            raise ValueError(f"features for encoders not in the spec: {extra}; spec has {sorted(self.spec.encoders)}")
+        out = {}
+        for name, enc in self.spec.encoders.items():
+            views = features.get(name)
+            if views is None:
+                raise ValueError(f"features missing for encoder {name!r} (spec has {sorted(self.spec.encoders)})")
+            for view in VIEWS:
+                if view not in views:
+                    raise ValueError(f"features[{name!r}] lacks view {view!r}; need {list(VIEWS)}")
+                shape = (n, self.spec.num_frames, enc.dim)
+                out[name, view] = _checked(f"features[{name!r}][{view!r}]", views[view], shape, "f", np.float16)
+        return out
+
+    def _checked_failures(self, failures: list[dict[str, Any]], rows: slice, rs: np.ndarray) -> list[dict[str, Any]]:
+        if self._ids is None:
+            with self._backend.session("r") as s:
+                self._ids = tuple(s.read(layout.segments_key(self.dataset, c)) for c in ("segment_id", "video_id"))
+        records = []
+        for rec in failures:
+            if not isinstance(rec, dict) or "row" not in rec or "reason" not in rec:
+                raise ValueError(f"a failure record needs at least 'row' and 'reason', got {rec!r}")
+            row = int(rec["row"])
+            if not rows.start <= row < rows.stop:
+                raise ValueError(f"failure record for row {row} is outside chunk rows {rows.start}..{rows.stop - 1}")
+            full = {"segment_id": str(self._ids[0][row]), "video_id": str(self._ids[1][row]), **rec, "row": row}
+            records.append(full)
+        failed = {rows.start + int(i) for i in np.flatnonzero(rs == ROW_FAILED)}
+        recorded = {r["row"] for r in records}
+        if failed != recorded:
+            raise ValueError(
+                f"failure records and row_status disagree in rows {rows.start}..{rows.stop - 1}: "
+                f"failed without record {sorted(failed - recorded)}, record without failed status "
+                f"{sorted(recorded - failed)}"
+            )
+        return sorted(records, key=lambda r: r["row"])
+
+
+def write_failed_jsonl(reader: Any, out_path: str | os.PathLike) -> int:
+    """Write ``reader.failures()`` (a :class:`~xmic.cache.reader.StoreReader`) as JSON lines; returns the count."""
+    records = reader.failures()
+    with open(out_path, "w", encoding="utf-8") as fh:
+        for rec in records:
+            fh.write(json.dumps(rec, sort_keys=True, default=str) + "\n")
+    return len(records)
+
+
+def _to_numpy(x: Any) -> np.ndarray:
+    if type(x).__module__.startswith("torch"):
+        x = x.detach().cpu()
+        if str(x.dtype) == "torch.bfloat16":
+            x = x.float()
+        return x.numpy()
+    return np.asarray(x)
+
+
+def _checked(name: str, value: Any, shape: tuple[int, ...], kinds: str, dtype: Any) -> np.ndarray:
+    arr = _to_numpy(value)
+    if arr.shape != shape:
+        raise ValueError(f"{name}: expected shape {shape}, given {arr.shape}")
+    if arr.dtype.kind not in kinds:
+        raise ValueError(f"{name}: expected a {'floating' if kinds == 'f' else 'integer'} array, given {arr.dtype}")
+    if arr.dtype.kind in "iu" and arr.size:
+        info = np.iinfo(dtype)
+        if arr.min() < info.min or arr.max() > info.max:
+            raise ValueError(f"{name}: values {arr.min()}..{arr.max()} do not fit {np.dtype(dtype)}")
+    return np.ascontiguousarray(arr, dtype=dtype)
+
+
+def _allocate(s: Session, spec: StoreSpec, segs: dict[str, np.ndarray], vocab: dict[str, np.ndarray]) -> None:
+    """Create every array of the group with its fill value; the spec attribute goes last."""
+    ds, n, t, c = spec.dataset, len(segs["segment_id"]), spec.num_frames, spec.chunk_rows
+    s.require_group(ds)
+    for col, arr in segs.items():
+        s.create_array(
+            layout.segments_key(ds, col), (n,), STR if arr.dtype.kind == "U" else str(arr.dtype), (c,), data=arr
+        )
+    for target, names in vocab.items():
+        s.create_array(layout.vocab_key(ds, target), (len(names),), STR, data=names)
+    s.create_array(f"{ds}/frame_index", (n, t), "int32", (c, t), FILL["frame_index"])
+    s.create_array(f"{ds}/hand_box", (n, t, 4), "float32", (c, t, 4), FILL["hand_box"])
+    for name, enc in spec.encoders.items():
+        for view in VIEWS:
+            s.create_array(
+                layout.features_key(ds, name, view), (n, t, enc.dim), "float16", (c, t, enc.dim), FILL["features"]
+            )
+    s.create_array(f"{ds}/row_status", (n,), "uint8", (c,), FILL["row_status"])
+    s.create_array(f"{ds}/done", (num_chunks(n, c),), "uint8", (1,), FILL["done"])
+    s.require_group(layout.failed_group(ds))
+    s.set_attrs("", {layout.LAYOUT_ATTR: layout.LAYOUT_VERSION})
+    s.set_attrs(ds, {layout.SPEC_ATTR: spec.to_json()})
+
+
+def _check_resume(
+    s: Session, spec: StoreSpec, segs: dict[str, np.ndarray], vocab: dict[str, np.ndarray], where: str
+) -> None:
+    stored = layout.read_spec(s, spec.dataset, where)
+    lines = spec_differences(
+        layout.spec_fields(stored, for_resume=True),
+        layout.spec_fields(spec, for_resume=True),
+        asked_label="the new spec has",
+        exact_encoders=True,
+    )
+    if not lines:
+        old_segs = {
+            col: s.read(layout.segments_key(spec.dataset, col))
+            for col in s.children(layout.segments_key(spec.dataset))[1]
+        }
+        old_vocab = {t: s.read(layout.vocab_key(spec.dataset, t)) for t in TARGETS}
+        lines = segments_difference(old_segs, segs, old_vocab, vocab)
+    if lines:
+        raise StoreSpecError(
+            f"{where} already holds dataset {spec.dataset!r} made differently:\n  "
+            + "\n  ".join(lines)
+            + "\nuse another path or dataset name, or overwrite=True to discard it"
+        )
