@@ -23,12 +23,16 @@ def _register() -> None:
     from xmic.bench.decode import decode_bench_cmd
     from xmic.bench.train import train_bench_cmd
     from xmic.cache.cli import cache
+    from xmic.evaluate.reproduce_cli import reproduce_cmd
     from xmic.evaluate.splits_cli import splits
+    from xmic.synth.cli import synth
 
     main.add_command(train_cmd)
     main.add_command(evaluate_cmd)
     main.add_command(splits)
     main.add_command(cache)
+    main.add_command(synth)
+    main.add_command(reproduce_cmd)
     bench.add_command(train_bench_cmd)
     bench.add_command(decode_bench_cmd)
 

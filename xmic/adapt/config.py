@@ -55,7 +55,7 @@ class TrainConfig:
     encoder: str | None = None  # CLIP encoder of the classified view and text; None = the store's CLIP entry
     second_encoder: str | None = None  # conditioning encoder; None = the same as ``encoder``
     views: str = "F+H"
-    classified_view: str = "full"
+    classified_view: str | None = None  # None: "hand" for X-MIC (the authors' configuration), "full" otherwise
     n1: bool = True
     n2: bool = False
     n3: bool = True
@@ -85,6 +85,8 @@ class TrainConfig:
         return cfg
 
     def validate(self) -> None:
+        if self.classified_view is None:
+            self.classified_view = "hand" if self.method == "xmic" else "full"
         if self.method not in METHODS:
             raise ValueError(f"unknown method {self.method!r}; choose one of {', '.join(METHODS)}")
         if self.views not in VIEW_CHOICES:

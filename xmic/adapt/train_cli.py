@@ -32,7 +32,12 @@ def _bool_flag(name: str, default: bool, help_: str):
 @click.option("--encoder", default=None, help="CLIP encoder of the store (default: the store's CLIP entry).")
 @click.option("--second-encoder", default=None, help="Conditioning encoder, e.g. dinov2-vitb14 (default: --encoder).")
 @click.option("--views", type=click.Choice(VIEW_CHOICES), default="F+H", show_default=True, help="Conditioning views.")
-@click.option("--classified-view", type=click.Choice(["full", "hand"]), default="full", show_default=True)
+@click.option(
+    "--classified-view",
+    type=click.Choice(["full", "hand"]),
+    default=None,
+    help="CLIP view that is classified (default: hand for xmic, as the authors' configuration; full for baselines).",
+)
 @_bool_flag("n1", True, "l2-normalise the conditioning features.")
 @_bool_flag("n2", False, "l2-normalise the text embeddings before adding a_v.")
 @_bool_flag("n3", True, "l2-normalise the adapted classifier.")

@@ -132,6 +132,7 @@ def run_train_bench(
             seed=seed,
             encoder="clip-vit-b16",
             second_encoder="clip-vit-b16",
+            classified_view="full",
             warmup_epochs=0,
         )
         device = torch.device("cpu")

@@ -1,0 +1,260 @@
+"""Rebuilding a paper table on a synthetic store: runs, reuse, results JSON and the Markdown."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from xmic.cache.synthetic import write_random_store
+from xmic.evaluate import paper_numbers as pn
+from xmic.evaluate.reproduce import (
+    TABLE_SPECS,
+    ReproduceError,
+    ReproduceSettings,
+    eval_splits_of,
+    reproduce_table,
+)
+from xmic.evaluate.reproduce_cli import parse_datasets, parse_seeds, reproduce_cmd
+
+NAMES = {"epic": "syn-epic", "ego4d": "syn-ego4d"}
+VOCAB = {
+    "syn-epic": {"verb": ["take", "put", "open"], "noun": ["pan", "knife", "cup", "plate"]},
+    "syn-ego4d": {"verb": ["take", "hold", "turn"], "noun": ["cup", "plate", "phone", "door"]},
+}
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("store") / "cache.zarr"
+    for seed, (group, evaluation) in enumerate((("syn-epic", "validation"), ("syn-ego4d", "val"))):
+        n = 48
+        split = np.where(np.arange(n) < 32, "train", evaluation)
+        write_random_store(
+            path,
+            dataset=group,
+            n=n,
+            num_frames=8,
+            encoders={"clip-vit-b16": 32},
+            vocab=VOCAB[group],
+            split=split,
+            seed=seed,
+        )
+    return path
+
+
+def settings_for(store: Path, out: Path, **kw) -> ReproduceSettings:
+    base = dict(
+        cache=store,
+        out=out,
+        seeds=(0, 1),
+        datasets=dict(NAMES),
+        rows=("zero-shot", "xmic"),
+        epochs=1,
+        frames=4,
+        batch_size=16,
+        device="cpu",
+        progress=False,
+    )
+    base.update(kw)
+    return ReproduceSettings(**base)
+
+
+@pytest.fixture
+def paper_with_number(monkeypatch):
+    """Table 1 with one typed-in number, so the Markdown shows a paper value and a Δ."""
+    table = copy.deepcopy(pn.PAPER_TABLES[1])
+    table.rows["X-MIC"]["noun|ego4d>ego4d|top1"] = 12.34
+    monkeypatch.setitem(pn.PAPER_TABLES, 1, table)
+    return table
+
+
+def test_table1_trains_evaluates_renders_and_reuses(store, tmp_path, paper_with_number):
+    settings = settings_for(store, tmp_path / "out")
+    report = reproduce_table(1, settings, echo=lambda _: None)
+    # 2 rows x 2 targets x 2 directions x 2 seeds
+    assert report.trained == 16 and report.reused == 0
+    assert set(report.results) == {"Zero-shot CLIP", "X-MIC"}
+    assert "DINOv2" in report.skipped["X-MIC+DINO"]  # "xmic" also selects X-MIC+DINO, which this store cannot run
+    assert {r["method"] for r in report.results["Zero-shot CLIP"]} == {"zero-shot"}
+    assert {r["method"] for r in report.results["X-MIC"]} == {"xmic"}
+
+    # our number, computed here from the raw results: X-MIC, nouns, trained and tested on Ego4D, two seeds
+    values = [
+        100 * r["datasets"]["syn-ego4d"]["top1"]
+        for r in report.results["X-MIC"]
+        if r["target"] == "noun" and r["train_dataset"] == "syn-ego4d"
+    ]
+    assert len(values) == 2
+    mean, std = float(np.mean(values)), float(np.std(values, ddof=1))
+    line = f"| X-MIC | nouns · Ego4D → Ego4D | 12.34 | {mean:.2f} ± {std:.2f} (n=2) | {mean - 12.34:+.2f} |"
+    assert line in report.markdown
+    assert "| Zero-shot CLIP | verbs · Epic → Ego4D · hm | – |" in report.markdown
+    assert "Epochs overridden to 1" in report.markdown
+    assert "store " + str(store) in report.markdown and "preset authors-code" in report.markdown
+    assert report.md_path.read_text() == report.markdown
+
+    record = json.loads(report.json_path.read_text())
+    assert record["rows"]["X-MIC+DINO"]["status"] == "not run"
+    assert record["paper"]["rows"]["X-MIC"]["noun|ego4d>ego4d|top1"] == 12.34
+    for r in record["rows"]["X-MIC"]["results"]:
+        assert r["preset"] == "authors-code"
+        assert r["store"] == str(store)
+        assert r["encoders"]["clip-vit-b16"]["dim"] == 32
+        assert r["epochs"] == 1 and r["frames"] == 4
+
+    checkpoints = sorted((tmp_path / "out" / "runs").glob("xmic-*/model.safetensors"))
+    assert len(checkpoints) == 8
+    stamps = [p.stat().st_mtime_ns for p in checkpoints]
+    again = reproduce_table(1, settings, echo=lambda _: None)
+    assert again.trained == 0 and again.reused == 16
+    assert [p.stat().st_mtime_ns for p in checkpoints] == stamps
+    assert again.markdown == report.markdown
+
+    # a run whose config.json differs from the one asked for is trained again, the others are reused
+    config = next((tmp_path / "out" / "runs").glob("xmic-syn-epic-noun-s0-*/config.json"))
+    changed = json.loads(config.read_text())
+    changed["lr"] = 1.0
+    config.write_text(json.dumps(changed))
+    third = reproduce_table(1, settings, echo=lambda _: None)
+    assert third.trained == 1 and third.reused == 15
+    assert json.loads(config.read_text())["lr"] == 5e-4
+
+
+def test_table2_reuses_table1_runs_and_reports_shared_novel(store, tmp_path):
+    settings = settings_for(store, tmp_path / "out", rows=("zero-shot",), seeds=(0,))
+    reproduce_table(1, settings, echo=lambda _: None)
+    report = reproduce_table(2, settings, echo=lambda _: None)
+    assert report.trained == 0 and report.reused == 4
+    r = next(r for r in report.results["Zero-shot CLIP"] if r["target"] == "noun" and r["train_dataset"] == "syn-epic")
+    cross = r["datasets"]["syn-ego4d"]
+    assert cross["shared"]["classes"] == 2 and cross["novel"]["classes"] == 2  # cup, plate | phone, door
+    assert f"| {100 * cross['shared']['top1']:.2f} (n=1) |" in report.markdown
+    assert "Shared classes: equal normalised names." in report.markdown
+
+
+def test_missing_dataset_says_how_to_extract(store, tmp_path):
+    settings = settings_for(store, tmp_path / "out", datasets={**NAMES, "egtea": "egtea"})
+    with pytest.raises(ReproduceError, match=r"--egtea-root") as err:
+        reproduce_table(3, settings, echo=lambda _: None)
+    assert "xmic extract --dataset egtea" in str(err.value)
+    mapped = settings_for(store, tmp_path / "out", datasets={**NAMES, "egtea": "syn-egtea"})
+    with pytest.raises(ReproduceError, match="no complete dataset group 'syn-egtea'"):
+        reproduce_table(3, mapped, echo=lambda _: None)
+
+
+def test_missing_group_is_extracted_with_the_runner(store, tmp_path, monkeypatch):
+    """Table 3 on a store without EGTEA: the runner is called with the EGTEA root, then the table is built."""
+    import shutil
+
+    import xmic.extract.runner as runner
+
+    cache = tmp_path / "cache.zarr"
+    shutil.copytree(store, cache)
+    calls = []
+
+    def fake_run_extraction(config, echo=print):
+        calls.append(config)
+        vocab = {"verb": ["take", "put"], "noun": ["cup", "egg", "knife"]}
+        write_random_store(config.cache, dataset=config.dataset, n=12, num_frames=8, encoders={"clip-vit-b16": 32},
+                           vocab=vocab, split="test_split1", seed=5)  # fmt: skip
+
+    monkeypatch.setattr(runner, "run_extraction", fake_run_extraction)
+    settings = settings_for(
+        cache, tmp_path / "out", rows=("zero-shot",), seeds=(0,), targets=("noun",),
+        datasets={**NAMES, "egtea": "egtea"}, roots={"egtea": tmp_path / "EGTEA"}, hoa_dir=tmp_path / "hoa",
+    )  # fmt: skip
+    report = reproduce_table(3, settings, echo=lambda _: None)
+    assert len(calls) == 1
+    config = calls[0]
+    assert (config.dataset, config.root, config.splits, config.cache) == ("egtea", tmp_path / "EGTEA", ("test",), cache)
+    assert config.hands == "none"  # the EPIC hand-object detections are for EPIC only
+    (r,) = report.results["Zero-shot CLIP"]
+    assert r["datasets"]["egtea"]["n"] == 12 and r["datasets"]["egtea"]["kind"] == "cross"
+    assert "| Zero-shot CLIP | nouns · Ego4D → EGTEA |" in report.markdown
+    reproduce_table(3, settings, echo=lambda _: None)
+    assert len(calls) == 1  # the group is there now
+
+
+def test_unknown_row_and_table(store, tmp_path):
+    with pytest.raises(ReproduceError, match="has no row nope"):
+        reproduce_table(1, settings_for(store, tmp_path, rows=("nope",)), echo=lambda _: None)
+    with pytest.raises(ReproduceError, match="no table 8"):
+        reproduce_table(8, settings_for(store, tmp_path), echo=lambda _: None)
+
+
+def test_table_specs_match_paper_rows():
+    for number, spec in TABLE_SPECS.items():
+        assert [r.key for r in spec.rows] == list(pn.PAPER_TABLES[number].rows)
+        needed = {(pn.parse_column(c).train, pn.parse_column(c).test) for c in pn.PAPER_TABLES[number].columns}
+        have = {(train, test) for train, tests in spec.directions for test in tests}
+        assert needed <= have, f"table {number} needs directions it does not run"
+    views = {r.key: r.overrides["views"] for r in TABLE_SPECS[4].rows}
+    assert views == {"F": "F", "H": "H", "F+H": "F+H"}
+    norms = {r.key: (r.overrides["n1"], r.overrides["n2"], r.overrides["n3"]) for r in TABLE_SPECS[6].rows}
+    assert norms["n1+n3"] == (True, False, True) and norms["none"] == (False, False, False)
+
+
+def test_resolve_row_needs(tmp_path, monkeypatch):
+    from xmic.cache.schema import StoreSpec
+    from xmic.cache.synthetic import synthetic_encoder_spec
+    from xmic.evaluate.reproduce import METHOD_ROWS, resolve_row
+
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-hub"))
+    monkeypatch.delenv("XMIC_MODEL_DIR", raising=False)
+    rows = {r.key: r for r in METHOD_ROWS}
+    clip = {"clip-vit-b16": synthetic_encoder_spec("clip-vit-b16", 32)}
+    with_dino = {**clip, "dinov2-vitb14": synthetic_encoder_spec("dinov2-vitb14", 48)}
+    plain = [StoreSpec("a", 8, clip), StoreSpec("b", 8, with_dino)]
+    both = [StoreSpec("a", 8, with_dino), StoreSpec("b", 8, with_dino)]
+    settings = ReproduceSettings(cache=tmp_path / "c.zarr")
+
+    assert "visual encoder" in resolve_row(rows["Vita-CLIP"], settings, both)[1]
+    assert "DINOv2" in resolve_row(rows["X-MIC+DINO"], settings, plain)[1]  # one group lacks DINOv2
+    overrides, reason = resolve_row(rows["X-MIC+DINO"], settings, both)
+    assert reason is None and overrides == {"method": "xmic", "second_encoder": "dinov2-vitb14"}
+    assert "--model-dir" in resolve_row(rows["CoOp"], settings, both)[1]
+    weights = tmp_path / "clip"
+    weights.mkdir()
+    (weights / "config.json").write_text("{}")
+    (weights / "model.safetensors").write_bytes(b"")
+    settings.model_dir = weights
+    overrides, reason = resolve_row(rows["A5"], settings, both)
+    assert reason is None and overrides == {"method": "a5", "text_model_dir": str(weights)}
+
+
+def test_eval_splits_exclude_training_splits():
+    class R:
+        def __init__(self, splits):
+            self.segments = {"split": np.array(splits)}
+
+    got = eval_splits_of([R(["train", "validation"]), R(["train_split1", "test_split1+2+3"])])
+    assert got == ("test_split1+2+3", "validation")
+
+
+def test_cli_runs_and_parses(store, tmp_path):
+    result = CliRunner().invoke(
+        reproduce_cmd,
+        [
+            "--table", "1", "--cache", str(store), "--datasets", "epic=syn-epic,ego4d=syn-ego4d",
+            "--rows", "zero-shot", "--targets", "noun", "--frames", "4", "--out", str(tmp_path / "cli"),
+            "--device", "cpu", "--quiet", "--epic-root", "",
+        ],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "## Table 1" in result.output and "| Zero-shot CLIP | nouns · Epic → Ego4D |" in result.output
+    assert (tmp_path / "cli" / "table1.json").is_file()
+    bad = CliRunner().invoke(reproduce_cmd, ["--table", "3", "--cache", str(store), "--out", str(tmp_path / "x")])
+    assert bad.exit_code != 0 and "xmic extract --dataset ego4d" in bad.output
+    assert parse_seeds("0, 1,2") == (0, 1, 2) and parse_seeds("") == (0,)
+    assert parse_datasets("epic=a", {"epic": "epic", "ego4d": "ego4d"}) == {"epic": "a", "ego4d": "ego4d"}
+
+
+def test_settings_are_json_recordable(tmp_path):
+    s = settings_for(tmp_path / "c.zarr", tmp_path / "o")
+    assert json.loads(json.dumps(dataclasses.asdict(s), default=str))["datasets"] == NAMES

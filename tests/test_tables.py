@@ -1,0 +1,137 @@
+"""Paper tables: typed-in structure, column keys, and the Markdown rendering against hand-computed numbers."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from xmic.cache.schema import PROMPT_TEMPLATES
+from xmic.evaluate import paper_numbers as pn
+from xmic.evaluate.paper_numbers import Column, PaperTable, parse_column
+from xmic.evaluate.tables import collect, column_value, fmt_delta, fmt_ours, render_markdown, summarize
+
+
+def result(target="noun", train="epic", seed=0, within=0.5, cross=0.2, hm=None, shared=0.4, novel=float("nan")):
+    """A result dict shaped like evaluate_run's output (fractions)."""
+    return {
+        "method": "xmic",
+        "target": target,
+        "preset": "authors-code",
+        "train_dataset": train,
+        "encoders": {"clip-vit-b16": {"model_id": "openai/clip-vit-base-patch16", "dim": 512}},
+        "store": "/data/cache.zarr",
+        "seed": seed,
+        "datasets": {
+            train: {"top1": within, "kind": "within"},
+            "ego4d": {"top1": cross, "kind": "cross", "shared": {"top1": shared}, "novel": {"top1": novel}},
+        },
+        "hm": {"ego4d": hm if hm is not None else 2 * within * cross / (within + cross)},
+    }
+
+
+def test_summarize_matches_hand_computed_mean_and_sample_std():
+    s = summarize([40.0, 50.0, 60.0])
+    assert s.mean == pytest.approx(50.0)
+    assert s.std == pytest.approx(10.0)  # sqrt(((-10)^2 + 0 + 10^2) / 2)
+    assert s.n == 3
+    one = summarize([12.5, float("nan")])
+    assert (one.mean, one.std, one.n) == (12.5, None, 1)
+    assert summarize([]) is None
+    assert summarize([float("nan")]) is None
+
+
+def test_formatting_two_decimals_and_missing():
+    assert fmt_ours(summarize([40.0, 50.0])) == "45.00 ± 7.07 (n=2)"
+    assert fmt_ours(summarize([33.333])) == "33.33 (n=1)"
+    assert fmt_ours(None) == "–"
+    assert fmt_delta(40.0, summarize([45.0])) == "+5.00"
+    assert fmt_delta(50.0, summarize([45.0])) == "-5.00"
+    assert fmt_delta(None, summarize([45.0])) == "–"
+
+
+def test_parse_column_round_trip_and_errors():
+    col = parse_column("verb|ego4d>epic|hm")
+    assert col == Column("verb", "ego4d", "epic", "hm")
+    assert parse_column(col.key) == col
+    assert col.label == "verbs · Ego4D → Epic · hm"
+    with pytest.raises(ValueError, match="not of the form"):
+        parse_column("noun-epic-top1")
+    with pytest.raises(ValueError, match="metric one of"):
+        parse_column("noun|epic>ego4d|top5")
+
+
+def test_column_value_picks_the_right_number():
+    r = result(within=0.5, cross=0.2, shared=0.4)
+    assert column_value(r, Column("noun", "epic", "epic", "top1")) == pytest.approx(50.0)
+    assert column_value(r, Column("noun", "epic", "ego4d", "top1")) == pytest.approx(20.0)
+    assert column_value(r, Column("noun", "epic", "ego4d", "hm")) == pytest.approx(100 * 2 * 0.1 / 0.7)
+    assert column_value(r, Column("noun", "epic", "ego4d", "shared")) == pytest.approx(40.0)
+    assert column_value(r, Column("noun", "epic", "ego4d", "novel")) is None  # NaN: empty subset
+    assert column_value(r, Column("verb", "epic", "ego4d", "top1")) is None  # other target
+    assert column_value(r, Column("noun", "ego4d", "epic", "top1")) is None  # other training dataset
+    mapped = result(train="synth-epic")
+    mapped["datasets"]["synth-ego4d"] = mapped["datasets"].pop("ego4d")
+    mapped["hm"] = {"synth-ego4d": 0.3}
+    names = {"epic": "synth-epic", "ego4d": "synth-ego4d"}
+    assert column_value(mapped, Column("noun", "epic", "ego4d", "hm"), names) == pytest.approx(30.0)
+    assert column_value(mapped, Column("noun", "epic", "ego4d", "hm")) is None
+
+
+def small_table() -> PaperTable:
+    cols = ["noun|epic>epic|top1", "noun|epic>ego4d|hm"]
+    return PaperTable(9, "Tiny", cols, {"X-MIC": {cols[0]: 47.5, cols[1]: None}, "A5": dict.fromkeys(cols)}, "n.", "S")
+
+
+def test_render_markdown_known_output():
+    results = {"X-MIC": [result(seed=0, within=0.40, hm=0.30), result(seed=1, within=0.50, hm=0.35)]}
+    md = render_markdown(small_table(), results, skipped={"A5": "needs weights"}, extra_header=["Epochs: 1."])
+    expected = (
+        "## Table 9 — Tiny\n"
+        "\n"
+        "Paper: S.\n"
+        "Ours: preset authors-code · encoders clip-vit-b16 (openai/clip-vit-base-patch16, D=512) · "
+        "store /data/cache.zarr · seeds 0, 1.\n"
+        "Epochs: 1.\n"
+        "\n"
+        "| row | column | paper | ours (mean ± std, n) | Δ |\n"
+        "|---|---|---:|---:|---:|\n"
+        "| X-MIC | nouns · Epic → Epic | 47.50 | 45.00 ± 7.07 (n=2) | -2.50 |\n"
+        "| X-MIC | nouns · Epic → Ego4D · hm | – | 32.50 ± 3.54 (n=2) | – |\n"
+        "| A5 | nouns · Epic → Epic | – | not run | – |\n"
+        "| A5 | nouns · Epic → Ego4D · hm | – | not run | – |\n"
+        "\n"
+        "Not run:\n"
+        "- **A5**: needs weights\n"
+        "\n"
+        "Notes: n.\n"
+    )
+    assert md == expected
+
+
+def test_collect_ignores_results_of_other_columns():
+    table = small_table()
+    results = {"X-MIC": [result(target="verb", within=0.9), result(target="noun", within=0.1)]}
+    got = collect(table, results, None)
+    assert got["X-MIC"]["noun|epic>epic|top1"].mean == pytest.approx(10.0)
+    assert got["X-MIC"]["noun|epic>epic|top1"].n == 1
+    assert got["A5"]["noun|epic>epic|top1"] is None
+
+
+def test_paper_tables_structure():
+    assert sorted(pn.PAPER_TABLES) == [1, 2, 3, 4, 5, 6, 7]
+    for number, table in pn.PAPER_TABLES.items():
+        assert table.number == number
+        assert table.source == f"Kukleva et al., CVPR 2024, arXiv:2403.19811, Table {number}"
+        for key in table.columns:
+            parse_column(key)
+        for values in table.rows.values():
+            assert set(values) == set(table.columns)
+            assert all(v is None or (isinstance(v, float) and not math.isnan(v)) for v in values.values())
+    t1 = pn.PAPER_TABLES[1]
+    assert len(t1.columns) == 12  # 2 targets x 2 directions x (within, cross, hm)
+    assert "noun|ego4d>epic|hm" in t1.columns and "verb|epic>epic|top1" in t1.columns
+    assert {"Zero-shot CLIP", "X-MIC", "X-MIC+DINO", "Vita-CLIP"} <= set(t1.rows)
+    assert {parse_column(c).metric for c in pn.PAPER_TABLES[2].columns} == {"shared", "novel"}
+    assert {parse_column(c).test for c in pn.PAPER_TABLES[3].columns} == {"egtea"}
+    assert list(pn.PAPER_TABLES[7].rows) == list(PROMPT_TEMPLATES)

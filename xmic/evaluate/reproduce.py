@@ -1,0 +1,423 @@
+"""Rebuild a table of the paper from the feature store: train, evaluate, and set our numbers beside the paper's.
+
+A table spec is a list of rows (a method plus :class:`~xmic.adapt.config.TrainConfig` overrides) and the
+training directions it needs (train A, test A and B). For every row x target x direction x seed the run is
+trained into ``<runs>/<method>-<dataset>-<target>-s<seed>-<config hash>`` or, when that folder holds a finished
+run with an equal ``config.json`` made from the same store spec, reused; its evaluation is cached next to it.
+Rows whose needs the store cannot meet (Vita-CLIP; X-MIC+DINO without DINOv2 features; the prompt-learning
+baselines without local CLIP weights) are listed as "not run" with the reason. Missing dataset groups are
+extracted with :func:`xmic.extract.runner.run_extraction` when the dataset's root is given.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from xmic.adapt.config import PRESETS, TrainConfig
+from xmic.evaluate import paper_numbers as pn
+from xmic.evaluate.tables import render_markdown
+
+Echo = Callable[[str], None]
+DEFAULT_DATASETS = {"epic": "epic", "ego4d": "ego4d", "egtea": "egtea"}
+#: Splits extracted when reproduce.py has to create a dataset group (EGTEA: test split 1, see the runner).
+EXTRACT_SPLITS = {"epic": ("train", "validation"), "ego4d": ("train", "val"), "egtea": ("test",)}
+PROMPT_LEARNERS = ("coop", "cocoop", "a5")
+EVAL_FILE = "eval-{key}.json"
+
+
+class ReproduceError(Exception):
+    """A table cannot be rebuilt as asked (missing dataset, unknown row, ...); the message says what to do."""
+
+
+@dataclass(frozen=True)
+class RowSpec:
+    """One row: ``key`` as in the paper table, the method and its TrainConfig overrides."""
+
+    key: str
+    method: str
+    overrides: Mapping[str, Any] = field(default_factory=dict)
+    needs_dino: bool = False
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """The rows of a table and its directions: (train dataset, test datasets), logical names."""
+
+    number: int
+    rows: tuple[RowSpec, ...]
+    directions: tuple[tuple[str, tuple[str, ...]], ...]
+
+
+METHOD_ROWS = (
+    RowSpec("Zero-shot CLIP", "zero-shot"),
+    RowSpec("CLIP-Adapter", "clip-adapter"),
+    RowSpec("CLIP-Adapter*", "clip-adapter-star"),
+    RowSpec("CoOp", "coop"),
+    RowSpec("Co-CoOp", "cocoop"),
+    RowSpec("Vita-CLIP", "vita-clip"),
+    RowSpec("A5", "a5"),
+    RowSpec("X-MIC", "xmic"),
+    RowSpec("X-MIC+DINO", "xmic", needs_dino=True),
+)
+BOTH = (("ego4d", ("ego4d", "epic")), ("epic", ("epic", "ego4d")))
+NORMS = {"none": (False, False, False), "n1": (True, False, False), "n3": (False, False, True)}
+NORMS |= {"n1+n3": (True, False, True), "n1+n2+n3": (True, True, True)}
+TABLE_SPECS: dict[int, TableSpec] = {
+    1: TableSpec(1, METHOD_ROWS, BOTH),
+    2: TableSpec(2, METHOD_ROWS, BOTH),
+    3: TableSpec(3, METHOD_ROWS, (("ego4d", ("ego4d", "egtea")),)),
+    4: TableSpec(4, tuple(RowSpec(v, "xmic", {"views": v}) for v in pn.VIEW_ROWS), BOTH),
+    5: TableSpec(
+        5, (RowSpec(pn.BACKBONE_ROWS[0], "xmic"), RowSpec(pn.BACKBONE_ROWS[1], "xmic", needs_dino=True)), BOTH
+    ),
+    6: TableSpec(
+        6, tuple(RowSpec(k, "xmic", dict(zip(("n1", "n2", "n3"), v, strict=True))) for k, v in NORMS.items()), BOTH
+    ),
+    7: TableSpec(7, tuple(RowSpec(t, "xmic", {"template": t}) for t in pn.TEMPLATE_ROWS), BOTH),
+}
+
+
+@dataclass
+class ReproduceSettings:
+    """Everything a table rebuild takes besides the table number.
+
+    ``datasets`` maps the paper's logical names (epic, ego4d, egtea) to the store's dataset groups; ``roots``
+    (logical name -> dataset root), ``hoa_dir``, ``second_encoder`` are only used to extract a missing group.
+    ``rows`` keeps the rows whose key or method is listed. ``epochs``/``frames``/``batch_size`` override the preset.
+    """
+
+    cache: Path
+    out: Path = Path("reproduce")
+    runs: Path | None = None
+    seeds: tuple[int, ...] = (0,)
+    preset: str = "authors-code"
+    datasets: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_DATASETS))
+    targets: tuple[str, ...] = ("noun", "verb")
+    rows: tuple[str, ...] | None = None
+    epochs: int | None = None
+    frames: int | None = None
+    batch_size: int | None = None
+    device: str | None = None
+    split_files: Path | None = None
+    model_dir: Path | None = None
+    roots: dict[str, Path] = field(default_factory=dict)
+    hoa_dir: Path | None = None
+    second_encoder: str | None = None
+    progress: bool = True
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.runs or self.out / "runs"
+
+    def group(self, logical: str) -> str:
+        return self.datasets.get(logical, logical)
+
+
+@dataclass
+class ReproduceReport:
+    """What one table rebuild did: results per row, rows not run and why, runs trained / reused, files written."""
+
+    number: int
+    markdown: str
+    results: dict[str, list[dict[str, Any]]]
+    skipped: dict[str, str]
+    trained: int
+    reused: int
+    json_path: Path
+    md_path: Path
+
+
+def store_groups(cache: Path) -> list[str]:
+    from xmic.cache.reader import list_datasets
+
+    return list_datasets(cache) if Path(cache).exists() else []
+
+
+def extract_command(settings: ReproduceSettings, logical: str) -> str:
+    """The ``xmic extract`` command line that creates dataset group ``logical`` of the store."""
+    root = settings.roots.get(logical) or f"<{logical.upper()}_ROOT>"
+    parts = [f"xmic extract --dataset {logical} --root {root} --split {','.join(EXTRACT_SPLITS[logical])}"]
+    parts.append(f"--cache {settings.cache}")
+    if logical == "epic" and settings.hoa_dir:
+        parts.append(f"--hands epic-hoa --hoa-dir {settings.hoa_dir}")
+    if logical == "ego4d":
+        parts.append("--center-sec 4")
+    if settings.second_encoder:
+        parts.append(f"--second-encoder {settings.second_encoder}")
+    if settings.model_dir:
+        parts.append(f"--model-dir {settings.model_dir}")
+    return " ".join(parts)
+
+
+def extract_dataset(settings: ReproduceSettings, logical: str, echo: Echo) -> None:
+    """Create (or finish) dataset group ``logical`` with the extraction runner, or say how to."""
+    group = settings.group(logical)
+    if group != logical:
+        raise ReproduceError(
+            f"the store {settings.cache} has no complete dataset group {group!r} (standing in for {logical}); "
+            f"extraction names groups after the dataset, so create {group!r} yourself or map {logical} to a group "
+            f"that exists (--datasets {logical}=GROUP)"
+        )
+    if logical not in EXTRACT_SPLITS:
+        raise ReproduceError(f"no dataset group {group!r} in {settings.cache} and no extraction recipe for it")
+    command = extract_command(settings, logical)
+    root = settings.roots.get(logical)
+    if root is None:
+        raise ReproduceError(
+            f"the store {settings.cache} has no complete dataset group {logical!r}; give --{logical}-root DIR to "
+            f"extract it here, or run:\n  {command}"
+        )
+    try:
+        from xmic.extract.runner import ExtractConfig, run_extraction
+    except ImportError as exc:  # pragma: no cover - the runner ships with the package
+        raise ReproduceError(f"cannot import the extraction runner ({exc}); run:\n  {command}") from exc
+    hands, hand_options = "none", {}
+    if logical == "epic" and settings.hoa_dir is not None:
+        hands, hand_options = "epic-hoa", {"hoa_dir": settings.hoa_dir}
+    config = ExtractConfig(
+        dataset=logical,
+        root=Path(root),
+        splits=EXTRACT_SPLITS[logical],
+        cache=Path(settings.cache),
+        second_encoder=settings.second_encoder,
+        hands=hands,
+        hand_options=hand_options,
+        model_dir=settings.model_dir,
+        center_sec=4.0 if logical == "ego4d" else None,
+        device=settings.device,
+        progress=settings.progress,
+    )
+    echo(f"extracting {logical} into {settings.cache}: {command}")
+    run_extraction(config, echo=echo)
+
+
+def ensure_datasets(settings: ReproduceSettings, logical_names: list[str], echo: Echo) -> None:
+    """Every needed group present and complete; extract the missing ones (or raise saying how)."""
+    from xmic.cache.reader import StoreReader
+
+    for logical in logical_names:
+        group = settings.group(logical)
+        if group in store_groups(settings.cache) and StoreReader(settings.cache, group).complete():
+            continue
+        extract_dataset(settings, logical, echo)
+
+
+def select_rows(spec: TableSpec, wanted: tuple[str, ...] | None) -> tuple[RowSpec, ...]:
+    if not wanted:
+        return spec.rows
+    names = {w.strip().lower() for w in wanted if w.strip()}
+    rows = tuple(r for r in spec.rows if r.key.lower() in names or r.method in names)
+    known = {r.key.lower() for r in spec.rows} | {r.method for r in spec.rows}
+    unknown = sorted(names - known)
+    if unknown or not rows:
+        choices = ", ".join(f"{r.key!r} ({r.method})" for r in spec.rows)
+        raise ReproduceError(f"table {spec.number} has no row {', '.join(unknown) or wanted}; its rows: {choices}")
+    return rows
+
+
+def resolve_row(row: RowSpec, settings: ReproduceSettings, specs: list[Any]) -> tuple[dict[str, Any], str | None]:
+    """The row's TrainConfig overrides (method included), or why it cannot run here (``specs``: the StoreSpecs)."""
+    from xmic.adapt.baselines import VITA_CLIP_MESSAGE
+
+    overrides = {"method": row.method, **row.overrides}
+    if row.method == "vita-clip":
+        return overrides, VITA_CLIP_MESSAGE
+    if row.needs_dino:
+        common = set.intersection(*({n for n, e in s.encoders.items() if e.family == "dinov2"} for s in specs))
+        if not common:
+            have = ", ".join(sorted(specs[0].encoders))
+            return overrides, (
+                f"needs DINOv2 features in every dataset group; the store has {have}: extract with "
+                "`xmic extract ... --second-encoder dinov2-vitb14`"
+            )
+        overrides["second_encoder"] = sorted(common)[0]
+    if row.method in PROMPT_LEARNERS:
+        from xmic.extract.encoders import ModelNotFoundError, find_model_dir
+
+        clip = [e for e in specs[0].encoders.values() if e.family == "clip"]
+        if not clip:
+            return overrides, "runs the frozen CLIP text encoder, and the store holds no CLIP encoder"
+        try:
+            overrides["text_model_dir"] = str(find_model_dir(clip[0], settings.model_dir))
+        except ModelNotFoundError as exc:
+            first = str(exc).splitlines()[0]
+            return overrides, f"runs the frozen CLIP text encoder and needs its local weights (--model-dir): {first}"
+    return overrides, None
+
+
+def config_key(cfg: TrainConfig) -> str:
+    """A short hash of everything that defines the run except the device it runs on."""
+    d = cfg.to_dict()
+    d.pop("device")
+    return hashlib.sha1(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:10]
+
+
+def finished_run(run_dir: Path, cfg: TrainConfig, spec: Any) -> bool:
+    """A finished run (run.json written last) with an equal config.json, trained on a store of the same spec."""
+    from xmic.adapt.run_io import CONFIG, META
+
+    if not (run_dir / CONFIG).is_file() or not (run_dir / META).is_file():
+        return False
+    mine, theirs = cfg.to_dict(), TrainConfig.load(run_dir / CONFIG).to_dict()
+    mine.pop("device")
+    theirs.pop("device")
+    meta = json.loads((run_dir / META).read_text())
+    return mine == theirs and meta.get("store", {}).get("spec") == spec.to_json()
+
+
+def eval_splits_of(readers: list[Any]) -> tuple[str, ...]:
+    """Every split value of the test groups that is not a training split (validation, val, test_split1, ...)."""
+    splits = {str(s) for r in readers for s in set(r.segments["split"].tolist())}
+    return tuple(sorted(s for s in splits if not s.startswith("train")))
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_clean(v) for v in value]
+    return value
+
+
+class _Runner:
+    """Trains or reuses one run, then evaluates it or reuses its cached evaluation."""
+
+    def __init__(self, settings: ReproduceSettings, echo: Echo) -> None:
+        import torch
+
+        self.settings, self.echo = settings, echo
+        self.device = settings.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.trained = self.reused = 0
+
+    def config(self, overrides: dict[str, Any], group: str, target: str, seed: int, spec: Any) -> TrainConfig:
+        from xmic.adapt.trainer import resolve_encoders
+
+        s = self.settings
+        cfg = TrainConfig.from_preset(
+            s.preset,
+            dataset=group,
+            target=target,
+            seed=seed,
+            device=self.device,
+            epochs=s.epochs,
+            frames=s.frames,
+            batch_size=s.batch_size,
+            **overrides,
+        )
+        cfg.encoder, cfg.second_encoder = resolve_encoders(cfg, spec)
+        return cfg
+
+    def run(self, cfg: TrainConfig, reader: Any) -> tuple[Path, bool]:
+        from xmic.adapt.trainer import train
+
+        run_dir = self.settings.runs_dir / f"{cfg.method}-{cfg.dataset}-{cfg.target}-s{cfg.seed}-{config_key(cfg)}"
+        if finished_run(run_dir, cfg, reader.spec):
+            self.reused += 1
+            return run_dir, True
+        for old in run_dir.glob(EVAL_FILE.format(key="*")):
+            old.unlink()
+        self.echo(f"train {run_dir.name}")
+        train(cfg, self.settings.cache, run_dir, progress=self.settings.progress, reader=reader)
+        self.trained += 1
+        return run_dir, False
+
+    def evaluate(self, run_dir: Path, groups: list[str], eval_splits: tuple[str, ...]) -> dict[str, Any]:
+        from xmic.evaluate.evaluator import evaluate_run
+
+        s = self.settings
+        split_files = str(s.split_files) if s.split_files else None
+        what = {"groups": groups, "split_files": split_files, "eval_splits": list(eval_splits), "store": str(s.cache)}
+        key = hashlib.sha1(json.dumps(what, sort_keys=True).encode()).hexdigest()[:10]
+        path = run_dir / EVAL_FILE.format(key=key)
+        if path.is_file():
+            return json.loads(path.read_text())
+        try:
+            result = evaluate_run(
+                run_dir, s.cache, groups, device=self.device, split_files=s.split_files, eval_splits=eval_splits
+            )
+        except ValueError as exc:
+            raise ReproduceError(f"evaluating {run_dir} on {', '.join(groups)}: {exc}") from exc
+        result = _clean(result)
+        path.write_text(json.dumps(result, indent=2, sort_keys=True))
+        return result
+
+
+def extra_header(settings: ReproduceSettings, number: int) -> list[str]:
+    """Header lines that say how this rebuild departs from the paper's protocol or names its data."""
+    preset = PRESETS[settings.preset]
+    used = sorted({d for _, tests in TABLE_SPECS[number].directions for d in tests})
+    lines = ["Datasets: " + ", ".join(f"{d} = store group {settings.group(d)!r}" for d in used) + "."]
+    if settings.epochs is not None and settings.epochs != preset["epochs"]:
+        lines.append(f"Epochs overridden to {settings.epochs} (preset: {preset['epochs']}): not the paper's protocol.")
+    if settings.frames is not None and settings.frames != 16:
+        lines.append(f"Frames per clip overridden to {settings.frames} (paper: 16).")
+    if number == 2:
+        rule = f"the split files in {settings.split_files}" if settings.split_files else "equal normalised names"
+        lines.append(f"Shared classes: {rule}.")
+    return lines
+
+
+def reproduce_table(number: int, settings: ReproduceSettings, echo: Echo = print) -> ReproduceReport:
+    """Train (or reuse) and evaluate every run of table ``number``, write JSON + Markdown, print the Markdown."""
+    from xmic.cache.reader import StoreReader
+
+    if number not in TABLE_SPECS:
+        raise ReproduceError(f"no table {number}; the paper's tables are {', '.join(map(str, TABLE_SPECS))}")
+    spec, paper = TABLE_SPECS[number], pn.PAPER_TABLES[number]
+    rows = select_rows(spec, settings.rows)
+    logical = sorted({d for train, tests in spec.directions for d in (train, *tests)})
+    ensure_datasets(settings, logical, echo)
+    readers = {d: StoreReader(settings.cache, settings.group(d)) for d in logical}
+    specs = [r.spec for r in readers.values()]
+    eval_splits = eval_splits_of([readers[d] for _, tests in spec.directions for d in tests])
+    runner = _Runner(settings, echo)
+    results: dict[str, list[dict[str, Any]]] = {}
+    skipped: dict[str, str] = {}
+    for row in rows:
+        overrides, reason = resolve_row(row, settings, specs)
+        if reason is not None:
+            skipped[row.key] = reason
+            continue
+        results[row.key] = []
+        for target in settings.targets:
+            for train, tests in spec.directions:
+                reader = readers[train]
+                groups = [settings.group(d) for d in tests]
+                for seed in settings.seeds:
+                    cfg = runner.config(overrides, reader.dataset, target, seed, reader.spec)
+                    run_dir, reused = runner.run(cfg, reader)
+                    result = runner.evaluate(run_dir, groups, eval_splits)
+                    result.update(row=row.key, seed=seed, reused=reused, epochs=cfg.epochs, frames=cfg.frames)
+                    results[row.key].append(result)
+    shown = dataclasses.replace(paper, rows={r.key: paper.rows[r.key] for r in rows})
+    markdown = render_markdown(
+        shown, results, datasets=settings.datasets, skipped=skipped, extra_header=extra_header(settings, number)
+    )
+    settings.out.mkdir(parents=True, exist_ok=True)
+    json_path, md_path = settings.out / f"table{number}.json", settings.out / f"table{number}.md"
+    record = {
+        "table": number,
+        "title": paper.title,
+        "paper": {"source": paper.source, "rows": shown.rows},
+        "settings": {k: v for k, v in dataclasses.asdict(settings).items() if k != "progress"},
+        "rows": {
+            r.key: {"status": "not run", "reason": skipped[r.key]}
+            if r.key in skipped
+            else {"status": "ok", "results": results[r.key]}
+            for r in rows
+        },
+    }
+    json_path.write_text(json.dumps(_clean(record), indent=2, sort_keys=True, default=str))
+    md_path.write_text(markdown)
+    echo(markdown)
+    echo(f"table {number}: {runner.trained} runs trained, {runner.reused} reused; wrote {md_path} and {json_path}")
+    return ReproduceReport(number, markdown, results, skipped, runner.trained, runner.reused, json_path, md_path)

@@ -1,0 +1,258 @@
+"""The two synthetic datasets: class lists (verbs, nouns), raw names in each format, and their visual styles.
+
+"kitchen A" is written as EPIC-KITCHENS-100 and "kitchen B" as Ego4D FHO (LTA v2). They share some classes
+and each has some of its own (:func:`class_split`), and they differ in appearance (:class:`Style`): background
+texture and colours, lighting (contrast, brightness, tint), camera motion (steady vs handheld with a pan),
+object size, skin tone, frame size, frame rate and clutter.
+
+A noun is a shape and a colour (``"red cube"``); a verb is a motion pattern over time (:mod:`xmic.synth.motion`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from xmic.evaluate.names import normalise_name
+
+RGB = tuple[int, int, int]
+
+#: Object colours (RGB). None of them is close to a skin colour.
+COLOURS: dict[str, RGB] = {
+    "red": (205, 40, 45),
+    "green": (40, 165, 70),
+    "blue": (45, 75, 215),
+    "yellow": (235, 210, 35),
+    "purple": (135, 55, 180),
+    "cyan": (35, 190, 205),
+}
+#: Shapes, each with the Ego4D-style synonym written in parentheses.
+SHAPES: dict[str, str] = {"cube": "block", "ball": "sphere", "ring": "hoop", "bar": "stick", "pyramid": "cone"}
+
+
+@dataclass(frozen=True)
+class VerbInfo:
+    """Names of one verb in both formats.
+
+    Attributes:
+        name: Canonical (prompt) name, also the EPIC ``key``.
+        synonyms: Ego4D parenthesised synonyms (``"take_(pick,_grab)"``) and EPIC ``instances``.
+        category: EPIC ``category`` column.
+        hands: 1 or 2 hands act.
+    """
+
+    name: str
+    synonyms: tuple[str, ...]
+    category: str
+    hands: int = 1
+
+
+VERBS: dict[str, VerbInfo] = {
+    v.name: v
+    for v in (
+        VerbInfo("take", ("pick", "grab"), "retrieve"),
+        VerbInfo("put", ("place", "leave"), "leave"),
+        VerbInfo("push", ("shove", "slide"), "move"),
+        VerbInfo("pull", ("drag", "draw"), "move"),
+        VerbInfo("rotate", ("turn", "spin"), "rotate"),
+        VerbInfo("open", ("split", "separate"), "access", hands=2),
+        VerbInfo("close", ("join", "shut"), "block", hands=2),
+        VerbInfo("shake", ("jiggle", "wobble"), "shake"),
+        VerbInfo("flip", ("turn-over", "invert"), "rotate"),
+        VerbInfo("squeeze", ("press", "compress"), "squeeze", hands=2),
+    )
+}
+
+
+def noun_parts(noun: str) -> tuple[str, str]:
+    """``"red cube"`` -> ``("red", "cube")``."""
+    colour, shape = noun.split(" ")
+    if colour not in COLOURS or shape not in SHAPES:
+        raise ValueError(f"unknown synthetic noun {noun!r}: colours {sorted(COLOURS)}, shapes {sorted(SHAPES)}")
+    return colour, shape
+
+
+def epic_verb_key(verb: str) -> str:
+    """EPIC ``key`` of a verb (the name itself, ``-`` for spaces)."""
+    return verb.replace(" ", "-")
+
+
+def epic_noun_key(noun: str) -> str:
+    """EPIC ``key`` of a noun: ``"red cube"`` -> ``"cube:red"`` (noun first, modifier after the colon)."""
+    colour, shape = noun_parts(noun)
+    return f"{shape}:{colour}"
+
+
+def ego4d_verb_name(verb: str) -> str:
+    """Ego4D taxonomy name: ``"take"`` -> ``"take_(pick,_grab)"``."""
+    return f"{verb}_({',_'.join(VERBS[verb].synonyms)})"
+
+
+def ego4d_noun_name(noun: str) -> str:
+    """Ego4D taxonomy name: ``"red cube"`` -> ``"red_cube_(red_block)"``."""
+    colour, shape = noun_parts(noun)
+    return f"{colour}_{shape}_({colour}_{SHAPES[shape]})"
+
+
+@dataclass(frozen=True)
+class Style:
+    """The look of one dataset (its domain).
+
+    Attributes:
+        width: Frame width in pixels (even).
+        height: Frame height in pixels (even).
+        background: ``"tiles"`` (counter tiles under a wall band) or ``"grain"`` (blotchy wood-like table).
+        bg_base: Main background colour.
+        bg_alt: Second background colour (grout lines / wall, or the grain's dark tone).
+        tile_px: Tile size or grain scale in pixels.
+        contrast: Lighting contrast around mid-grey.
+        brightness: Added after the contrast, in 0..255 units.
+        tint: Per-channel gain ``(r, g, b)``.
+        light_jitter: Per-video brightness change, uniform in ``±light_jitter``.
+        skin: Hand colour before lighting.
+        sleeve: Colour of the forearm sleeves.
+        jitter_px: Camera shake, standard deviation in pixels per frame.
+        shake_smooth: 0 = independent shake per frame (handheld), close to 1 = slow drift.
+        pan_px: Amplitude of a slow sinusoidal pan in pixels.
+        pan_period_s: Period of the pan in seconds.
+        object_scale: Object radius as a fraction of the frame height.
+        hand_scale: Hand size unit as a fraction of the frame height.
+        distractors: ``(min, max)`` static objects of other classes in the scene.
+        idle_hand_prob: Chance that the hand not acting rests in view (it is in the hand box then).
+    """
+
+    width: int
+    height: int
+    background: str
+    bg_base: RGB
+    bg_alt: RGB
+    tile_px: int
+    contrast: float
+    brightness: float
+    tint: tuple[float, float, float]
+    light_jitter: float
+    skin: RGB
+    sleeve: RGB
+    jitter_px: float
+    shake_smooth: float
+    pan_px: float
+    pan_period_s: float
+    object_scale: float
+    hand_scale: float
+    distractors: tuple[int, int]
+    idle_hand_prob: float
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """One synthetic dataset.
+
+    Attributes:
+        name: Reader name and folder: ``"epic"`` or ``"ego4d"``.
+        title: Human name (``"kitchen A"``).
+        verbs: Canonical verb names in label order.
+        nouns: Canonical noun names (``"red cube"``) in label order.
+        fps: Frame rate of the annotations and of the MP4 files.
+        style: The look.
+        splits: ``(train split name, validation split name)`` as the reader calls them.
+    """
+
+    name: str
+    title: str
+    verbs: tuple[str, ...]
+    nouns: tuple[str, ...]
+    fps: float
+    style: Style
+    splits: tuple[str, str]
+
+    def raw_verbs(self) -> list[str]:
+        """Verb names as spelled in this dataset's class file."""
+        return [epic_verb_key(v) if self.name == "epic" else ego4d_verb_name(v) for v in self.verbs]
+
+    def raw_nouns(self) -> list[str]:
+        """Noun names as spelled in this dataset's class file."""
+        return [epic_noun_key(n) if self.name == "epic" else ego4d_noun_name(n) for n in self.nouns]
+
+
+SHARED_VERBS = ("take", "put", "push", "rotate", "open", "shake")
+SHARED_NOUNS = ("red cube", "blue ball", "green ring", "yellow bar", "purple pyramid")
+
+KITCHEN_A = DatasetSpec(
+    name="epic",
+    title="kitchen A",
+    verbs=(*SHARED_VERBS, "flip", "close"),
+    nouns=(*SHARED_NOUNS, "red ball", "blue cube", "green pyramid", "yellow ring", "purple bar"),
+    fps=50.0,  # extension-style ids PXX_1YY: the EPIC reader reads their frame numbers at 50 fps
+    style=Style(
+        width=192,
+        height=108,
+        background="tiles",
+        bg_base=(214, 204, 178),
+        bg_alt=(150, 162, 172),
+        tile_px=24,
+        contrast=1.1,
+        brightness=12.0,
+        tint=(1.04, 1.0, 0.93),
+        light_jitter=6.0,
+        skin=(226, 168, 132),
+        sleeve=(40, 52, 96),
+        jitter_px=0.4,
+        shake_smooth=0.9,
+        pan_px=0.0,
+        pan_period_s=8.0,
+        object_scale=0.15,
+        hand_scale=0.13,
+        distractors=(1, 2),
+        idle_hand_prob=0.2,
+    ),
+    splits=("train", "validation"),
+)
+
+KITCHEN_B = DatasetSpec(
+    name="ego4d",
+    title="kitchen B",
+    verbs=(*SHARED_VERBS, "pull", "squeeze"),
+    nouns=(*SHARED_NOUNS, "cyan cube", "red ring", "blue bar", "green ball", "yellow pyramid"),
+    fps=30.0,
+    style=Style(
+        width=160,
+        height=120,
+        background="grain",
+        bg_base=(72, 92, 86),
+        bg_alt=(38, 52, 58),
+        tile_px=10,
+        contrast=0.8,
+        brightness=-18.0,
+        tint=(0.9, 0.98, 1.1),
+        light_jitter=14.0,
+        skin=(186, 128, 96),
+        sleeve=(120, 36, 40),
+        jitter_px=1.5,
+        shake_smooth=0.0,
+        pan_px=7.0,
+        pan_period_s=5.0,
+        object_scale=0.12,
+        hand_scale=0.12,
+        distractors=(1, 3),
+        idle_hand_prob=0.35,
+    ),
+    splits=("train", "val"),
+)
+
+DATASET_SPECS: tuple[DatasetSpec, ...] = (KITCHEN_A, KITCHEN_B)
+
+
+def class_split(a: DatasetSpec, b: DatasetSpec) -> dict[str, dict[str, list[str]]]:
+    """Shared and novel classes of two datasets, compared by :func:`normalise_name` of the prompt names.
+
+    Returns:
+        ``{"shared": {"verb": [...], "noun": [...]}, "novel_<a.name>": {...}, "novel_<b.name>": {...}}``;
+        shared names in ``a``'s label order, novel names in their own dataset's label order.
+    """
+    out: dict[str, dict[str, list[str]]] = {"shared": {}, f"novel_{a.name}": {}, f"novel_{b.name}": {}}
+    for kind in ("verb", "noun"):
+        names_a, names_b = (list(d.verbs if kind == "verb" else d.nouns) for d in (a, b))
+        keys_a, keys_b = {normalise_name(n) for n in names_a}, {normalise_name(n) for n in names_b}
+        out["shared"][kind] = [n for n in names_a if normalise_name(n) in keys_b]
+        out[f"novel_{a.name}"][kind] = [n for n in names_a if normalise_name(n) not in keys_b]
+        out[f"novel_{b.name}"][kind] = [n for n in names_b if normalise_name(n) not in keys_a]
+    return out

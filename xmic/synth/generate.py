@@ -1,0 +1,380 @@
+"""Generate the synthetic benchmark: plan both datasets, render and encode every video, write annotations,
+hand boxes and ``manifest.json``.
+
+Layout under ``out``::
+
+    manifest.json
+    epic/annotations/EPIC_100_{train,validation,verb_classes,noun_classes,video_info}.csv
+    epic/PXX/videos/PXX_1YY.MP4             50 fps, frame numbers = annotation numbers
+    epic/hand_boxes/PXX_1YY.json            --hands given --hand-boxes epic/hand_boxes
+    ego4d/v2/annotations/fho_lta_{train,val,taxonomy}.json
+    ego4d/v2/clips/<clip_uid>.mp4           30 fps
+    ego4d/hand_boxes/<clip_uid>.json
+
+Everything is a function of ``seed`` and ``scale``: plans come from generators seeded with ``(seed, dataset)``,
+each video's look from ``(seed, dataset, split, video)``, so the output does not depend on the number of
+worker processes.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import uuid
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from xmic.synth.datasets import DATASET_SPECS, DatasetSpec, Style, class_split
+from xmic.synth.motion import VideoPlan, plan_segment
+from xmic.synth.writers import (
+    EGO4D_ANNOTATIONS,
+    EPIC_ANNOTATIONS,
+    HAND_BOXES,
+    ego4d_clip_path,
+    epic_video_path,
+    write_ego4d_annotations,
+    write_epic_annotations,
+)
+
+MANIFEST = "manifest.json"
+MANIFEST_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """How much to generate per dataset (before ``scale``) and how the videos are cut.
+
+    Attributes:
+        train: Train segments per dataset.
+        val: Validation segments per dataset.
+        segments_per_video: ``(min, max)`` segments in one video (the last video of a split may hold fewer).
+        segment_seconds: ``(min, max)`` duration of one action.
+        gap_seconds: ``(min, max)`` unannotated time before each action (and after the last).
+        participants: EPIC participants the videos are spread over.
+    """
+
+    train: int = 200
+    val: int = 60
+    segments_per_video: tuple[int, int] = (6, 10)
+    segment_seconds: tuple[float, float] = (1.0, 2.5)
+    gap_seconds: tuple[float, float] = (0.3, 1.0)
+    participants: int = 4
+
+    def scaled(self, scale: float) -> tuple[int, int]:
+        """``(train, val)`` segment counts at ``scale`` (at least 1 each)."""
+        if not (math.isfinite(scale) and scale > 0):
+            raise ValueError(f"scale must be a positive number, got {scale!r}")
+        return max(1, round(self.train * scale)), max(1, round(self.val * scale))
+
+
+@dataclass
+class VideoResult:
+    """One written video."""
+
+    video_id: str
+    path: Path
+    n_frames: int
+    width: int
+    height: int
+    fps: float
+    boxes_path: Path | None
+
+
+@dataclass
+class SynthReport:
+    """What :func:`generate` wrote.
+
+    Attributes:
+        out: The output folder.
+        manifest: The manifest as written.
+        plans: ``{dataset: {split: [VideoPlan, ...]}}``.
+        videos: ``{dataset: [VideoResult, ...]}`` (empty when videos were not rendered).
+        files: Annotation files per dataset.
+    """
+
+    out: Path
+    manifest: dict[str, Any]
+    plans: dict[str, dict[str, list[VideoPlan]]]
+    videos: dict[str, list[VideoResult]] = field(default_factory=dict)
+    files: dict[str, list[Path]] = field(default_factory=dict)
+
+
+def _balanced(rng: np.random.Generator, names: tuple[str, ...], n: int) -> list[str]:
+    """``n`` labels cycling through shuffled copies of ``names`` (every class about equally often)."""
+    out: list[str] = []
+    while len(out) < n:
+        out.extend(names[i] for i in rng.permutation(len(names)))
+    return out[:n]
+
+
+def _video_ids(
+    spec: DatasetSpec, rng: np.random.Generator, count: int, sizes: Sizes, taken: dict[str, int]
+) -> list[str]:
+    if spec.name == "epic":
+        ids = []
+        for _ in range(count):
+            k = sum(taken.values()) % sizes.participants + 1
+            participant = f"P{k:02d}"
+            taken[participant] = taken.get(participant, 0) + 1
+            ids.append(f"{participant}_{100 + taken[participant]}")  # extension-style: 50 fps
+        return ids
+    return [str(uuid.UUID(bytes=rng.bytes(16), version=4)) for _ in range(count)]
+
+
+def plan_dataset(
+    spec: DatasetSpec, index: int, seed: int, scale: float, sizes: Sizes = Sizes()
+) -> dict[str, list[VideoPlan]]:
+    """Plan every video of both splits of one dataset.
+
+    Args:
+        spec: The dataset.
+        index: Its position in :data:`DATASET_SPECS` (part of the seeds).
+        seed: Global seed.
+        scale: Multiplies the segment counts of ``sizes``.
+        sizes: Counts and durations.
+
+    Returns:
+        ``{split name: videos}`` with the reader's split names (``train`` and ``validation`` / ``val``).
+    """
+    rng = np.random.default_rng([seed, index])
+    counts = sizes.scaled(scale)
+    taken: dict[str, int] = {}
+    out: dict[str, list[VideoPlan]] = {}
+    for split_index, (split, n_segments) in enumerate(zip(spec.splits, counts, strict=True)):
+        verbs, nouns = _balanced(rng, spec.verbs, n_segments), _balanced(rng, spec.nouns, n_segments)
+        per_video = []
+        while sum(per_video) < n_segments:
+            per_video.append(int(rng.integers(sizes.segments_per_video[0], sizes.segments_per_video[1] + 1)))
+        per_video[-1] -= sum(per_video) - n_segments
+        ids = _video_ids(spec, rng, len(per_video), sizes, taken)
+        videos, used = [], 0
+        for video_index, (video_id, n) in enumerate(zip(ids, per_video, strict=True)):
+            segments, cursor = [], 0
+            for k in range(n):
+                cursor += max(1, round(rng.uniform(*sizes.gap_seconds) * spec.fps))
+                length = max(2, round(rng.uniform(*sizes.segment_seconds) * spec.fps))
+                segments.append(
+                    plan_segment(spec, rng, k, verbs[used + k], nouns[used + k], cursor, cursor + length - 1)
+                )
+                cursor += length
+            used += n
+            n_frames = cursor + max(1, round(rng.uniform(*sizes.gap_seconds) * spec.fps))
+            seed_tuple = (seed, index, split_index, video_index)
+            videos.append(VideoPlan(video_id, split, n_frames, spec.fps, tuple(segments), seed_tuple))
+        out[split] = videos
+    return out
+
+
+def render_video(style: Style, plan: VideoPlan, path: Path, boxes_dir: Path | None) -> VideoResult:
+    """Render, encode and (optionally) write the given hand boxes of one video.
+
+    The boxes file maps every frame of every segment to its boxes (hands and the manipulated object,
+    normalised xyxy; :func:`xmic.extract.hands.given.write_given_boxes`).
+    """
+    from xmic.extract.hands.given import write_given_boxes
+    from xmic.synth.scene import VideoRenderer
+    from xmic.synth.writers import write_mp4
+
+    renderer = VideoRenderer(style, plan)
+    wanted = {f for seg in plan.segments for f in range(seg.start, seg.stop + 1)}
+    boxes: dict[int, list[list[float]]] = {}
+
+    def frames() -> Iterator[np.ndarray]:
+        for index, img, frame_boxes in renderer.frames():
+            if index in wanted:
+                boxes[index] = frame_boxes
+            yield img
+
+    n = write_mp4(path, frames(), style.width, style.height, plan.fps)
+    boxes_path = write_given_boxes(boxes_dir, plan.video_id, boxes) if boxes_dir is not None else None
+    return VideoResult(plan.video_id, Path(path), n, style.width, style.height, plan.fps, boxes_path)
+
+
+def existing_outputs(out: str | Path) -> list[Path]:
+    """The paths of an earlier benchmark under ``out`` (``manifest.json``, ``epic/``, ``ego4d/``) that exist."""
+    out = Path(out)
+    return [p for p in (out / MANIFEST, *(out / spec.name for spec in DATASET_SPECS)) if p.exists()]
+
+
+def _clear(out: Path, overwrite: bool) -> None:
+    present = existing_outputs(out)
+    if present and not overwrite:
+        listing = ", ".join(str(p) for p in present)
+        raise FileExistsError(
+            f"{out} already holds a synthetic benchmark ({listing}); pass overwrite=True / --overwrite"
+        )
+    for p in present:
+        if p.is_dir():
+            shutil.rmtree(p)
+        else:
+            p.unlink()
+
+
+def generate(
+    out: str | Path,
+    seed: int = 0,
+    scale: float = 1.0,
+    *,
+    overwrite: bool = False,
+    videos: bool = True,
+    workers: int | None = None,
+    sizes: Sizes = Sizes(),
+    on_video: Callable[[VideoResult], None] | None = None,
+) -> SynthReport:
+    """Write both synthetic datasets, their hand boxes and ``manifest.json`` under ``out``.
+
+    Args:
+        out: Output folder (created).
+        seed: Global seed; the same seed and scale give identical annotation files and decoded frames.
+        scale: Multiplies the default segment counts (200 train + 60 validation per dataset).
+        overwrite: Replace an earlier benchmark in ``out`` (only ``manifest.json``, ``epic/`` and ``ego4d/``).
+        videos: Render the MP4 files and hand boxes (False: annotations and manifest only).
+        workers: Processes rendering videos (default: up to 2, one per CPU); 0 or 1 renders in-process. The
+            workers are spawned, so a script calling this with workers > 1 needs ``if __name__ == "__main__":``.
+        sizes: Counts and durations before ``scale``.
+        on_video: Called after each written video (progress).
+
+    Returns:
+        A :class:`SynthReport`.
+
+    Raises:
+        FileExistsError: ``out`` already holds a benchmark and ``overwrite`` is False.
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    _clear(out, overwrite)
+    plans = {spec.name: plan_dataset(spec, i, seed, scale, sizes) for i, spec in enumerate(DATASET_SPECS)}
+    report = SynthReport(out, {}, plans)
+    jobs = []
+    for spec in DATASET_SPECS:
+        root = out / spec.name
+        report.videos[spec.name] = []
+        if spec.name == "epic":
+            report.files[spec.name] = write_epic_annotations(root, spec, plans[spec.name])
+            path_of = epic_video_path
+        else:
+            report.files[spec.name] = write_ego4d_annotations(root, spec, plans[spec.name], _parents(seed, plans))
+            path_of = ego4d_clip_path
+        for split_videos in plans[spec.name].values():
+            jobs += [(spec, (spec.style, v, path_of(root, v.video_id), root / HAND_BOXES)) for v in split_videos]
+    if videos:
+        for spec_name, result in _run(jobs, workers):
+            report.videos[spec_name].append(result)
+            if on_video is not None:
+                on_video(result)
+        for results in report.videos.values():
+            results.sort(key=lambda r: r.video_id)
+    report.manifest = build_manifest(seed, scale, plans, sizes, videos)
+    (out / MANIFEST).write_text(json.dumps(report.manifest, indent=2) + "\n", encoding="utf-8")
+    return report
+
+
+def _parents(seed: int, plans: dict[str, dict[str, list[VideoPlan]]]) -> dict[str, tuple[str, int]]:
+    """A made-up parent video and offset for every Ego4D clip (metadata only)."""
+    rng = np.random.default_rng([seed, 99])
+    out = {}
+    for videos in plans["ego4d"].values():
+        for v in videos:
+            out[v.video_id] = (str(uuid.UUID(bytes=rng.bytes(16), version=4)), int(rng.integers(0, 30 * 600)))
+    return out
+
+
+def _run(jobs: list, workers: int | None) -> Iterator[tuple[str, VideoResult]]:
+    """Yield ``(dataset name, VideoResult)`` as videos finish."""
+    if workers is None:
+        workers = min(2, os.cpu_count() or 1, len(jobs))
+    if workers <= 1:
+        for spec, args in jobs:
+            yield spec.name, render_video(*args)
+        return
+    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
+        futures = {pool.submit(render_video, *args): spec.name for spec, args in jobs}
+        for future in as_completed(futures):
+            yield futures[future], future.result()
+
+
+def build_manifest(
+    seed: int, scale: float, plans: dict[str, dict[str, list[VideoPlan]]], sizes: Sizes, videos: bool
+) -> dict[str, Any]:
+    """The machine-readable description of the benchmark (class lists, shared/novel, counts, paths)."""
+    from xmic import __version__
+
+    split = class_split(*DATASET_SPECS)
+    datasets: dict[str, Any] = {}
+    for index, spec in enumerate(DATASET_SPECS):
+        st = spec.style
+        datasets[spec.name] = {
+            "title": spec.title,
+            "format": "EPIC-KITCHENS-100" if spec.name == "epic" else "Ego4D FHO LTA v2",
+            "root": spec.name,
+            "annotations": f"{spec.name}/{EPIC_ANNOTATIONS if spec.name == 'epic' else EGO4D_ANNOTATIONS}",
+            "hand_boxes": f"{spec.name}/{HAND_BOXES}",
+            "seed": [seed, index],
+            "fps": spec.fps,
+            "width": st.width,
+            "height": st.height,
+            "splits": {
+                "train": spec.splits[0],
+                "val": spec.splits[1],
+            },
+            "counts": {
+                name: {
+                    "videos": len(vs),
+                    "segments": sum(len(v.segments) for v in vs),
+                    "frames": sum(v.n_frames for v in vs),
+                }
+                for name, vs in plans[spec.name].items()
+            },
+            "verbs": list(spec.verbs),
+            "nouns": list(spec.nouns),
+            "raw_verbs": spec.raw_verbs(),
+            "raw_nouns": spec.raw_nouns(),
+            "novel": split[f"novel_{spec.name}"],
+            "style": {
+                "background": st.background,
+                "contrast": st.contrast,
+                "brightness": st.brightness,
+                "tint": list(st.tint),
+                "camera_jitter_px": st.jitter_px,
+                "camera_pan_px": st.pan_px,
+                "object_scale": st.object_scale,
+            },
+            "extract_hint": (
+                f"xmic extract --dataset {spec.name} --root <out>/{spec.name} --split {','.join(spec.splits)} "
+                f"--hands given --hand-boxes <out>/{spec.name}/{HAND_BOXES}"
+            ),
+        }
+    return {
+        "generator": "xmic.synth",
+        "manifest_version": MANIFEST_VERSION,
+        "xmic_version": __version__,
+        "seed": seed,
+        "scale": scale,
+        "videos_rendered": videos,
+        "sizes": {
+            "train": sizes.train,
+            "val": sizes.val,
+            "segments_per_video": list(sizes.segments_per_video),
+            "segment_seconds": list(sizes.segment_seconds),
+            "gap_seconds": list(sizes.gap_seconds),
+        },
+        "datasets": datasets,
+        "shared": split["shared"],
+        "pairs": [{"source": DATASET_SPECS[0].name, "target": DATASET_SPECS[1].name}],
+    }
+
+
+def load_manifest(out: str | Path) -> dict[str, Any]:
+    """Read ``<out>/manifest.json``; a clear error when it is missing."""
+    path = Path(out) / MANIFEST
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: run `xmic synth --out {out}` first")
+    return json.loads(path.read_text(encoding="utf-8"))

@@ -1,0 +1,290 @@
+"""Drawing synthetic egocentric frames with vectorised numpy: background, objects, hands, camera, lighting.
+
+Every shape is evaluated on the pixel grid of its own bounding square only (no per-pixel Python loops). The
+draw functions return the pixel extent of what they painted, so the hand boxes are exact: the union of the
+hands' and the manipulated object's painted pixels (:meth:`VideoRenderer.frame`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import replace
+
+import numpy as np
+
+from xmic.synth.datasets import COLOURS, Style, noun_parts
+from xmic.synth.motion import FrameState, HandPose, ObjectPose, VideoPlan, frame_state
+
+PixelBox = tuple[int, int, int, int]  # x0, y0, x1, y1 inclusive pixel indices
+
+#: Furthest point of each shape from its centre, in units of its radius.
+SHAPE_EXTENT = {"cube": 1.42, "ball": 1.0, "ring": 1.0, "bar": 1.52, "pyramid": 1.3}
+#: Thinnest drawn |scale| of a flipping object (it stays a visible sliver when seen edge-on).
+MIN_SCALE = 0.08
+_HAND_EXTENT = 1.45
+_SLEEVE_LENGTH = 5.0
+_FINGERS = ((-0.45, 0.62), (-0.15, 0.78), (0.15, 0.74), (0.45, 0.58))  # (u centre, length beyond 0.5)
+
+
+def _grid(cx: float, cy: float, radius: float, width: int, height: int) -> tuple[int, int, np.ndarray, np.ndarray]:
+    """Pixel-centre offsets from ``(cx, cy)`` over the square of half-size ``radius`` clipped to the frame.
+
+    Returns:
+        ``(x0, y0, dx (1, w), dy (h, 1))``; ``w`` or ``h`` is 0 when the square is off-frame.
+    """
+    x0, x1 = max(math.floor(cx - radius), 0), min(math.ceil(cx + radius) + 1, width)
+    y0, y1 = max(math.floor(cy - radius), 0), min(math.ceil(cy + radius) + 1, height)
+    dx = (np.arange(x0, max(x1, x0), dtype=np.float32) + 0.5 - cx)[None, :]
+    dy = (np.arange(y0, max(y1, y0), dtype=np.float32) + 0.5 - cy)[:, None]
+    return x0, y0, dx, dy
+
+
+def _paint(img: np.ndarray, x0: int, y0: int, mask: np.ndarray, colour: np.ndarray) -> PixelBox | None:
+    """Set ``img`` to ``colour`` where ``mask`` (a window at ``(x0, y0)``) is True; the painted pixel extent."""
+    if mask.size == 0:
+        return None
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    if rows.size == 0:
+        return None
+    h, w = mask.shape
+    img[y0 : y0 + h, x0 : x0 + w][mask] = colour
+    return x0 + int(cols[0]), y0 + int(rows[0]), x0 + int(cols[-1]), y0 + int(rows[-1])
+
+
+def shape_masks(shape: str, u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Body and marker masks of a unit shape at local coordinates ``(u, v)`` (radius 1, ``v`` down).
+
+    The marker (a dark spot or band) makes rotations and flips visible on symmetric shapes.
+    """
+    rr = u * u + v * v
+    if shape == "cube":
+        body = (np.abs(u) <= 1.0) & (np.abs(v) <= 1.0)
+        marker = u * u + (v + 0.55) ** 2 <= 0.07
+    elif shape == "ball":
+        body = rr <= 1.0
+        marker = u * u + (v + 0.55) ** 2 <= 0.08
+    elif shape == "ring":
+        body = (rr <= 1.0) & (rr >= 0.3)
+        marker = u * u + (v + 0.78) ** 2 <= 0.05
+    elif shape == "bar":
+        body = (np.abs(u) <= 1.45) & (np.abs(v) <= 0.42)
+        marker = np.abs(u - 1.0) <= 0.22
+    elif shape == "pyramid":
+        body = (v <= 0.8) & (v >= -1.0 + 1.8 * np.abs(u))
+        marker = u * u + (v - 0.35) ** 2 <= 0.05
+    else:
+        raise ValueError(f"unknown shape {shape!r}")
+    return body, body & marker
+
+
+def draw_object(img: np.ndarray, obj: ObjectPose) -> PixelBox | None:
+    """Draw one object (both halves when ``obj.split > 0``) into ``img`` ``(H, W, 3)`` uint8; its pixel extent."""
+    colour_name, shape = noun_parts(obj.noun)
+    colour = np.array(COLOURS[colour_name], dtype=np.uint8)
+    dark = (colour * 0.45).astype(np.uint8)
+    sx = math.copysign(max(abs(obj.sx), MIN_SCALE), obj.sx)
+    sy = math.copysign(max(abs(obj.sy), MIN_SCALE), obj.sy)
+    radius = obj.r * max(abs(sx), abs(sy)) * (SHAPE_EXTENT[shape] + obj.split) + 1.0
+    x0, y0, dx, dy = _grid(obj.cx, obj.cy, radius, img.shape[1], img.shape[0])
+    c, s = math.cos(obj.angle), math.sin(obj.angle)
+    u = (dx * c + dy * s) / (obj.r * sx)
+    v = (dy * c - dx * s) / (obj.r * sy)
+    if obj.split > 0:
+        body = np.zeros(np.broadcast_shapes(u.shape, v.shape), dtype=bool)
+        marker = body.copy()
+        for h in (-1.0, 1.0):
+            uh = u - h * obj.split / sx
+            b, m = shape_masks(shape, uh, v)
+            half = uh * h >= 0
+            body |= b & half
+            marker |= m & half
+    else:
+        body, marker = shape_masks(shape, u, v)
+    box = _paint(img, x0, y0, body, colour)
+    _paint(img, x0, y0, marker, dark)  # inside the body
+    return box
+
+
+def hand_mask(u: np.ndarray, v: np.ndarray, left: bool) -> np.ndarray:
+    """A hand seen from above at hand coordinates (``v`` along the fingers, ``u`` across, unit = hand size).
+
+    Palm ellipse, four fingers and a thumb on the inner side (``-u`` for a right hand).
+    """
+    mask = (u / 0.62) ** 2 + (v / 0.72) ** 2 <= 1.0
+    for centre, length in _FINGERS:
+        mask |= (np.abs(u - centre) <= 0.12) & (v >= 0.3) & (v <= 0.5 + length)
+    side = u if left else -u
+    mask |= (side >= 0.4) & (side <= 0.98) & (v >= -0.08) & (v <= 0.2)
+    return mask
+
+
+def draw_sleeve(img: np.ndarray, hand: HandPose, colour: np.ndarray) -> None:
+    """Draw the forearm's sleeve behind the wrist of ``hand`` (not part of the hand box)."""
+    c, s = math.cos(hand.angle), math.sin(hand.angle)
+    back = (_SLEEVE_LENGTH / 2 + 0.45) * hand.s
+    cx, cy = hand.cx - c * back, hand.cy - s * back
+    x0, y0, dx, dy = _grid(cx, cy, (_SLEEVE_LENGTH / 2 + 0.7) * hand.s, img.shape[1], img.shape[0])
+    v = (dx * c + dy * s) / hand.s
+    u = (dy * c - dx * s) / hand.s
+    _paint(img, x0, y0, (np.abs(u) <= 0.55) & (np.abs(v) <= _SLEEVE_LENGTH / 2), colour)
+
+
+def draw_hand(img: np.ndarray, hand: HandPose, skin: np.ndarray) -> PixelBox | None:
+    """Draw one hand into ``img`` ``(H, W, 3)`` uint8 in colour ``skin``; its pixel extent (None when off-frame)."""
+    x0, y0, dx, dy = _grid(hand.cx, hand.cy, _HAND_EXTENT * hand.s + 1.0, img.shape[1], img.shape[0])
+    c, s = math.cos(hand.angle), math.sin(hand.angle)
+    v = (dx * c + dy * s) / hand.s
+    u = (dy * c - dx * s) / hand.s
+    return _paint(img, x0, y0, hand_mask(u, v, hand.left), skin)
+
+
+def union_pixel_boxes(boxes: list[PixelBox | None]) -> PixelBox | None:
+    """The smallest pixel box holding every non-None box."""
+    real = [b for b in boxes if b is not None]
+    if not real:
+        return None
+    return min(b[0] for b in real), min(b[1] for b in real), max(b[2] for b in real), max(b[3] for b in real)
+
+
+def normalised_box(box: PixelBox, width: int, height: int) -> list[float]:
+    """Inclusive pixel box -> normalised ``[x0, y0, x1, y1]`` rounded outwards to 1e-4 (still holds every pixel)."""
+    x0, y0, x1, y1 = box
+    return [
+        math.floor(x0 / width * 1e4) / 1e4,
+        math.floor(y0 / height * 1e4) / 1e4,
+        min(math.ceil((x1 + 1) / width * 1e4) / 1e4, 1.0),
+        min(math.ceil((y1 + 1) / height * 1e4) / 1e4, 1.0),
+    ]
+
+
+def make_background(style: Style, height: int, width: int, rng: np.random.Generator) -> np.ndarray:
+    """The scene behind the action, ``(height, width, 3)`` uint8 (larger than a frame, for camera motion)."""
+    base = np.array(style.bg_base, dtype=np.float32)
+    alt = np.array(style.bg_alt, dtype=np.float32)
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    if style.background == "tiles":
+        t = style.tile_px
+        shade = rng.uniform(-8.0, 8.0, size=(height // t + 2, width // t + 2)).astype(np.float32)
+        img = base + shade[(yy // t).astype(int), (xx // t).astype(int)][..., None]
+        grout = ((yy.astype(int) % t) < 2) | ((xx.astype(int) % t) < 2)
+        img[grout] = base * 0.72
+        wall = yy < height * rng.uniform(0.16, 0.24)
+        img[wall] = alt + rng.uniform(-4.0, 4.0, size=(int(wall.sum()), 1)).astype(np.float32)
+    elif style.background == "grain":
+        t = style.tile_px
+        coarse = rng.uniform(0.0, 1.0, size=(height // t + 2, width // t + 2)).astype(np.float32)
+        fy, fx = yy / t, xx / t
+        iy, ix = fy.astype(int), fx.astype(int)
+        wy, wx = (fy - iy)[..., None], (fx - ix)[..., None]
+        c00, c01 = coarse[iy, ix][..., None], coarse[iy, ix + 1][..., None]
+        c10, c11 = coarse[iy + 1, ix][..., None], coarse[iy + 1, ix + 1][..., None]
+        blot = (c00 * (1 - wx) + c01 * wx) * (1 - wy) + (c10 * (1 - wx) + c11 * wx) * wy
+        phase = rng.uniform(0.0, 2 * math.pi)
+        grain = 0.5 + 0.5 * np.sin(0.45 * xx + 0.12 * yy + 3.0 * blot[..., 0] + phase)[..., None]
+        mix = np.clip(0.6 * blot + 0.4 * grain, 0.0, 1.0)
+        img = base * (1 - mix) + alt * mix + rng.normal(0.0, 3.0, size=(height, width, 1)).astype(np.float32)
+    else:
+        raise ValueError(f"unknown background {style.background!r}")
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def camera_path(style: Style, n_frames: int, fps: float, rng: np.random.Generator) -> np.ndarray:
+    """Camera offset of every frame, ``(n_frames, 2)`` int ``(x, y)`` in ``[-margin, margin]``."""
+    t = np.arange(n_frames) / fps
+    shake = rng.normal(0.0, style.jitter_px, size=(n_frames, 2))
+    if style.shake_smooth > 0:  # a slow wander instead of per-frame shake
+        alpha = style.shake_smooth
+        for i in range(1, n_frames):
+            shake[i] = alpha * shake[i - 1] + (1 - alpha) * shake[i] * 4.0
+    phase = rng.uniform(0.0, 2 * math.pi, size=2)
+    pan = style.pan_px * np.stack(
+        [np.sin(2 * math.pi * t / style.pan_period_s + phase[0]), 0.4 * np.sin(2 * math.pi * t / 1.7 + phase[1])],
+        axis=1,
+    )
+    m = camera_margin(style)
+    return np.clip(np.rint(pan + shake), -m, m).astype(np.int64)
+
+
+def camera_margin(style: Style) -> int:
+    """Extra background pixels on each side for the camera motion."""
+    return int(math.ceil(style.pan_px + 4 * style.jitter_px)) + 1
+
+
+def lighting_lut(style: Style, rng: np.random.Generator) -> np.ndarray:
+    """Per-channel lookup table ``(3, 256)`` uint8: contrast around mid-grey, brightness (plus a per-video
+    change) and tint."""
+    level = np.arange(256, dtype=np.float32)
+    bright = style.brightness + rng.uniform(-style.light_jitter, style.light_jitter)
+    lit = (level - 128.0) * style.contrast + 128.0 + bright
+    lut = lit[None, :] * np.asarray(style.tint, dtype=np.float32)[:, None]
+    return np.clip(np.rint(lut), 0, 255).astype(np.uint8)
+
+
+def apply_lut(img: np.ndarray, lut: np.ndarray) -> np.ndarray:
+    """``img`` ``(H, W, 3)`` uint8 through the per-channel table ``lut`` ``(3, 256)``."""
+    return lut[np.arange(3)[None, None, :], img]
+
+
+class VideoRenderer:
+    """Renders the frames of one :class:`VideoPlan` in one :class:`Style`, deterministically.
+
+    Args:
+        style: The dataset's look.
+        plan: The video; ``plan.render_seed`` seeds the background, the camera path and the lighting.
+    """
+
+    def __init__(self, style: Style, plan: VideoPlan) -> None:
+        self.style, self.plan = style, plan
+        rng = np.random.default_rng(list(plan.render_seed))
+        self.margin = camera_margin(style)
+        m = self.margin
+        self.background = make_background(style, style.height + 2 * m, style.width + 2 * m, rng)
+        self.camera = camera_path(style, plan.n_frames, plan.fps, rng)
+        self.lut = lighting_lut(style, rng)
+        self.skin = np.array(style.skin, dtype=np.uint8)
+        self.sleeve = np.array(style.sleeve, dtype=np.uint8)
+
+    @property
+    def lit_skin(self) -> np.ndarray:
+        """The hand colour as it appears in the frames (after lighting), ``(3,)`` uint8."""
+        return apply_lut(self.skin.reshape(1, 1, 3), self.lut).reshape(3)
+
+    def state(self, frame: int) -> FrameState:
+        """What frame ``frame`` shows (scene coordinates)."""
+        return frame_state(self.plan, frame, self.style.height)
+
+    def frame(self, index: int) -> tuple[np.ndarray, list[list[float]]]:
+        """Render frame ``index``.
+
+        Returns:
+            ``(image (H, W, 3) uint8 RGB, boxes)``: normalised xyxy boxes of each visible hand and of the
+            manipulated object (their union is the hand box); empty when nothing is in view.
+        """
+        st, m = self.style, self.margin
+        ox, oy = (int(v) for v in self.camera[index])
+        img = self.background[m + oy : m + oy + st.height, m + ox : m + ox + st.width].copy()
+        state = self.state(index)
+        boxes: list[PixelBox | None] = []
+        for obj in state.objects:
+            box = draw_object(img, _shifted(obj, ox, oy))
+            if obj is state.target:
+                boxes.append(box)
+        hands = [_shifted(hand, ox, oy) for hand in state.hands]
+        for hand in hands:
+            draw_sleeve(img, hand, self.sleeve)
+        for hand in hands:
+            boxes.append(draw_hand(img, hand, self.skin))
+        out = [normalised_box(b, st.width, st.height) for b in boxes if b is not None]
+        return apply_lut(img, self.lut), out
+
+    def frames(self) -> Iterator[tuple[int, np.ndarray, list[list[float]]]]:
+        """``(index, image, boxes)`` of every frame in order."""
+        for i in range(self.plan.n_frames):
+            img, boxes = self.frame(i)
+            yield i, img, boxes
+
+
+def _shifted(item: ObjectPose | HandPose, ox: int, oy: int) -> ObjectPose | HandPose:
+    """Scene -> frame coordinates for a camera offset ``(ox, oy)``."""
+    return replace(item, cx=item.cx - ox, cy=item.cy - oy)
