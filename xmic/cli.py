@@ -21,12 +21,15 @@ def bench() -> None:
 def _register() -> None:
     from xmic.adapt.train_cli import evaluate_cmd, train_cmd
     from xmic.bench.decode import decode_bench_cmd
+    from xmic.bench.extract import extract_bench_cmd
     from xmic.bench.train import train_bench_cmd
     from xmic.cache.cli import cache
     from xmic.evaluate.reproduce_cli import reproduce_cmd
     from xmic.evaluate.splits_cli import splits
+    from xmic.extract.extract_cli import extract
     from xmic.synth.cli import synth
 
+    main.add_command(extract)
     main.add_command(train_cmd)
     main.add_command(evaluate_cmd)
     main.add_command(splits)
@@ -35,6 +38,7 @@ def _register() -> None:
     main.add_command(reproduce_cmd)
     bench.add_command(train_bench_cmd)
     bench.add_command(decode_bench_cmd)
+    bench.add_command(extract_bench_cmd)
 
 
 _register()

@@ -34,6 +34,7 @@ def write_ego4d_dataset(
     height: int = 48,
     gop: int = 8,
     missing: Sequence[str] = (),
+    first_action: int = 0,
 ) -> Path:
     """Write a small Ego4D FHO (LTA v2) dataset: annotations, taxonomy and H.264 clips.
 
@@ -45,6 +46,7 @@ def write_ego4d_dataset(
         split: Which ``fho_lta_<split>.json`` to write (an existing one is replaced).
         width: Clip width. height: Clip height. gop: Keyframe interval.
         missing: Clip uids to leave without a video.
+        first_action: ``action_idx`` of each clip's first action (segment ids are ``<clip_uid>_<action_idx>``).
 
     Returns:
         ``root``. Labels cycle through the taxonomy (action ``k`` of a clip: verb ``k % 4``, noun ``(k+1) % 4``).
@@ -65,7 +67,7 @@ def write_ego4d_dataset(
             actions.append(
                 {
                     "clip_uid": uid,
-                    "action_idx": k,
+                    "action_idx": first_action + k,
                     "action_clip_start_sec": start / FPS,
                     "action_clip_end_sec": (stop + 1) / FPS,
                     "action_clip_start_frame": start,
@@ -100,7 +102,7 @@ def write_tiny_encoders(model_dir: str | Path, names: Sequence[str] = ("clip-vit
     return Path(model_dir)
 
 
-def write_given_boxes_for(root: str | Path, boxes_dir: str | Path, clips: dict[str, int], seed: int = 0) -> Path:
+def write_given_boxes_for(boxes_dir: str | Path, clips: dict[str, int], seed: int = 0) -> Path:
     """A box on every other frame of each clip (``--hands given``), random but inside the frame."""
     from xmic.extract.hands.given import write_given_boxes
 
@@ -140,7 +142,7 @@ def run_extract_bench(
         t0 = time.perf_counter()
         root = write_ego4d_dataset(Path(tmp) / "ego4d", clips, segments, width=width, height=height, gop=15)
         models = write_tiny_encoders(Path(tmp) / "models")
-        boxes = write_given_boxes_for(root, Path(tmp) / "boxes", clips)
+        boxes = write_given_boxes_for(Path(tmp) / "boxes", clips)
         generate_s = time.perf_counter() - t0
         config = ExtractConfig(
             dataset="ego4d",

@@ -14,7 +14,7 @@ from typing import Any
 import click
 
 from xmic.extract.hands.factory import hand_options, pop_hand_options
-from xmic.extract.runner import Dataset, ExtractConfig, ExtractReport, planned_chunks, run_extraction
+from xmic.extract.runner import Dataset, ExtractConfig, ExtractReport, run_extraction
 
 #: Failed rows / skipped rows / missing videos spelled out in printed summaries.
 MAX_LISTED = 20
@@ -81,7 +81,7 @@ def _store_state(config: ExtractConfig) -> dict[str, Any] | None:
 def dry_run_info(config: ExtractConfig, data: Dataset, rank: int, world: int, echo: Any = print) -> dict[str, Any]:
     """Describe what ``config`` would do, decoding nothing and loading no model; print it with ``echo``."""
     from xmic.cache.schema import PROMPT_TEMPLATES
-    from xmic.extract.launch import chunks_of_rank
+    from xmic.extract.launch import chunks_of_rank, planned_chunks
 
     info: dict[str, Any] = {"dataset": config.dataset, "store": str(config.cache), "splits": {}}
     echo(f"dry run: {config.dataset} from {config.root} -> {config.cache} (nothing is decoded or written)")
@@ -109,7 +109,10 @@ def dry_run_info(config: ExtractConfig, data: Dataset, rank: int, world: int, ec
     n = len(data.records)
     missing_rows = sum(1 for r in data.records if r.video_path is None)
     encoders = {name: _encoder_plan(name, config.model_dir) for name in config.encoder_names()}
-    chunk_rows, n_chunks = planned_chunks(config, n, max(e["dim"] for e in encoders.values()))
+    width = max(e["dim"] for e in encoders.values())
+    chunk_rows, n_chunks = planned_chunks(
+        config.cache, config.dataset, config.fmt, config.chunk_rows, config.num_frames, width, n
+    )
     state = _store_state(config)
     done = state["done"] if state else []
     pending = chunks_of_rank([c for c in range(n_chunks) if c not in set(done)], rank, world)
@@ -125,7 +128,7 @@ def dry_run_info(config: ExtractConfig, data: Dataset, rank: int, world: int, ec
     )
     echo(f"rows: {n} in one group {config.dataset!r}; {missing_rows} would fail (media missing)")
     echo(
-        f"chunks: {n_chunks} of {chunk_rows} rows; "
+        f"chunks: {n_chunks} of {chunk_rows} rows each; "
         + (f"{len(done)} already done; " if state else "store absent (would be created); ")
         + f"rank {rank}/{world} would compute {len(pending)}"
     )
@@ -182,7 +185,13 @@ def _split_list(values: tuple[str, ...]) -> tuple[str, ...]:
 @click.option("--device", default=None, help="cuda, cuda:1, cpu (default cuda when available)")
 @click.option("--batch-size", type=int, default=None, help="images per encoder forward pass")
 @click.option("--chunk-rows", type=int, default=None, help="rows per store chunk (default ~8 MiB feature chunks)")
-@click.option("--decode-size", type=int, default=256, show_default=True, help="decode at this shorter side (0: source)")
+@click.option(
+    "--decode-size",
+    type=int,
+    default=256,
+    show_default=True,
+    help="decode at this shorter side, never upscaling (0: source)",
+)
 @click.option("--overwrite", is_flag=True, help="discard this dataset's group in the store and start again")
 @click.option("--dry-run", is_flag=True, help="read the annotations and say what would be done; decode nothing")
 @click.option("--no-progress", is_flag=True, help="no progress bar")

@@ -1,4 +1,4 @@
-"""Processes of an extraction: rank discovery, creating or joining the store, and the decode worker pool.
+"""Processes of an extraction: ranks, creating or joining the store, decode workers, and the main process's loop.
 
 Ranks: chunk ``c`` of a dataset group belongs to rank ``c % world_size``; every rank writes only its chunks, so
 ``torchrun`` (one process per GPU) or ``srun`` (several hosts on a shared filesystem) fill one Zarr store
@@ -8,6 +8,7 @@ would have created the same group.
 Decode workers: :class:`DecodePool` runs :func:`xmic.extract.pipeline.decode_chunk` in ``workers`` spawned
 processes that decode chunks ahead of the main process, through a bounded queue; ``workers=0`` decodes in the
 main process. Workers watch their parent and exit when it is gone (a killed run leaves no orphans behind).
+:class:`ChunkLoop` is the main process's half: hand boxes and encoders on the decoded pieces, one write per chunk.
 """
 
 from __future__ import annotations
@@ -16,15 +17,26 @@ import os
 import queue
 import time
 import traceback
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 from xmic.cache import layout
 from xmic.cache.backend import Backend
-from xmic.cache.schema import StoreSpec
+from xmic.cache.errors import StoreError
+from xmic.cache.schema import ROW_FAILED, ROW_OK, StoreSpec, chunk_rows_for, num_chunks
 from xmic.cache.writer import StoreWriter
-from xmic.extract.pipeline import ChunkDecoded, ChunkJob, DecodeSettings, VideoJob, decode_chunk
+from xmic.extract.pipeline import (
+    ChunkAssembler,
+    ChunkDecoded,
+    ChunkJob,
+    DecodeSettings,
+    Failed,
+    Piece,
+    Timings,
+    decode_chunk,
+    encode_pieces,
+)
 
 #: Environment variables read by :func:`discover_rank`, in order of preference: (rank, world size).
 RANK_ENV = (("RANK", "WORLD_SIZE"), ("SLURM_PROCID", "SLURM_NTASKS"))
@@ -71,44 +83,29 @@ def chunks_of_rank(chunks: list[int], rank: int, world_size: int) -> list[int]:
     return [c for c in chunks if c % world_size == rank]
 
 
-def plan_chunks(records: list[Any], chunk_rows: int, chunks: list[int], clamp_stop: bool = False) -> list[ChunkJob]:
-    """Group the rows of each chunk in ``chunks`` by video.
+def planned_chunks(
+    path: str | os.PathLike,
+    dataset: str,
+    fmt: str | None,
+    chunk_rows: int | None,
+    num_frames: int,
+    width: int,
+    n_rows: int,
+) -> tuple[int, int]:
+    """``(chunk_rows, n_chunks)`` of a run: ``chunk_rows`` when given, else the existing group's (a re-run keeps
+    them), else ~8 MiB chunks of ``(rows, num_frames, width)`` float16 features."""
+    rows = chunk_rows or _existing_chunk_rows(Path(path), dataset, fmt) or chunk_rows_for(num_frames, width)
+    return rows, num_chunks(n_rows, rows)
 
-    Args:
-        records: The store's rows in order (:class:`~xmic.extract.datasets.SegmentRecord`).
-        chunk_rows: Rows per store chunk.
-        chunks: Which chunks to plan.
-        clamp_stop: Clamp every row's stop frame to its media's length (EGTEA).
 
-    Returns:
-        One :class:`ChunkJob` per chunk, in the order given.
-    """
-    jobs = []
-    for c in chunks:
-        lo, hi = c * chunk_rows, min(len(records), (c + 1) * chunk_rows)
-        videos: list[VideoJob] = []
-        row = lo
-        while row < hi:
-            first = records[row]
-            end = row
-            while end < hi and records[end].video_id == first.video_id:
-                end += 1
-            group = records[row:end]
-            videos.append(
-                VideoJob(
-                    video_id=first.video_id,
-                    path=None if first.video_path is None else str(first.video_path),
-                    media_kind=first.media_kind,
-                    annot_fps=float(first.fps),
-                    clamp_stop=clamp_stop,
-                    rows=tuple(range(row, end)),
-                    starts=tuple(int(r.start_frame) for r in group),
-                    stops=tuple(int(r.stop_frame) for r in group),
-                )
-            )
-            row = end
-        jobs.append(ChunkJob(c, lo, hi, tuple(videos)))
-    return jobs
+def _existing_chunk_rows(path: Path, dataset: str, fmt: str | None) -> int | None:
+    try:
+        if _group_state(path, dataset, fmt) != "ready":
+            return None
+        with Backend(path, fmt).session("r") as s:
+            return layout.read_spec(s, dataset, str(path)).chunk_rows
+    except StoreError:
+        return None
 
 
 def _group_state(path: Path, dataset: str, fmt: str | None) -> str:
@@ -151,10 +148,11 @@ def open_store(
     last_error: Exception | None = None
     while True:
         try:
-            if _group_state(path, spec.dataset, fmt) == "ready":
-                return StoreWriter.create(path, spec, segments, vocab, fmt)
-        except (OSError, ValueError) as exc:  # metadata caught mid-write by rank 0; try again
-            last_error = exc
+            ready = _group_state(path, spec.dataset, fmt) == "ready"
+        except (OSError, ValueError, StoreError) as exc:  # metadata caught mid-write by rank 0; try again
+            ready, last_error = False, exc
+        if ready:
+            return StoreWriter.create(path, spec, segments, vocab, fmt)
         if time.monotonic() > deadline:
             raise TimeoutError(
                 f"rank {rank}: group {spec.dataset!r} of {path} did not appear within {timeout:.0f} s; "
@@ -179,6 +177,7 @@ def _worker_main(tasks: Any, results: Any, settings: DecodeSettings, worker: int
                 return True
             except queue.Full:
                 continue
+        results.cancel_join_thread()  # nobody reads any more: exit without flushing
         return False
 
     job: ChunkJob | None = None
@@ -264,6 +263,8 @@ class DecodePool:
                 if isinstance(item, ChunkDecoded):
                     remaining -= 1
                 yield item
+            for p in self._procs:  # every job is done: let the workers see their None and exit
+                p.join(timeout=5)
         finally:
             self.close()
 
@@ -286,3 +287,90 @@ class DecodePool:
             q.cancel_join_thread()
             q.close()
         self._procs, self._queues = [], []
+
+
+class ChunkLoop:
+    """The main process's half: encode decoded pieces chunk by chunk and write each chunk once it is complete.
+
+    Pieces of a chunk wait until they hold an encoder batch of frames (or the chunk's decode ends), so short
+    videos (one EGTEA clip per row) still fill the encoder's batches; only pieces of one chunk share a batch,
+    which keeps the features of a chunk independent of how many workers decode.
+    """
+
+    def __init__(
+        self,
+        jobs: list[Any],
+        writer: Any,
+        provider: Any,
+        encoders: dict[str, Any],
+        records: list[Any],
+        timings: Timings,
+        on_chunk: Callable[[int, int, int], None] | None,
+    ) -> None:
+        self.jobs = {j.chunk: j for j in jobs}
+        self.writer, self.provider, self.encoders, self.records = writer, provider, encoders, records
+        self.timings, self.on_chunk = timings, on_chunk
+        self.dims = {n: e.dim for n, e in encoders.items()}
+        self.batch = max(e.batch_size for e in encoders.values())
+        self.open: dict[int, ChunkAssembler] = {}
+        self.failures: list[dict[str, Any]] = []
+        self.rows_ok = self.rows_failed = self.written = 0
+
+    def run(self, items: Any, bar: Any) -> None:
+        """Consume :class:`DecodePool` items until every chunk is written."""
+        for item in items:
+            if isinstance(item, Piece):
+                acc = self._assembler(item.chunk)
+                acc.waiting.append(item)
+                if sum(p.frames.shape[0] * p.frames.shape[1] for p in acc.waiting) >= self.batch:
+                    self._flush(acc, bar)
+            elif isinstance(item, Failed):
+                self._assembler(item.chunk).fail(item.rows, item.reasons)
+                bar.update(len(item.rows))
+            elif isinstance(item, ChunkDecoded):
+                self.timings.decode += item.seconds
+                acc = self._assembler(item.chunk)
+                del self.open[item.chunk]
+                self._flush(acc, bar)
+                self._write(acc)
+
+    def _assembler(self, chunk: int) -> ChunkAssembler:
+        if chunk not in self.open:
+            j = self.jobs[chunk]
+            t = self.writer.spec.num_frames
+            self.open[chunk] = ChunkAssembler(chunk, j.row_start, j.row_stop - j.row_start, t, self.dims)
+        return self.open[chunk]
+
+    def _flush(self, acc: ChunkAssembler, bar: Any) -> None:
+        waiting, acc.waiting = acc.waiting, []
+        results = encode_pieces(waiting, self.provider, self.encoders, self.records, self.timings)
+        for piece, result in zip(waiting, results, strict=True):
+            rows = [int(r) for r in piece.rows]
+            if isinstance(result, Exception):
+                acc.fail(rows, [f"hand boxes: {result}"] * len(rows))
+            else:
+                acc.add(piece.rows, piece.frame_index, *result)
+            bar.update(len(rows))
+
+    def _write(self, acc: ChunkAssembler) -> None:
+        left = acc.pending_rows()
+        if left:
+            raise RuntimeError(f"chunk {acc.chunk}: rows {left[:10]} were neither decoded nor failed")
+        t0 = time.perf_counter()
+        self.writer.write_chunk(
+            acc.chunk,
+            frame_index=acc.frame_index,
+            hand_box=acc.hand_box,
+            features=acc.features,
+            row_status=acc.row_status,
+            failures=acc.failures,
+        )
+        self.timings.write += time.perf_counter() - t0
+        n_ok, n_bad = int((acc.row_status == ROW_OK).sum()), int((acc.row_status == ROW_FAILED).sum())
+        self.rows_ok, self.rows_failed, self.written = self.rows_ok + n_ok, self.rows_failed + n_bad, self.written + 1
+        self.failures += [
+            {"segment_id": self.records[f["row"]].segment_id, "video_id": self.records[f["row"]].video_id, **f}
+            for f in acc.failures
+        ]
+        if self.on_chunk is not None:
+            self.on_chunk(acc.chunk, n_ok, n_bad)

@@ -1,14 +1,15 @@
 """One chunk of segments through stage one: plan, decode (per video, sparse), hand boxes, encoders.
 
-The runner splits the work so that the decode half (:func:`decode_chunk`) can run in worker processes and the
-other half (:class:`ChunkAssembler`, :func:`encode_piece`) in the main process next to the GPU:
+The work is split so that the decode half (:func:`decode_chunk`) can run in worker processes and the other half
+(:func:`encode_pieces`, :class:`ChunkAssembler`, driven by :class:`xmic.extract.launch.ChunkLoop`) in the main
+process next to the GPU:
 
-- :func:`xmic.extract.launch.plan_chunks` turns the store's rows into :class:`ChunkJob` s: the rows of one chunk
+- :func:`xmic.extract.runner.plan_chunks` turns the store's rows into :class:`ChunkJob` s: the rows of one chunk
   grouped by video (rows are sorted by video and time, so a video's rows in a chunk are consecutive).
 - :func:`decode_chunk` decodes each video of a job once for all its rows and yields :class:`Piece` s (up to
   ``piece_rows`` rows of one video with their frames), :class:`Failed` rows with a reason, and finally
   :class:`ChunkDecoded`.
-- :func:`encode_piece` finds the hand boxes of a piece and runs every encoder on the full frames and the hand
+- :func:`encode_pieces` finds the hand boxes of pieces and runs every encoder on the full frames and the hand
   crops; :class:`ChunkAssembler` gathers the results of a chunk into the arrays of one ``write_chunk``.
 
 Frame numbering: ``frame_index`` holds the slots' frames in the **annotation's numbering** (EPIC: the RGB frame
@@ -42,7 +43,7 @@ class DecodeSettings:
     Attributes:
         num_frames: Slots ``T`` per segment.
         bins: Temporal bins of the sampling rule.
-        size: Output frame size for the decoder: None keeps the source size, an int sets the shorter side.
+        size: Shorter side frames are decoded at (never upscaled); None keeps the source size.
         interpolation: Resize filter when ``size`` changes the frame size.
         piece_rows: At most this many rows (all of one video) per :class:`Piece`.
         overshoot: Frames past the end of the media served by its last frame.
@@ -151,23 +152,28 @@ def _annotation_last_frame(n_native: int, annot_fps: float, native_fps: float) -
     return math.floor((n_native - 0.5) * annot_fps / native_fps - 1e-9)
 
 
-def _open_media(video: VideoJob, settings: DecodeSettings) -> tuple[Any, float, int]:
-    """``(reader or folder, native fps, native frame count)``; VideoDecodeError when unreadable."""
+def _open_media(video: VideoJob, settings: DecodeSettings) -> tuple[Any, float, int, int | None]:
+    """``(reader or folder, native fps, native frame count, decode size)``; VideoDecodeError when unreadable.
+
+    The decode size is ``settings.size`` unless the source's shorter side is already no larger (no upscaling).
+    """
     if video.media_kind == "frames":
         from xmic.extract.frames import probe_frame_folder
 
         info = probe_frame_folder(video.path, video.annot_fps)
-        return Path(video.path), video.annot_fps, info.n_frames
-    from xmic.extract.decode import VideoFrameReader
+        source: Any = Path(video.path)
+    else:
+        from xmic.extract.decode import VideoFrameReader
 
-    reader = VideoFrameReader(
-        video.path,
-        size=settings.size,
-        interpolation=settings.interpolation,
-        overshoot_tolerance=settings.overshoot,
-        skip_bad_segments=True,
-    )
-    return reader, reader.info.fps, reader.info.n_frames
+        source = VideoFrameReader(
+            video.path, interpolation=settings.interpolation, overshoot_tolerance=settings.overshoot,
+            skip_bad_segments=True,
+        )  # fmt: skip
+        info = source.info
+    size = settings.size if settings.size is not None and min(info.width, info.height) > settings.size else None
+    if not isinstance(source, Path):
+        source.size = size
+    return source, info.fps, info.n_frames, size
 
 
 def _source_indices(video: VideoJob, frame_index: np.ndarray, native_fps: float) -> np.ndarray:
@@ -191,7 +197,7 @@ def _decode_video(
         yield Failed(chunk, rows, [f"media of video {video.video_id} not found ({video.media_kind})"] * len(rows))
         return
     try:
-        source, native_fps, n_native = _open_media(video, settings)
+        source, native_fps, n_native, size = _open_media(video, settings)
     except VideoDecodeError as exc:
         yield Failed(chunk, rows, [str(exc)] * len(rows))
         return
@@ -214,7 +220,7 @@ def _decode_video(
     local = DecodeStats()
     buffer: list[tuple[int, np.ndarray]] = []
     try:
-        for k, frames in _read(source, [source_index[i] for i in keep], settings, local):
+        for k, frames in _read(source, [source_index[i] for i in keep], size, settings, local):
             emitted.add(k)
             buffer.append((keep[k], frames))
             if len(buffer) >= settings.piece_rows:
@@ -231,13 +237,15 @@ def _decode_video(
         yield _piece(chunk, video, rows, frame_index, buffer)
     if local.failed:
         failed = sorted(local.failed)
-        yield Failed(
-            chunk, [rows[keep[k]] for k in failed], [_shorter_reason(video.path, local.failed[k]) for k in failed]
-        )
+        if video.media_kind == "video":  # the reader's only per-segment failure: frames past the end
+            reasons = [_shorter_reason(video.path, local.failed[k]) for k in failed]
+        else:
+            reasons = [local.failed[k] for k in failed]
+        yield Failed(chunk, [rows[keep[k]] for k in failed], reasons)
 
 
 def _read(
-    source: Any, frame_lists: list[np.ndarray], settings: DecodeSettings, stats: DecodeStats
+    source: Any, frame_lists: list[np.ndarray], size: int | None, settings: DecodeSettings, stats: DecodeStats
 ) -> Iterator[tuple[int, np.ndarray]]:
     if isinstance(source, Path):
         from xmic.extract.frames import read_frame_folder_segments
@@ -245,7 +253,7 @@ def _read(
         yield from read_frame_folder_segments(
             source,
             frame_lists,
-            size=settings.size,
+            size=size,
             interpolation=settings.interpolation,
             overshoot_tolerance=settings.overshoot,
             skip_bad_segments=True,
@@ -294,29 +302,10 @@ class Timings:
         return {k: (v / total if total > 0 else 0.0) for k, v in parts.items()}
 
 
-def encode_piece(
-    piece: Piece, provider: Any, encoders: dict[str, Any], records: list[Any], timings: Timings
-) -> tuple[np.ndarray, dict[str, dict[str, np.ndarray]]]:
-    """Hand boxes and features of one piece.
-
-    Args:
-        piece: ``n`` decoded rows of one video.
-        provider: A hand-box provider (``boxes_many``, ``needs_frames``).
-        encoders: ``{name: FrozenEncoder}``.
-        records: All store rows (segment records, for the provider's messages).
-        timings: ``hands`` and ``encode`` are added to.
-
-    Returns:
-        ``(hand_box (n, T, 4) float32, {encoder: {"full": (n, T, D), "hand": (n, T, D)} float16})``. The hand view
-        of a frame without a box is its full-frame feature.
-
-    Raises:
-        HandBoxError: the provider cannot give boxes for this video (the caller fails the rows).
-    """
+def piece_boxes(piece: Piece, provider: Any, records: list[Any]) -> np.ndarray:
+    """``(n, T, 4)`` float32 hand boxes of a piece's rows (NaN = none); HandBoxError when the source fails."""
     from xmic.extract.hands.base import BoxRequest
 
-    n, t = piece.frame_index.shape
-    t0 = time.perf_counter()
     requests = [
         BoxRequest(
             piece.video_id,
@@ -324,26 +313,64 @@ def encode_piece(
             piece.frames[i] if provider.needs_frames else None,
             records[int(piece.rows[i])],
         )
-        for i in range(n)
+        for i in range(len(piece.rows))
     ]
-    boxes = np.stack(provider.boxes_many(requests)).astype(np.float32)  # (n, T, 4)
+    return np.stack(provider.boxes_many(requests)).astype(np.float32)
+
+
+def encode_pieces(
+    pieces: list[Piece], provider: Any, encoders: dict[str, Any], records: list[Any], timings: Timings
+) -> list[tuple[np.ndarray, dict[str, dict[str, np.ndarray]]] | Exception]:
+    """Hand boxes and features of several pieces, encoded together (one batch per frame size).
+
+    Args:
+        pieces: Decoded pieces (``n_i`` rows each).
+        provider: A hand-box provider (``boxes_many``, ``needs_frames``).
+        encoders: ``{name: FrozenEncoder}``.
+        records: All store rows (segment records, for the provider's messages).
+        timings: ``hands`` and ``encode`` are added to.
+
+    Returns:
+        Per piece, ``(hand_box (n_i, T, 4) float32, {encoder: {"full": (n_i, T, D), "hand": ...} float16})``, or
+        the :class:`~xmic.extract.hands.base.HandBoxError` its boxes raised (the caller fails those rows). The hand
+        view of a frame without a box is its full-frame feature.
+    """
+    from xmic.extract.hands.base import HandBoxError
+
+    t0 = time.perf_counter()
+    out: list[Any] = []
+    for piece in pieces:
+        try:
+            out.append(piece_boxes(piece, provider, records))
+        except HandBoxError as exc:
+            out.append(exc)
     t1 = time.perf_counter()
     timings.hands += t1 - t0
-    flat = piece.frames.reshape(n * t, *piece.frames.shape[2:])  # (n*T, H, W, 3)
-    flat_boxes = boxes.reshape(n * t, 4)
-    has_box = ~np.isnan(flat_boxes).any(axis=1)
-    feats = {}
-    for name, enc in encoders.items():
-        full = enc.encode_images(flat).numpy()  # (n*T, D) float32
-        hand = full.copy()
-        if has_box.any():
-            hand[has_box] = enc.encode_crops(flat[has_box], flat_boxes[has_box]).numpy()
-        feats[name] = {
-            "full": full.reshape(n, t, -1).astype(np.float16),
-            "hand": hand.reshape(n, t, -1).astype(np.float16),
-        }
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for i, piece in enumerate(pieces):
+        if not isinstance(out[i], Exception):
+            groups.setdefault(piece.frames.shape[2:], []).append(i)
+    for shape, idx in groups.items():
+        frames = np.concatenate([pieces[i].frames.reshape(-1, *shape) for i in idx])  # (M, H, W, 3)
+        boxes = np.concatenate([out[i].reshape(-1, 4) for i in idx])  # (M, 4)
+        has_box = ~np.isnan(boxes).any(axis=1)
+        sizes = np.cumsum([pieces[i].frames.shape[0] * pieces[i].frames.shape[1] for i in idx])[:-1]
+        views: dict[str, dict[str, list[np.ndarray]]] = {}
+        for name, enc in encoders.items():
+            full = enc.encode_images(frames).numpy()  # (M, D) float32
+            hand = full.copy()
+            if has_box.any():
+                hand[has_box] = enc.encode_crops(frames[has_box], boxes[has_box]).numpy()
+            views[name] = {"full": np.split(full, sizes), "hand": np.split(hand, sizes)}
+        for k, i in enumerate(idx):
+            n, t = pieces[i].frame_index.shape
+            feats = {
+                name: {view: parts[k].reshape(n, t, -1).astype(np.float16) for view, parts in v.items()}
+                for name, v in views.items()
+            }
+            out[i] = (out[i], feats)
     timings.encode += time.perf_counter() - t1
-    return boxes, feats
+    return out
 
 
 @dataclass
@@ -355,6 +382,7 @@ class ChunkAssembler:
     n: int
     num_frames: int
     dims: dict[str, int]
+    waiting: list[Piece] = field(default_factory=list)  # decoded pieces not encoded yet
     _failures: dict[int, dict[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

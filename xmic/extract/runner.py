@@ -19,19 +19,19 @@ from pathlib import Path
 from typing import Any
 
 import xmic
-from xmic.cache.schema import ROW_FAILED, ROW_OK, StoreSpec, chunk_rows_for, num_chunks
+from xmic.cache.backend import detect_format
+from xmic.cache.schema import StoreSpec
 from xmic.extract.datasets import DatasetAnnotations, read_annotations, records_to_columns
 from xmic.extract.datasets.records import sort_records
-from xmic.extract.launch import DecodePool, chunks_of_rank, discover_rank, open_store, plan_chunks
-from xmic.extract.pipeline import (
-    ChunkAssembler,
-    ChunkDecoded,
-    DecodeSettings,
-    Failed,
-    Piece,
-    Timings,
-    encode_piece,
+from xmic.extract.launch import (
+    ChunkLoop,
+    DecodePool,
+    chunks_of_rank,
+    discover_rank,
+    open_store,
+    planned_chunks,
 )
+from xmic.extract.pipeline import ChunkJob, DecodeSettings, Timings, VideoJob
 from xmic.extract.sampling import DEFAULT_BINS, sampling_rule
 
 Echo = Callable[[str], None]
@@ -76,6 +76,20 @@ class ExtractConfig:
     dry_run: bool = False
     progress: bool = True
 
+    def __post_init__(self) -> None:
+        self.root, self.cache = Path(self.root), Path(self.cache)
+        self.model_dir = None if self.model_dir is None else Path(self.model_dir)
+        self.annotations_dir = None if self.annotations_dir is None else Path(self.annotations_dir)
+        if isinstance(self.splits, str):
+            self.splits = tuple(s.strip() for s in self.splits.split(",") if s.strip())
+        self.splits = tuple(self.splits)
+        self.decode_size = self.decode_size or None  # 0 = the source size
+        if self.num_frames < 1 or self.workers < 0 or self.piece_rows < 1:
+            raise ValueError(
+                f"need frames >= 1, workers >= 0 and piece_rows >= 1; got {self.num_frames}, {self.workers}, "
+                f"{self.piece_rows}"
+            )
+
     def resolved_bins(self) -> int:
         if self.bins is not None:
             return self.bins
@@ -106,7 +120,7 @@ def _jsonable(value: Any) -> Any:
         return [_jsonable(v) for v in value]
     if isinstance(value, dict):
         return {str(k): _jsonable(v) for k, v in value.items()}
-    return value
+    return value if value is None or isinstance(value, (str, int, float, bool)) else repr(value)
 
 
 @dataclass
@@ -167,12 +181,59 @@ def load_dataset(config: ExtractConfig) -> Dataset:
         if other.vocab != vocab:
             raise ValueError(f"splits {splits[0].split} and {other.split} of {config.dataset} have other vocabularies")
     records = sort_records([r for s in splits for r in s.records])
+    seen: dict[str, str] = {}
+    for r in records:
+        if seen.setdefault(r.segment_id, r.split) != r.split:
+            raise ValueError(
+                f"segment {r.segment_id} is in splits {seen[r.segment_id]} and {r.split}; one store group needs "
+                "unique segment ids (extract the splits into separate stores)"
+            )
     if not records:
         raise ValueError(f"no segments in {config.dataset} splits {', '.join(config.splits)} under {config.root}")
     annotations: dict[str, str] = {}
     for s in splits:
         annotations.update(s.annotation_sha256())
     return Dataset(records, vocab, splits, annotations)
+
+
+def plan_chunks(records: list[Any], chunk_rows: int, chunks: list[int], clamp_stop: bool = False) -> list[ChunkJob]:
+    """Group the rows of each chunk in ``chunks`` by video.
+
+    Args:
+        records: The store's rows in order (:class:`~xmic.extract.datasets.SegmentRecord`).
+        chunk_rows: Rows per store chunk.
+        chunks: Which chunks to plan.
+        clamp_stop: Clamp every row's stop frame to its media's length (EGTEA).
+
+    Returns:
+        One :class:`ChunkJob` per chunk, in the order given.
+    """
+    jobs = []
+    for c in chunks:
+        lo, hi = c * chunk_rows, min(len(records), (c + 1) * chunk_rows)
+        videos: list[VideoJob] = []
+        row = lo
+        while row < hi:
+            first = records[row]
+            end = row
+            while end < hi and records[end].video_id == first.video_id:
+                end += 1
+            group = records[row:end]
+            videos.append(
+                VideoJob(
+                    video_id=first.video_id,
+                    path=None if first.video_path is None else str(first.video_path),
+                    media_kind=first.media_kind,
+                    annot_fps=float(first.fps),
+                    clamp_stop=clamp_stop,
+                    rows=tuple(range(row, end)),
+                    starts=tuple(int(r.start_frame) for r in group),
+                    stops=tuple(int(r.stop_frame) for r in group),
+                )
+            )
+            row = end
+        jobs.append(ChunkJob(c, lo, hi, tuple(videos)))
+    return jobs
 
 
 def build_spec(
@@ -254,22 +315,20 @@ def run_extraction(
             info["chunks_pending_rank"], 0, 0, 0, dry_run=info,
         )  # fmt: skip
     fmt = config.fmt
-    if world > 1 and (fmt == "h5" or str(config.cache).endswith((".h5", ".hdf5"))):
+    if world > 1 and config.overwrite:
+        raise ValueError("--overwrite with several ranks could discard chunks another rank writes; run it with one")
+    if world > 1 and detect_format(config.cache, fmt) == "h5":
         raise ValueError("an HDF5 store takes one writing process; use --format zarr with several ranks")
     import torch
 
     from xmic.extract.encoders import load_encoder
-    from xmic.extract.hands import HandBoxError
 
     timings = Timings()
     device = config.device or ("cuda" if torch.cuda.is_available() else "cpu")
     provider = make_provider(config)
     encoders = {n: load_encoder(n, config.model_dir, device, batch_size=config.batch_size) for n in names}
-    chunk_rows = (
-        config.chunk_rows
-        or _existing_chunk_rows(config)
-        or chunk_rows_for(config.num_frames, max(e.dim for e in encoders.values()))
-    )
+    width = max(e.dim for e in encoders.values())
+    chunk_rows = planned_chunks(config.cache, config.dataset, fmt, config.chunk_rows, config.num_frames, width, 1)[0]
     spec = build_spec(config, data, encoders, chunk_rows, provider)
     writer = open_store(config.cache, spec, data.columns(), data.vocab, fmt, rank, overwrite=config.overwrite)
     timings.setup = time.perf_counter() - t_start
@@ -278,68 +337,24 @@ def run_extraction(
         write_text_embeddings(writer, encoders, config.dataset, data.vocab)
         timings.text = time.perf_counter() - t0
     pending = chunks_of_rank(writer.pending_chunks(), rank, world)
-    settings = DecodeSettings(
-        config.num_frames, config.resolved_bins(), config.decode_size or None, piece_rows=config.piece_rows
-    )
     jobs = plan_chunks(data.records, writer.spec.chunk_rows, pending, clamp_stop=config.dataset == "egtea")
-    dims = {n: e.dim for n, e in encoders.items()}
+    settings = DecodeSettings(
+        config.num_frames, config.resolved_bins(), config.decode_size, piece_rows=config.piece_rows
+    )
+    n_rows = sum(j.row_stop - j.row_start for j in jobs)
     echo(
         f"extract {config.dataset}: {len(data.records)} rows, {writer.n_chunks} chunks; rank {rank}/{world}: "
-        f"{len(pending)} chunks to do ({sum(j.row_stop - j.row_start for j in jobs)} rows), device {device}"
+        f"{len(pending)} chunks to do ({n_rows} rows), device {device}"
     )
     pool = DecodePool(jobs, settings, config.workers, config.prefetch)
-    open_chunks: dict[int, ChunkAssembler] = {}
-    by_chunk = {j.chunk: j for j in jobs}
-    failures: list[dict[str, Any]] = []
-    rows_ok = rows_failed = written = 0
+    loop = ChunkLoop(jobs, writer, provider, encoders, data.records, timings, on_chunk)
     t_loop = time.perf_counter()
     from tqdm import tqdm
 
-    bar = tqdm(total=sum(j.row_stop - j.row_start for j in jobs), unit="clip", disable=not config.progress)
-
-    def assembler(c: int) -> ChunkAssembler:
-        if c not in open_chunks:
-            j = by_chunk[c]
-            open_chunks[c] = ChunkAssembler(c, j.row_start, j.row_stop - j.row_start, config.num_frames, dims)
-        return open_chunks[c]
-
     try:
-        for item in pool:
-            if isinstance(item, Piece):
-                acc = assembler(item.chunk)
-                try:
-                    boxes, feats = encode_piece(item, provider, encoders, data.records, timings)
-                    acc.add(item.rows, item.frame_index, boxes, feats)
-                except HandBoxError as exc:
-                    acc.fail([int(r) for r in item.rows], [f"hand boxes: {exc}"] * len(item.rows))
-                bar.update(len(item.rows))
-            elif isinstance(item, Failed):
-                assembler(item.chunk).fail(item.rows, item.reasons)
-                bar.update(len(item.rows))
-            elif isinstance(item, ChunkDecoded):
-                timings.decode += item.seconds
-                acc = assembler(item.chunk)
-                del open_chunks[item.chunk]
-                left = acc.pending_rows()
-                if left:
-                    raise RuntimeError(f"chunk {item.chunk}: rows {left[:10]} were neither decoded nor failed")
-                t0 = time.perf_counter()
-                writer.write_chunk(
-                    item.chunk,
-                    frame_index=acc.frame_index,
-                    hand_box=acc.hand_box,
-                    features=acc.features,
-                    row_status=acc.row_status,
-                    failures=acc.failures,
-                )
-                timings.write += time.perf_counter() - t0
-                n_ok, n_bad = int((acc.row_status == ROW_OK).sum()), int((acc.row_status == ROW_FAILED).sum())
-                rows_ok, rows_failed, written = rows_ok + n_ok, rows_failed + n_bad, written + 1
-                failures += _with_ids(acc.failures, data.records)
-                if on_chunk is not None:
-                    on_chunk(item.chunk, n_ok, n_bad)
+        with tqdm(total=n_rows, unit="clip", disable=not config.progress) as bar:
+            loop.run(pool, bar)
     finally:
-        bar.close()
         pool.close()
         provider.close()
     timings.wait = pool.wait_seconds
@@ -352,46 +367,17 @@ def run_extraction(
         n_rows=len(data.records),
         n_chunks=writer.n_chunks,
         chunks_pending=len(pending),
-        chunks_written=written,
-        rows_ok=rows_ok,
-        rows_failed=rows_failed,
-        failures=failures,
+        chunks_written=loop.written,
+        rows_ok=loop.rows_ok,
+        rows_failed=loop.rows_failed,
+        failures=loop.failures,
         timings=dataclasses.asdict(timings),
         shares=timings.shares(),
         wall_seconds=time.perf_counter() - t_start,
-        clips_per_second=(rows_ok + rows_failed) / loop_seconds if loop_seconds > 0 else 0.0,
+        clips_per_second=(loop.rows_ok + loop.rows_failed) / loop_seconds if loop_seconds > 0 else 0.0,
     )
     from xmic.extract.extract_cli import summary_lines
 
     for line in summary_lines(report):
         echo(line)
     return report
-
-
-def _existing_chunk_rows(config: ExtractConfig) -> int | None:
-    """The chunk rows of the store's group when it exists (a re-run keeps them), else None."""
-    from xmic.cache.backend import Backend
-    from xmic.cache.errors import StoreError
-    from xmic.cache.layout import read_spec
-
-    try:
-        backend = Backend(config.cache, config.fmt)
-        if not backend.exists():
-            return None
-        with backend.session("r") as s:
-            return read_spec(s, config.dataset, str(config.cache)).chunk_rows if s.is_group(config.dataset) else None
-    except StoreError:
-        return None
-
-
-def _with_ids(failures: list[dict[str, Any]], records: list[Any]) -> list[dict[str, Any]]:
-    return [
-        {"row": f["row"], "segment_id": records[f["row"]].segment_id, "video_id": records[f["row"]].video_id, **f}
-        for f in failures
-    ]
-
-
-def planned_chunks(config: ExtractConfig, n_rows: int, dim: int) -> tuple[int, int]:
-    """``(chunk_rows, n_chunks)`` a run of ``config`` would use for ``n_rows`` rows and feature width ``dim``."""
-    rows = config.chunk_rows or _existing_chunk_rows(config) or chunk_rows_for(config.num_frames, dim)
-    return rows, num_chunks(n_rows, rows)
