@@ -5,7 +5,24 @@ TORCH ?= torch==2.13.0
 EXTRAS ?= dev,hands
 BIN := $(VENV)/bin
 
-.PHONY: install test test-yolo lint format bench clean
+# reproduce-tableN: the paper's table N with the paper's numbers beside ours (see README).
+CACHE ?= cache
+SEEDS ?= 0
+PRESET ?= authors-code
+REPRO_OUT ?= reproduce
+EPIC_ROOT ?=
+EGO4D_ROOT ?=
+EGTEA_ROOT ?=
+HOA_DIR ?=
+MODEL_DIR ?=
+SPLIT_FILES ?=
+SECOND_ENCODER ?=
+EPOCHS ?=
+DEMO ?=
+DEMO_OUT ?= demo_out
+
+.PHONY: install test test-yolo lint format bench demo clean \
+	reproduce-table1 reproduce-table2 reproduce-table3 reproduce-table4 reproduce-table5 reproduce-table6 reproduce-table7
 
 $(BIN)/xmic: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,6 +47,13 @@ lint: $(BIN)/xmic
 format: $(BIN)/xmic
 	$(BIN)/ruff format xmic tests benchmarks
 	$(BIN)/ruff check --fix xmic tests benchmarks
+
+reproduce-table1 reproduce-table2 reproduce-table3 reproduce-table4 reproduce-table5 reproduce-table6 reproduce-table7: reproduce-table%: $(BIN)/xmic
+	$(BIN)/xmic reproduce --table $* --cache "$(if $(DEMO),$(DEMO_OUT)/cache,$(CACHE))" --seeds "$(SEEDS)" \
+		--preset "$(PRESET)" --out "$(REPRO_OUT)" --epic-root "$(EPIC_ROOT)" --ego4d-root "$(EGO4D_ROOT)" \
+		--egtea-root "$(EGTEA_ROOT)" --hoa-dir "$(HOA_DIR)" --model-dir "$(MODEL_DIR)" \
+		--split-files "$(SPLIT_FILES)" --second-encoder "$(SECOND_ENCODER)" \
+		$(if $(EPOCHS),--epochs $(EPOCHS),) $(if $(DEMO),--demo,)
 
 bench: $(BIN)/xmic
 	$(BIN)/xmic bench train --json
