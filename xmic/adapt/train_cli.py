@@ -123,7 +123,12 @@ def train_cmd(
     default=None,
     help="Folder with the authors' shared-class files (*common*_<target>.txt).",
 )
-@click.option("--eval-split", "eval_splits", multiple=True, default=("validation", "val", "test"), show_default=True)
+@click.option(
+    "--eval-split",
+    "eval_splits",
+    multiple=True,
+    help="Splits to test on (default: every split whose name does not start with 'train').",
+)
 @click.option("--device", default=None)
 @click.option(
     "--out", type=click.Path(path_type=Path), default=None, help="Folder for eval.json/eval.md (default: the run)."
@@ -143,7 +148,7 @@ def evaluate_cmd(run_dir, cache, datasets, split_files, eval_splits, device, out
             list(datasets) or None,
             device=device,
             split_files=split_files,
-            eval_splits=tuple(eval_splits),
+            eval_splits=tuple(eval_splits) or None,
         )
     except (StoreError, ValueError, KeyError, FileNotFoundError) as exc:
         raise click.ClickException(str(exc)) from exc

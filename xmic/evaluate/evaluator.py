@@ -20,7 +20,11 @@ from xmic.cache.errors import StoreSpecError
 from xmic.evaluate.metrics import class_mean_top1, harmonic_mean, subset_accuracy, top1
 from xmic.evaluate.names import normalise_name
 
-EVAL_SPLITS = ("validation", "val", "test")
+
+def evaluation_splits(reader) -> tuple[str, ...]:
+    """Every split of the group that is not a training split (validation, val, test, test_split1+2+3, ...)."""
+    present = sorted({str(x) for x in reader.segments["split"]})
+    return tuple(x for x in present if not x.startswith("train"))
 
 
 @torch.no_grad()
@@ -74,11 +78,12 @@ def evaluate_dataset(
     reader,
     *,
     split_files: Path | None = None,
-    eval_splits: tuple[str, ...] = EVAL_SPLITS,
+    eval_splits: tuple[str, ...] | None = None,
     device: str | torch.device = "cpu",
 ) -> dict[str, Any]:
     """Scores of a loaded run on one dataset group; adds shared/novel subsets when it is a cross dataset."""
     check_store_matches_run(reader, meta)
+    eval_splits = eval_splits or evaluation_splits(reader)
     device = torch.device(device)
     bank = load_bank(
         reader,
@@ -120,7 +125,7 @@ def evaluate_run(
     *,
     device: str = "cpu",
     split_files: Path | None = None,
-    eval_splits: tuple[str, ...] = EVAL_SPLITS,
+    eval_splits: tuple[str, ...] | None = None,
 ) -> dict[str, Any]:
     """Evaluate ``run_dir`` on every dataset of ``datasets`` (default: all groups of the store)."""
     from xmic.adapt.run_io import load_run
