@@ -199,3 +199,12 @@ def test_stage_two_never_imports_av():
         "assert not bad, bad"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_evaluation_splits_are_every_non_training_split():
+    from types import SimpleNamespace
+
+    from xmic.evaluate.evaluator import evaluation_splits
+
+    reader = SimpleNamespace(segments={"split": np.array(["train", "test_split1+2+3", "val", "train", "validation"])})
+    assert evaluation_splits(reader) == ("test_split1+2+3", "val", "validation")
