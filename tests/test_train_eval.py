@@ -208,3 +208,32 @@ def test_evaluation_splits_are_every_non_training_split():
 
     reader = SimpleNamespace(segments={"split": np.array(["train", "test_split1+2+3", "val", "train", "validation"])})
     assert evaluation_splits(reader) == ("test_split1+2+3", "val", "validation")
+
+
+def test_coop_uses_the_store_encoders_own_weights(tmp_path, monkeypatch):
+    import dataclasses
+
+    import xmic.cache.synthetic as synthetic
+    from xmic.extract.tiny_models import make_tiny_clip
+
+    model_dir = make_tiny_clip(tmp_path / "tiny-clip", dim=DIM)
+    real = synthetic.synthetic_encoder_spec
+    monkeypatch.setattr(
+        synthetic, "synthetic_encoder_spec", lambda n, d: dataclasses.replace(real(n, d), source=str(model_dir))
+    )
+    store = write_random_store(
+        tmp_path / "cache",
+        dataset="alpha",
+        n=48,
+        num_frames=T_STORE,
+        encoders={"clip-vit-b16": DIM},
+        n_verbs=4,
+        n_nouns=3,
+        split=np.where(np.arange(48) < 32, "train", "validation"),
+    )
+    result = train(config(method="coop", epochs=1, batch_size=16), store, tmp_path / "coop", progress=False)
+    assert result.model.ctx.requires_grad and result.model.ctx.shape[0] == 16
+    cfg = TrainConfig.load(tmp_path / "coop" / "config.json")
+    assert cfg.text_model_dir == str(model_dir)
+    ev = evaluate_run(tmp_path / "coop", store, ["alpha"])
+    assert ev["datasets"]["alpha"]["n"] == 16 and 0.0 <= ev["datasets"]["alpha"]["top1"] <= 1.0

@@ -154,7 +154,7 @@ def train(cfg: TrainConfig, cache: Path, out: Path | None = None, *, progress: b
 
     The last epoch is what the run keeps: nothing is selected on evaluation data.
     """
-    from xmic.adapt.baselines import VITA_CLIP_MESSAGE
+    from xmic.adapt.baselines import TEXT_METHODS, VITA_CLIP_MESSAGE
     from xmic.cache.reader import StoreReader
 
     if cfg.method == "vita-clip":
@@ -164,6 +164,10 @@ def train(cfg: TrainConfig, cache: Path, out: Path | None = None, *, progress: b
     spec = reader.spec
     encoder, second = resolve_encoders(cfg, spec)
     cfg.encoder, cfg.second_encoder = encoder, second
+    if cfg.method in TEXT_METHODS and not cfg.text_model_dir:
+        source = spec.encoders[encoder].source
+        if source and Path(source).is_dir():
+            cfg.text_model_dir = source  # the same local weights the store was extracted with
     device = torch.device(cfg.device)
     seed_everything(cfg.seed)
     bank = load_bank(
