@@ -21,6 +21,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from xmic.cache.schema import PROMPT_TEMPLATES
+
 CITATION = "Kukleva et al., CVPR 2024, arXiv:2403.19811"
 PAPER_URL = "https://arxiv.org/abs/2403.19811"
 TARGETS = ("noun", "verb")
@@ -122,14 +124,7 @@ METHOD_ROWS = [
 VIEW_ROWS = ["F", "H", "F+H"]
 BACKBONE_ROWS = ["CLIP ViT-B/16", "DINOv2 ViT-B/14"]
 NORM_ROWS = ["none", "n1", "n3", "n1+n3", "n1+n2+n3"]
-TEMPLATE_ROWS = [
-    "{}",
-    "Image of a {}",
-    "Video of a {}",
-    "Egocentric image of a {}",
-    "Egocentric video of a {}",
-    "A photo of a {}",
-]
+TEMPLATE_ROWS = list(PROMPT_TEMPLATES)
 
 
 def _table(number: int, title: str, rows: list[str], columns: list[str], notes: str) -> PaperTable:
