@@ -1,0 +1,176 @@
+"""Third-person "web" image–caption pairs for pretraining the demo's tiny CLIP.
+
+Real CLIP learnt from photos on the web: objects shown plainly and centred, captions that name them, and next
+to no egocentric footage. These pairs imitate that: each image shows one object of the synthetic world
+(:mod:`xmic.synth`) on a plain neutral background, large and centred, with no hands, no clutter and no camera
+motion. Two kinds:
+
+- noun images: one motion-free object, caption its name ("red cube", or a prompt template around it);
+- verb images: a stroboscopic still of the verb's motion (:func:`xmic.synth.motion.object_motion` drawn at
+  several moments, fainter for earlier ones, the hands at the last), caption the verb ("rotate"), sometimes
+  with the object ("rotate red cube").
+
+Egocentric frames of the demo differ in everything the adapters must bridge: textured backgrounds, lighting,
+small objects among distractors, hands, a moving camera and, for verbs, a single instant per frame instead of
+the whole motion.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from xmic.cache.schema import PROMPT_TEMPLATES
+from xmic.synth.datasets import COLOURS, SHAPES, VERBS
+from xmic.synth.motion import ObjectPose, SegmentPlan, hand_poses, object_motion
+from xmic.synth.scene import draw_hand, draw_object, draw_sleeve
+
+#: Plain backgrounds of the "web" photos (light greys and off-whites).
+BACKGROUNDS = ((236, 236, 236), (222, 222, 218), (245, 242, 235), (210, 214, 220), (228, 224, 216))
+SKIN = (214, 160, 128)
+SLEEVE = (70, 70, 80)
+#: Moments of a verb drawn into one still (progress in [0, 1]) and their opacity.
+STROBE = ((0.0, 0.25), (0.35, 0.4), (0.7, 0.6), (1.0, 1.0))
+
+
+@dataclass
+class CaptionPairs:
+    """Rendered pairs.
+
+    Attributes:
+        images: ``(N, S, S, 3)`` uint8 RGB.
+        captions: N caption strings.
+        kinds: N of ``"noun"`` / ``"verb"``.
+        classes: N class names (the noun or verb each image shows).
+    """
+
+    images: np.ndarray
+    captions: list[str]
+    kinds: list[str]
+    classes: list[str]
+
+
+def all_nouns() -> list[str]:
+    """Every colour x shape of the synthetic world ("red cube", ...), not only the demo datasets' classes."""
+    return [f"{c} {s}" for c in COLOURS for s in SHAPES]
+
+
+def all_verbs() -> list[str]:
+    return list(VERBS)
+
+
+def caption_words() -> list[str]:
+    """Words the tiny CLIP's tokenizer should hold as single tokens: classes and prompt templates."""
+    words = set(COLOURS) | set(SHAPES) | set(VERBS)
+    for template in PROMPT_TEMPLATES:
+        words.update(template.replace("{}", " ").lower().split())
+    return sorted(words)
+
+
+def _background(rng: np.random.Generator, size: int) -> np.ndarray:
+    base = np.array(BACKGROUNDS[int(rng.integers(len(BACKGROUNDS)))], dtype=np.float32)
+    shade = np.linspace(-6.0, 6.0, size, dtype=np.float32)[:, None, None] * rng.uniform(-1.0, 1.0)
+    img = base + shade + rng.normal(0.0, 2.0, size=(size, size, 1)).astype(np.float32)
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def _template(rng: np.random.Generator, name: str, p_template: float) -> str:
+    if rng.random() >= p_template:
+        return name
+    return PROMPT_TEMPLATES[int(rng.integers(len(PROMPT_TEMPLATES)))].replace("{}", name)
+
+
+def _segment(rng: np.random.Generator, verb: str, noun: str, size: int) -> SegmentPlan:
+    """A verb's motion around the image centre, scaled so that the whole motion stays in view."""
+    r = size * rng.uniform(0.12, 0.16)
+    two = VERBS[verb].hands == 2
+    sign = 1 if rng.random() < 0.5 else -1
+    if two:
+        approach = rng.uniform(0.5, 0.9)
+    elif verb == "push":
+        approach = -rng.uniform(0.3, 0.7) if sign > 0 else math.pi + rng.uniform(0.3, 0.7)
+    else:
+        approach = -math.pi / 2 + rng.uniform(-0.6, 0.6)
+    rest = ObjectPose(noun, 0.0, 0.0, r, rng.uniform(-0.3, 0.3) if two else rng.uniform(-math.pi, math.pi))
+    seg = SegmentPlan(
+        action_idx=0, verb=verb, noun=noun, start=0, stop=1, rest=rest, amp=rng.uniform(0.9, 1.1), sign=sign,
+        t0=0.0, t1=1.0, cycles=float(rng.integers(3, 6)), approach=approach, left=bool(rng.random() < 0.3),
+        hand_s=r * rng.uniform(0.8, 0.95), idle=None, distractors=(),
+    )  # fmt: skip
+    xs, ys = zip(*((o.cx, o.cy) for o in (object_motion(seg, p) for p in np.linspace(0, 1, 9))), strict=True)
+    cx = size / 2 - (min(xs) + max(xs)) / 2 + rng.uniform(-0.05, 0.05) * size
+    cy = size / 2 - (min(ys) + max(ys)) / 2 + rng.uniform(-0.05, 0.05) * size
+    return SegmentPlan(**{**seg.__dict__, "rest": ObjectPose(noun, cx, cy, r, rest.angle)})
+
+
+def render_noun(rng: np.random.Generator, noun: str, size: int) -> np.ndarray:
+    """One motion-free object, large and roughly centred, on a plain background: ``(size, size, 3)`` uint8."""
+    img = _background(rng, size)
+    r = size * rng.uniform(0.18, 0.3)
+    cx, cy = size * rng.uniform(0.4, 0.6), size * rng.uniform(0.4, 0.6)
+    draw_object(img, ObjectPose(noun, cx, cy, r, rng.uniform(-math.pi, math.pi)))
+    return img
+
+
+def render_verb(rng: np.random.Generator, verb: str, noun: str, size: int) -> np.ndarray:
+    """A stroboscopic still of ``verb`` done to ``noun``: earlier moments fainter, hands at the last one."""
+    seg = _segment(rng, verb, noun, size)
+    base = _background(rng, size)
+    out = base.astype(np.float32)
+    for p, alpha in STROBE:
+        layer = base.copy()
+        obj = object_motion(seg, p)
+        draw_object(layer, obj)
+        if p == STROBE[-1][0]:
+            for hand in hand_poses(seg, obj):
+                draw_sleeve(layer, hand, np.array(SLEEVE, np.uint8))
+            for hand in hand_poses(seg, obj):
+                draw_hand(layer, hand, np.array(SKIN, np.uint8))
+        changed = (layer != base).any(axis=-1, keepdims=True)
+        out = np.where(changed, (1 - alpha) * out + alpha * layer, out)
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+def render_pairs(
+    n: int,
+    *,
+    size: int = 64,
+    seed: int = 0,
+    verb_fraction: float = 0.4,
+    p_template: float = 0.3,
+    p_verb_noun: float = 0.3,
+) -> CaptionPairs:
+    """Render ``n`` image–caption pairs, classes drawn evenly from :func:`all_nouns` / :func:`all_verbs`.
+
+    Args:
+        n: Number of pairs.
+        size: Square image side in pixels.
+        seed: Seed of everything drawn.
+        verb_fraction: Share of verb images.
+        p_template: Chance that a caption is a prompt template around the class name.
+        p_verb_noun: Chance that a verb caption also names the object ("rotate red cube").
+
+    Returns:
+        The :class:`CaptionPairs`.
+    """
+    rng = np.random.default_rng([seed, 7])
+    nouns, verbs = all_nouns(), all_verbs()
+    n_verb = round(n * verb_fraction)
+    kinds = ["verb"] * n_verb + ["noun"] * (n - n_verb)
+    images = np.empty((n, size, size, 3), dtype=np.uint8)
+    captions, classes = [], []
+    for i, kind in enumerate(kinds):
+        noun = nouns[int(rng.integers(len(nouns)))]
+        if kind == "noun":
+            images[i] = render_noun(rng, noun, size)
+            classes.append(noun)
+            captions.append(_template(rng, noun, p_template))
+        else:
+            verb = verbs[i % len(verbs)]
+            images[i] = render_verb(rng, verb, noun, size)
+            classes.append(verb)
+            name = f"{verb} {noun}" if rng.random() < p_verb_noun else verb
+            captions.append(_template(rng, name, p_template))
+    return CaptionPairs(images, captions, kinds, classes)
