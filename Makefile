@@ -55,6 +55,9 @@ reproduce-table1 reproduce-table2 reproduce-table3 reproduce-table4 reproduce-ta
 		--split-files "$(SPLIT_FILES)" --second-encoder "$(SECOND_ENCODER)" \
 		$(if $(EPOCHS),--epochs $(EPOCHS),) $(if $(DEMO),--demo,)
 
+demo: $(BIN)/xmic
+	$(BIN)/xmic demo --out $(DEMO_OUT)
+
 bench: $(BIN)/xmic
 	$(BIN)/xmic bench train --json
 

@@ -24,9 +24,12 @@ def _register() -> None:
     from xmic.bench.extract import extract_bench_cmd
     from xmic.bench.train import train_bench_cmd
     from xmic.cache.cli import cache
+    from xmic.demo.cli import demo_cmd
     from xmic.evaluate.reproduce_cli import reproduce_cmd
     from xmic.evaluate.splits_cli import splits
     from xmic.extract.extract_cli import extract
+    from xmic.predict import predict_cmd
+    from xmic.report.cli import report_cmd
     from xmic.synth.cli import synth
 
     main.add_command(extract)
@@ -36,6 +39,9 @@ def _register() -> None:
     main.add_command(cache)
     main.add_command(synth)
     main.add_command(reproduce_cmd)
+    main.add_command(demo_cmd)
+    main.add_command(predict_cmd)
+    main.add_command(report_cmd)
     bench.add_command(train_bench_cmd)
     bench.add_command(decode_bench_cmd)
     bench.add_command(extract_bench_cmd)

@@ -42,10 +42,12 @@ class PretrainConfig:
         pairs: Rendered pairs in the training pool.
         holdout: Extra pairs rendered with another seed to measure zero-shot accuracy after training.
         image_px: Side of the rendered images (the encoder's own preprocessing resizes them).
+        logit_scale: Fixed multiplier of the cosine similarities: 100, the value the real CLIP ends its training
+            at (clamped there), so that the tiny model's similarities are as compressed as the real one's.
         seed: Seed of the pairs, the sampling and the optimiser.
     """
 
-    steps: int = 600
+    steps: int = 800
     batch_size: int = 256
     lr: float = 2e-3
     weight_decay: float = 0.05
@@ -53,6 +55,7 @@ class PretrainConfig:
     pairs: int = 6000
     holdout: int = 600
     image_px: int = 64
+    logit_scale: float = 100.0
     seed: int = 0
 
 
@@ -114,9 +117,13 @@ class _Pool:
     def __init__(self, pairs: CaptionPairs, spec: Any) -> None:
         from xmic.extract.preprocess import preprocess
 
-        self.pixels = torch.cat([preprocess(pairs.images[i : i + 512], spec, "cpu") for i in range(0, len(pairs.images), 512)])
+        self.pixels = torch.cat(
+            [preprocess(pairs.images[i : i + 512], spec, "cpu") for i in range(0, len(pairs.images), 512)]
+        )
         self.captions = pairs.captions
-        self.contents = [_content(c, k, kd) for c, k, kd in zip(pairs.captions, pairs.classes, pairs.kinds, strict=True)]
+        self.contents = [
+            _content(c, k, kd) for c, k, kd in zip(pairs.captions, pairs.classes, pairs.kinds, strict=True)
+        ]
         self.classes, self.kinds = pairs.classes, pairs.kinds
 
 
@@ -145,7 +152,7 @@ def zero_shot_top1(model: Any, tokenizer: Any, pool: _Pool, kind: str, names: li
 
 
 def pretrain_clip(
-    model_dir: str | Path, config: PretrainConfig = PretrainConfig(), *, progress: bool = True, echo: Echo = print
+    model_dir: str | Path, config: PretrainConfig | None = None, *, progress: bool = True, echo: Echo = print
 ) -> PretrainReport:
     """Pretrain the CLIP saved in ``model_dir`` on rendered pairs and save it back in place.
 
@@ -163,13 +170,19 @@ def pretrain_clip(
     from xmic.demo.webdata import all_nouns, all_verbs
     from xmic.extract.encoders import load_encoder
 
+    config = config or PretrainConfig()
     t0 = time.perf_counter()
     torch.manual_seed(config.seed)
     enc = load_encoder("clip-vit-b16", model_dir, "cpu")
     model, tokenizer = enc.model, enc.tokenizer
     train_pool = _Pool(render_pairs(config.pairs, size=config.image_px, seed=config.seed), enc.spec)
     model.train().requires_grad_(True)
-    opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    with torch.no_grad():
+        model.logit_scale.fill_(math.log(config.logit_scale))
+    model.logit_scale.requires_grad_(False)
+    opt = torch.optim.AdamW(
+        [p for p in model.parameters() if p.requires_grad], lr=config.lr, weight_decay=config.weight_decay
+    )
 
     def lr_at(step: int) -> float:
         if step < config.warmup:
@@ -183,8 +196,10 @@ def pretrain_clip(
     for step in tqdm(range(config.steps), desc="pretrain tiny CLIP", unit="step", disable=not progress):
         idx = rng.choice(len(train_pool.captions), size=min(config.batch_size, len(train_pool.captions)), replace=False)
         tokens, target = _batch_text(train_pool, idx, tokenizer)
-        scale = model.logit_scale.clamp(max=math.log(100.0)).exp()
-        loss = contrastive_loss(_image_features(model, train_pool.pixels[idx]), _text_features(model, tokens), target, scale)
+        scale = model.logit_scale.exp()
+        loss = contrastive_loss(
+            _image_features(model, train_pool.pixels[idx]), _text_features(model, tokens), target, scale
+        )
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

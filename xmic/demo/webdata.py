@@ -27,8 +27,11 @@ from xmic.synth.datasets import COLOURS, SHAPES, VERBS
 from xmic.synth.motion import ObjectPose, SegmentPlan, hand_poses, object_motion
 from xmic.synth.scene import draw_hand, draw_object, draw_sleeve
 
-#: Plain backgrounds of the "web" photos (light greys and off-whites).
-BACKGROUNDS = ((236, 236, 236), (222, 222, 218), (245, 242, 235), (210, 214, 220), (228, 224, 216))
+#: Plain backgrounds of the "web" photos: studio whites and greys, a few darker and coloured backdrops.
+BACKGROUNDS = (
+    (236, 236, 236), (222, 222, 218), (245, 242, 235), (210, 214, 220), (228, 224, 216),
+    (150, 150, 150), (96, 96, 100), (60, 64, 66), (120, 100, 80), (70, 90, 85), (180, 170, 150),
+)  # fmt: skip
 SKIN = (214, 160, 128)
 SLEEVE = (70, 70, 80)
 #: Moments of a verb drawn into one still (progress in [0, 1]) and their opacity.
@@ -84,7 +87,7 @@ def _template(rng: np.random.Generator, name: str, p_template: float) -> str:
 
 def _segment(rng: np.random.Generator, verb: str, noun: str, size: int) -> SegmentPlan:
     """A verb's motion around the image centre, scaled so that the whole motion stays in view."""
-    r = size * rng.uniform(0.12, 0.16)
+    r = size * rng.uniform(0.09, 0.16)
     two = VERBS[verb].hands == 2
     sign = 1 if rng.random() < 0.5 else -1
     if two:
@@ -105,13 +108,21 @@ def _segment(rng: np.random.Generator, verb: str, noun: str, size: int) -> Segme
     return SegmentPlan(**{**seg.__dict__, "rest": ObjectPose(noun, cx, cy, r, rest.angle)})
 
 
+def _light(rng: np.random.Generator, img: np.ndarray) -> np.ndarray:
+    """Photographic variation: contrast, brightness and a colour cast, ``(S, S, 3)`` uint8 in and out."""
+    contrast, bright = rng.uniform(0.7, 1.2), rng.uniform(-35.0, 20.0)
+    tint = rng.uniform(0.88, 1.12, size=3).astype(np.float32)
+    out = ((img.astype(np.float32) - 128.0) * contrast + 128.0 + bright) * tint
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
 def render_noun(rng: np.random.Generator, noun: str, size: int) -> np.ndarray:
-    """One motion-free object, large and roughly centred, on a plain background: ``(size, size, 3)`` uint8."""
+    """One motion-free object, roughly centred, on a plain background: ``(size, size, 3)`` uint8."""
     img = _background(rng, size)
-    r = size * rng.uniform(0.18, 0.3)
-    cx, cy = size * rng.uniform(0.4, 0.6), size * rng.uniform(0.4, 0.6)
+    r = size * rng.uniform(0.1, 0.3)
+    cx, cy = size * rng.uniform(0.35, 0.65), size * rng.uniform(0.35, 0.65)
     draw_object(img, ObjectPose(noun, cx, cy, r, rng.uniform(-math.pi, math.pi)))
-    return img
+    return _light(rng, img)
 
 
 def render_verb(rng: np.random.Generator, verb: str, noun: str, size: int) -> np.ndarray:
@@ -130,7 +141,7 @@ def render_verb(rng: np.random.Generator, verb: str, noun: str, size: int) -> np
                 draw_hand(layer, hand, np.array(SKIN, np.uint8))
         changed = (layer != base).any(axis=-1, keepdims=True)
         out = np.where(changed, (1 - alpha) * out + alpha * layer, out)
-    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+    return _light(rng, np.clip(np.rint(out), 0, 255).astype(np.uint8))
 
 
 def render_pairs(

@@ -1,0 +1,187 @@
+"""The one-command demo: a quick run end to end, its store groups, its files and numbers, and its parts."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from xmic.demo.cli import demo_cmd
+from xmic.demo.outputs import summary_lines
+from xmic.demo.pipeline import DemoConfig, DemoResult, prepare_out, run_demo
+from xmic.demo.pretrain import contrastive_loss
+from xmic.demo.results import compare_lines, method_table
+from xmic.demo.store import rename_group
+from xmic.demo.webdata import all_nouns, all_verbs, render_pairs
+
+METHODS = ["Zero-shot CLIP", "CLIP-Adapter", "CLIP-Adapter*", "CoOp", "Co-CoOp", "A5", "X-MIC"]
+NOT_RUN = ["Vita-CLIP", "X-MIC+DINO"]
+DIRECTIONS = {"synth-epic>synth-ego4d", "synth-ego4d>synth-epic"}
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory) -> Path:
+    """One quick demo per test session (test_predict and test_report reuse the same folder)."""
+    out = tmp_path_factory.getbasetemp() / "xmic-quick-demo"
+    if not (out / "results.json").is_file():
+        run_demo(DemoConfig(out=out, quick=True, progress=False, workers=0), echo=lambda _m: None)
+    return out
+
+
+def test_table_has_every_method_with_percentages(demo: Path) -> None:
+    md = (demo / "table1.md").read_text()
+    rows = [line.split("|")[1:-1] for line in md.splitlines() if line.startswith("| ") and "paper" not in line]
+    by_method: dict[str, list[str]] = {}
+    for cells in rows:
+        by_method.setdefault(cells[0].strip(), []).append(cells[3].strip())
+    assert set(METHODS + NOT_RUN) <= set(by_method)
+    for method in METHODS:
+        assert len(by_method[method]) == 12  # 2 targets x 2 directions x (within, cross, hm)
+        for cell in by_method[method]:
+            value = float(re.match(r"([0-9.]+) \(n=1\)", cell).group(1))
+            assert 0.0 <= value <= 100.0
+    assert all(cell == "not run" for m in NOT_RUN for cell in by_method[m])
+    assert "epic = store group 'synth-epic'" in md and "Epochs overridden to 2" in md
+
+
+def test_results_json_has_every_score(demo: Path) -> None:
+    results = json.loads((demo / "results.json").read_text())
+    assert set(results["methods"]) == set(METHODS)
+    for method, targets in results["methods"].items():
+        assert set(targets) == {"noun", "verb"}, method
+        for directions in targets.values():
+            assert set(directions) == DIRECTIONS
+            for s in directions.values():
+                assert all(0.0 <= s[k] <= 100.0 for k in ("within", "cross", "hm"))
+                hm = 0.0 if min(s["within"], s["cross"]) == 0 else 2 / (1 / s["within"] + 1 / s["cross"])
+                assert s["hm"] == pytest.approx(hm, abs=1e-6)
+    assert set(results["not_run"]) == set(NOT_RUN)
+    assert set(results["timings_seconds"]) == {"generate", "models", "extract", "train", "report", "total"}
+    losses = results["encoders"]["pretrain"]["losses"]
+    assert losses[-1] < losses[0]  # the tiny CLIP's contrastive loss went down
+    counts = results["datasets"]["epic"]["counts"]
+    assert (
+        results["extraction"]["synth-epic"]["rows_ok"] == counts["train"]["segments"] + counts["validation"]["segments"]
+    )
+    assert results["comparison"][-1].startswith("X-MIC has the highest cross-dataset hm in ")
+
+
+def test_store_groups_are_renamed_and_consistent(demo: Path) -> None:
+    from xmic.cache.reader import StoreReader, list_datasets
+    from xmic.cache.verify import verify_store
+
+    cache = demo / "cache"
+    assert list_datasets(cache) == ["synth-ego4d", "synth-epic"]
+    assert sorted(p.name for p in (cache / "text" / "clip-vit-b16").iterdir() if p.is_dir()) == list_datasets(cache)
+    reader = StoreReader(cache, "synth-epic")
+    assert reader.spec.dataset == "synth-epic" and reader.spec.config["group_renamed_from"] == "epic"
+    assert reader.spec.encoders["clip-vit-b16"].dim == 64 and reader.complete()
+    assert reader.load_text("clip-vit-b16", "noun").shape == (len(reader.vocab["noun"]), 64)
+    assert verify_store(cache).ok
+
+
+def test_figures_and_report(demo: Path) -> None:
+    report = (demo / "report.md").read_text()
+    runs = [p.name for p in (demo / "runs").iterdir() if "zero-shot-hand" not in p.name]
+    assert len(runs) == 28 and all(f"## {name}" in report for name in runs)
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        assert "matplotlib is not installed" in report
+        return
+    assert (demo / "plots" / "table1_bars.png").stat().st_size > 1000
+    pngs = sorted((demo / "report_files").glob("*-confusion.png"))
+    assert len(pngs) == 28 and all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
+
+
+def test_summary_lines_name_files_and_times(demo: Path) -> None:
+    results = json.loads((demo / "results.json").read_text())
+    result = DemoResult(demo, results, "", timings=results["timings_seconds"])
+    text = "\n".join(summary_lines(result))
+    assert "X-MIC hm" in text and "Zero-shot CLIP" in text and str(demo / "table1.md") in text
+    assert re.search(r"wall time: generate [0-9.]+ s, models [0-9.]+ s, .* total [0-9.]+ s", text)
+
+
+def test_rename_group_moves_features_text_and_spec(tmp_path: Path) -> None:
+    from xmic.cache.reader import StoreReader, list_datasets
+    from xmic.cache.synthetic import write_random_store
+
+    cache = tmp_path / "store"
+    write_random_store(cache, dataset="epic", n=12, num_frames=4, vocab={"verb": ["a", "b"], "noun": ["c", "d"]})
+    before = StoreReader(cache, "epic")
+    feats, text = before.load_features_numpy("clip-vit-b16", "full"), before.load_text("clip-vit-b16", "noun")
+    rename_group(cache, "epic", "synth-epic")
+    after = StoreReader(cache, "synth-epic")
+    assert list_datasets(cache) == ["synth-epic"] and after.spec.dataset == "synth-epic"
+    np.testing.assert_array_equal(after.load_features_numpy("clip-vit-b16", "full"), feats)
+    torch.testing.assert_close(after.load_text("clip-vit-b16", "noun"), text)
+    write_random_store(cache, dataset="epic", n=4, num_frames=4, vocab={"verb": ["a"], "noun": ["c"]})
+    with pytest.raises(FileExistsError, match="already has a group 'synth-epic'"):
+        rename_group(cache, "epic", "synth-epic")
+
+
+def test_prepare_out_refuses_foreign_folders(tmp_path: Path) -> None:
+    (tmp_path / "thesis.tex").write_text("x")
+    with pytest.raises(FileExistsError, match=r"thesis\.tex"):
+        prepare_out(tmp_path)
+    result = CliRunner().invoke(demo_cmd, ["--out", str(tmp_path), "--quick", "--quiet"])
+    assert result.exit_code != 0 and "did not write (thesis.tex)" in result.output
+    result = CliRunner().invoke(demo_cmd, ["--out", str(tmp_path / "new"), "--targets", "adverb"])
+    assert result.exit_code != 0 and "targets must be noun and/or verb" in result.output
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "results.json").write_text("{}")
+    prepare_out(tmp_path / "old")  # an earlier demo is cleared
+    assert list((tmp_path / "old").iterdir()) == []
+
+
+def test_compare_lines_counts_wins() -> None:
+    methods = {
+        "X-MIC": {"noun": {"a>b": {"hm": 30.0}, "b>a": {"hm": 10.0}}},
+        "Zero-shot CLIP": {"noun": {"a>b": {"hm": 20.0}, "b>a": {"hm": 12.0}}},
+        "CLIP-Adapter": {"noun": {"a>b": {"hm": 25.0}, "b>a": {"hm": None}}},
+    }
+    lines = compare_lines(methods, "X-MIC", ("Zero-shot CLIP", "CLIP-Adapter"))
+    assert lines[0].endswith("<- best") and "CLIP-Adapter –" in lines[1] and not lines[1].endswith("<- best")
+    assert lines[-1].startswith("X-MIC has the highest cross-dataset hm in 1 of 2 cases")
+    result = {
+        "target": "noun",
+        "train_dataset": "a",
+        "datasets": {"a": {"kind": "within", "top1": 0.5, "n": 4}, "b": {"kind": "cross", "top1": 0.25, "n": 8}},
+        "hm": {"b": 1 / 3},
+    }
+    table = method_table({"X": [result]})
+    assert table["X"]["noun"]["a>b"]["within"] == 50.0 and table["X"]["noun"]["a>b"]["hm"] == pytest.approx(100 / 3)
+
+
+def test_contrastive_loss_is_clip_loss_when_captions_are_distinct() -> None:
+    gen = torch.Generator().manual_seed(0)
+    img = torch.nn.functional.normalize(torch.randn(6, 8, generator=gen), dim=1)
+    txt = torch.nn.functional.normalize(torch.randn(6, 8, generator=gen), dim=1)
+    logits = 10.0 * img @ txt.T
+    labels = torch.arange(6)
+    reference = (
+        torch.nn.functional.cross_entropy(logits, labels) + torch.nn.functional.cross_entropy(logits.T, labels)
+    ) / 2
+    torch.testing.assert_close(contrastive_loss(img, txt, labels, torch.tensor(10.0)), reference)
+    # two images of caption 0: the text side counts both as positives
+    target = torch.tensor([0, 0, 1])
+    lg = 10.0 * img[:3] @ txt[:2].T  # (3, 2)
+    col = lg.T.softmax(dim=1)  # (2, 3): each caption over the images
+    t2i = -(torch.log(col[0, 0] + col[0, 1]) + torch.log(col[1, 2])) / 2
+    expected = (torch.nn.functional.cross_entropy(lg, target) + t2i) / 2
+    torch.testing.assert_close(contrastive_loss(img[:3], txt[:2], target, torch.tensor(10.0)), expected)
+
+
+def test_render_pairs_is_deterministic_and_labelled() -> None:
+    a, b = render_pairs(30, size=32, seed=3), render_pairs(30, size=32, seed=3)
+    np.testing.assert_array_equal(a.images, b.images)
+    assert a.images.shape == (30, 32, 32, 3) and a.images.dtype == np.uint8
+    assert a.kinds.count("verb") == 12
+    for caption, cls, kind in zip(a.captions, a.classes, a.kinds, strict=True):
+        assert cls in (all_verbs() if kind == "verb" else all_nouns()) and cls in caption
+    assert not np.array_equal(render_pairs(30, size=32, seed=4).images, a.images)

@@ -1,0 +1,128 @@
+"""``xmic predict``: one clip through stage one and a trained run; checked against the store-based path."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from conftest import shared_path
+
+from xmic.demo.pipeline import DemoConfig, run_demo
+from xmic.predict import predict_clip, predict_cmd
+
+LINE = re.compile(r"^\s*(\d+)\. (.+?)\s+([0-9.]+)$")
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory) -> Path:
+    """The session's quick demo (shared with test_demo and test_report)."""
+    out = tmp_path_factory.getbasetemp() / "xmic-quick-demo"
+    if not (out / "results.json").is_file():
+        run_demo(DemoConfig(out=out, quick=True, progress=False, workers=0), echo=lambda _m: None)
+    return out
+
+
+def _run(demo: Path, method: str, group: str, target: str = "noun") -> Path:
+    [run] = sorted(demo.glob(f"runs/{method}-{group}-{target}-s0-*"))
+    return run
+
+
+def _ranked(output: str) -> list[tuple[str, float]]:
+    return [(m.group(2), float(m.group(3))) for m in map(LINE.match, output.splitlines()) if m]
+
+
+def test_prediction_equals_the_store_path(demo: Path) -> None:
+    """A clip of the store predicted from its video gives the evaluator's probabilities for that row."""
+    from xmic.adapt.data import load_bank
+    from xmic.adapt.run_io import load_run
+    from xmic.adapt.trainer import class_text
+    from xmic.cache.reader import StoreReader
+    from xmic.evaluate.evaluator import predict_logits
+
+    run = _run(demo, "xmic", "synth-epic")
+    reader = StoreReader(demo / "cache", "synth-ego4d")
+    row = int(np.flatnonzero(reader.segments["split"] == "val")[0])
+    seg = {k: v[row] for k, v in reader.segments.items()}
+    video = demo / "data" / "ego4d" / "v2" / "clips" / f"{seg['video_id']}.mp4"
+    pred = predict_clip(
+        video,
+        run,
+        vocab="ego4d",
+        top=3,
+        start=seg["start_frame"] / seg["fps"],
+        end=(seg["stop_frame"] + 1) / seg["fps"],
+        hands="given",
+        hand_opts={"hand_boxes": str(demo / "data" / "ego4d" / "hand_boxes")},
+    )
+    np.testing.assert_array_equal(pred.frame_index, reader.frame_index[row])
+    np.testing.assert_allclose(pred.boxes, reader.hand_box[row], atol=1e-6, equal_nan=True)
+    model, cfg, _meta = load_run(run)
+    bank = load_bank(
+        reader, target="noun", encoder=cfg.encoder, second_encoder=cfg.second_encoder, views=cfg.views,
+        classified_view=cfg.classified_view, splits=None,
+    )  # fmt: skip
+    bank.rows = torch.tensor([row])
+    classes = class_text(reader, cfg.encoder, "noun", cfg.template, "cpu")
+    expected = torch.softmax(predict_logits(model, bank, classes, frames=cfg.frames)[0].double(), 0).numpy()
+    assert pred.classes == reader.vocab["noun"]
+    np.testing.assert_allclose(pred.probs, expected, atol=2e-3)
+    assert [n for n, _ in pred.top] == [reader.vocab["noun"][i] for i in np.argsort(-expected, kind="stable")[:3]]
+
+
+def test_file_vocabulary_matches_the_stored_text(demo: Path) -> None:
+    """An EPIC class CSV embedded with the text tower gives the run's own vocabulary and the same probabilities."""
+    run = _run(demo, "coop", "synth-epic")
+    video = next((demo / "data" / "epic").glob("P*/videos/*.MP4"))
+    stored = predict_clip(video, run, top=10, end=1.0)
+    csv = demo / "data" / "epic" / "annotations" / "EPIC_100_noun_classes.csv"
+    from_file = predict_clip(video, run, vocab=str(csv), top=10, end=1.0)
+    assert from_file.classes == stored.classes and "text tower" in from_file.vocab_source
+    np.testing.assert_allclose(from_file.probs, stored.probs, atol=1e-4)
+    assert from_file.probs.sum() == pytest.approx(1.0) and np.isnan(stored.boxes).all()  # --hands none
+
+
+def test_cli_prints_a_ranking(demo: Path) -> None:
+    run = _run(demo, "xmic", "synth-epic", "verb")
+    video = next((demo / "data" / "ego4d" / "v2" / "clips").glob("*.mp4"))
+    result = CliRunner().invoke(predict_cmd, [str(video), "--run", str(run), "--top", "4", "--start", "0.2"])
+    assert result.exit_code == 0, result.output
+    ranked = _ranked(result.output)
+    vocab = json.loads((run / "run.json").read_text())["vocab"]
+    assert len(ranked) == 4 and all(name in vocab for name, _ in ranked)
+    scores = [p for _, p in ranked]
+    assert scores == sorted(scores, reverse=True) and sum(scores) <= 1.0 + 1e-6
+    assert re.search(r"\[0\.20-[0-9.]+ s, frames 6-", result.output)  # 0.2 s at 30 fps
+
+
+def test_errors_name_the_problem(demo: Path, tmp_path: Path) -> None:
+    from xmic.extract.tiny_models import make_tiny_clip
+
+    run = _run(demo, "xmic", "synth-epic")
+    video = next((demo / "data" / "ego4d" / "v2" / "clips").glob("*.mp4"))
+    result = CliRunner().invoke(predict_cmd, [str(video), "--run", str(run), "--vocab", "kitchen-z"])
+    assert result.exit_code != 0 and "'kitchen-z' is neither a file nor a dataset group" in result.output
+    result = CliRunner().invoke(predict_cmd, [str(video), "--run", str(run), "--start", "99"])
+    assert result.exit_code != 0 and "empty clip" in result.output and str(video) in result.output
+    other = make_tiny_clip(tmp_path / "clip-vit-b16", dim=32)
+    with pytest.raises(ValueError, match="not the one the run was trained on"):
+        predict_clip(video, run, model_dir=other)
+
+
+def test_real_ego4d_clip(demo: Path) -> None:
+    """The real Ego4D sample through a demo-trained run: mechanics only (a ranked list of the demo's classes)."""
+    clips = sorted(shared_path("realdata", "media").glob("*.mp4"))
+    if not clips:
+        pytest.skip(f"no .mp4 in {shared_path('realdata', 'media')}")
+    run = _run(demo, "xmic", "synth-ego4d")
+    result = CliRunner().invoke(predict_cmd, [str(clips[0]), "--run", str(run), "--top", "5", "--end", "2"])
+    assert result.exit_code == 0, result.output
+    ranked = _ranked(result.output)
+    vocab = json.loads((run / "run.json").read_text())["vocab"]
+    assert len(ranked) == 5 and {n for n, _ in ranked} <= set(vocab)
+    scores = [p for _, p in ranked]
+    assert scores == sorted(scores, reverse=True) and sum(scores) <= 1.0 + 1e-6

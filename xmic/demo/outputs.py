@@ -1,0 +1,113 @@
+"""The demo's last step: results.json, the bar chart, the per-run report, and the comparison lines."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+Echo = Callable[[str], None]
+BASELINES = ("Zero-shot CLIP", "CLIP-Adapter")
+
+
+def write_outputs(
+    config: Any,
+    manifest: dict[str, Any],
+    models: Any,
+    extracted: dict[str, Any],
+    table: Any,
+    reference: dict,
+    echo: Echo,
+) -> Any:
+    """Assemble results.json's content, draw the plots and write report.md; returns the :class:`DemoResult`.
+
+    Args:
+        config: The :class:`~xmic.demo.pipeline.DemoConfig`.
+        manifest: The synthetic benchmark's manifest.
+        models: The :class:`~xmic.demo.models.ModelsReport`.
+        extracted: Per store group, what extraction did.
+        table: The :class:`~xmic.evaluate.reproduce.ReproduceReport` of Table 1.
+        reference: Zero-shot CLIP on the hand crop, ``{target: {direction: scores}}``.
+        echo: Log lines.
+    """
+    from xmic.demo.pipeline import DemoResult
+    from xmic.demo.plots import save_method_bars
+    from xmic.demo.results import compare_lines, method_table
+    from xmic.report.plots import MISSING_MATPLOTLIB, pyplot_or_none
+
+    out = Path(config.out)
+    methods = method_table(table.results)
+    comparison = compare_lines(methods, "X-MIC", BASELINES)
+    files = {"table_md": str(table.md_path), "table_json": str(table.json_path), "results": str(out / "results.json")}
+    notes: list[str] = []
+    if config.plots and pyplot_or_none() is not None:
+        title = f"xmic demo (seed {config.seed}, scale {config.scale}, {config.epochs} epochs): top-1 %"
+        files["bars"] = str(save_method_bars(methods, out / "plots" / "table1_bars.png", title))
+    elif config.plots:
+        notes.append(MISSING_MATPLOTLIB)
+        echo("  " + MISSING_MATPLOTLIB)
+    if config.report:
+        files["report"] = str(_write_report(out, config.plots, echo))
+    results = {
+        "demo": {
+            "seed": config.seed,
+            "scale": config.scale,
+            "epochs": config.epochs,
+            "batch_size": config.batch_size,
+            "quick": config.quick,
+            "preset": "authors-code",
+            "targets": list(config.targets),
+            "rows": list(config.rows) if config.rows else None,
+            "torch_threads": config.threads,
+        },
+        "units": "top-1 accuracy in percent; hm = harmonic mean of within and cross",
+        "datasets": {
+            name: {"group": f"synth-{name}", "title": info["title"], "counts": info["counts"]}
+            for name, info in manifest["datasets"].items()
+        },
+        "shared_classes": manifest["shared"],
+        "encoders": models.to_dict(),
+        "extraction": extracted,
+        "methods": methods,
+        "not_run": table.skipped,
+        "reference_zero_shot_hand_crop": reference,
+        "comparison": comparison,
+        "notes": notes,
+        "files": files,
+    }
+    return DemoResult(out=out, results=results, markdown=table.markdown, files=files)
+
+
+def _write_report(out: Path, plots: bool, echo: Echo) -> Path:
+    """report.md over every Table 1 run (the hand-crop reference runs are left out)."""
+    from xmic.report.markdown import render_report
+    from xmic.report.summary import summarize_run
+
+    runs = sorted(p for p in (out / "runs").iterdir() if (p / "run.json").is_file() and "zero-shot-hand" not in p.name)
+    summaries = [summarize_run(r, out / "cache") for r in runs]
+    path, figures, _notes = render_report(summaries, out / "report.md", plots=plots, title="xmic demo: every run")
+    echo(f"  report: {path} ({len(summaries)} runs, {len(figures)} confusion matrices)")
+    return path
+
+
+def summary_lines(result: Any) -> list[str]:
+    """The lines the CLI prints after the table: comparison, reference, files and the time of each step."""
+    r = result.results
+    lines = ["", "Cross-dataset harmonic mean (hm), X-MIC vs the baselines:"] + list(r["comparison"])
+    ref = r.get("reference_zero_shot_hand_crop", {})
+    if ref:
+        parts = [
+            f"{t}s {d}: hm {v['hm']:.1f}"
+            for t, ds in sorted(ref.items())
+            for d, v in sorted(ds.items())
+            if v.get("hm") is not None
+        ]
+        lines.append(
+            "Reference, zero-shot CLIP on the hand crop (X-MIC's classified view, no training): " + "; ".join(parts)
+        )
+    lines.append("")
+    lines += [f"{k}: {v}" for k, v in r["files"].items()]
+    order = ("generate", "models", "extract", "train", "report", "total")
+    keys = [k for k in order if k in result.timings] + [k for k in result.timings if k not in order]
+    lines.append("wall time: " + ", ".join(f"{k} {result.timings[k]:.1f} s" for k in keys))
+    return lines

@@ -1,0 +1,78 @@
+"""The demo's numbers as one JSON-able dict, and the lines that compare X-MIC with the baselines.
+
+``methods[row][target]["<train>><test>"] = {"within", "cross", "hm", ...}`` in percent top-1, one entry per
+training direction (train on A: within = A's validation set, cross = B's, zero-shot with B's vocabulary).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+METRICS = ("within", "cross", "hm")
+
+
+def _pct(value: float | None) -> float | None:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    return 100.0 * float(value)
+
+
+def direction_scores(result: Mapping[str, Any]) -> tuple[str, dict[str, float | None]]:
+    """``("<train>><test>", {"within", "cross", "hm", class-mean and shared/novel extras})`` of one evaluation.
+
+    Args:
+        result: An :func:`xmic.evaluate.evaluator.evaluate_run` dict with one within and one cross dataset.
+    """
+    datasets = result["datasets"]
+    within = next(r for r in datasets.values() if r["kind"] == "within")
+    cross_name, cross = next((n, r) for n, r in datasets.items() if r["kind"] == "cross")
+    scores = {
+        "within": _pct(within["top1"]),
+        "cross": _pct(cross["top1"]),
+        "hm": _pct(result.get("hm", {}).get(cross_name)),
+        "within_class_mean": _pct(within.get("class_mean_top1")),
+        "cross_class_mean": _pct(cross.get("class_mean_top1")),
+        "cross_shared": _pct(cross.get("shared", {}).get("top1")),
+        "cross_novel": _pct(cross.get("novel", {}).get("top1")),
+        "n_within": within.get("n"),
+        "n_cross": cross.get("n"),
+    }
+    return f"{result['train_dataset']}>{cross_name}", scores
+
+
+def method_table(results_by_row: Mapping[str, Iterable[Mapping[str, Any]]]) -> dict[str, dict[str, Any]]:
+    """``{row: {target: {direction: scores}}}`` from reproduce's results (one seed per direction)."""
+    table: dict[str, dict[str, Any]] = {}
+    for row, results in results_by_row.items():
+        for result in results:
+            direction, scores = direction_scores(result)
+            table.setdefault(row, {}).setdefault(result["target"], {})[direction] = scores
+    return table
+
+
+def compare_lines(methods: Mapping[str, Any], best: str = "X-MIC", against: Sequence[str] = ()) -> list[str]:
+    """One line per (target, direction): the cross-dataset hm of ``best`` next to each of ``against``.
+
+    Ends with a count of the cases where ``best`` is above all of them.
+    """
+    if best not in methods:
+        return [f"{best} was not run: no comparison"]
+    lines, wins, cases = [], 0, 0
+    for target, directions in sorted(methods[best].items()):
+        for direction, scores in sorted(directions.items()):
+            mine = scores.get("hm")
+            others = {a: methods.get(a, {}).get(target, {}).get(direction, {}).get("hm") for a in against}
+            parts = ", ".join(f"{a} {_fmt(v)}" for a, v in others.items())
+            known = [v for v in others.values() if v is not None]
+            cases += 1
+            above = mine is not None and bool(known) and all(mine > v for v in known)
+            wins += above
+            lines.append(f"  {target}s {direction}: {best} hm {_fmt(mine)} vs {parts}{'  <- best' if above else ''}")
+    lines.append(f"{best} has the highest cross-dataset hm in {wins} of {cases} cases (vs {', '.join(against)})")
+    return lines
+
+
+def _fmt(value: float | None) -> str:
+    return "–" if value is None else f"{value:.1f}"
