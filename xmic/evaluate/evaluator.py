@@ -49,6 +49,20 @@ def predict_logits(
     return torch.cat(out) if out else torch.zeros(0, len(classes.names), device=device)
 
 
+def run_bank(reader, cfg, splits: tuple[str, ...], device: torch.device) -> FeatureBank:
+    """The features a run reads (its encoders, views and target) for ``splits`` of ``reader``, on ``device``."""
+    return load_bank(
+        reader,
+        target=cfg.target,
+        encoder=cfg.encoder,
+        second_encoder=cfg.second_encoder,
+        views=cfg.views,
+        classified_view=cfg.classified_view,
+        splits=splits,
+        device=device,
+    )
+
+
 def check_store_matches_run(reader, meta: dict[str, Any]) -> None:
     """Refuse a store whose encoders or frame sampling differ from those the run was trained on."""
     spec = reader.spec
@@ -85,16 +99,7 @@ def evaluate_dataset(
     check_store_matches_run(reader, meta)
     eval_splits = eval_splits or evaluation_splits(reader)
     device = torch.device(device)
-    bank = load_bank(
-        reader,
-        target=cfg.target,
-        encoder=cfg.encoder,
-        second_encoder=cfg.second_encoder,
-        views=cfg.views,
-        classified_view=cfg.classified_view,
-        splits=eval_splits,
-        device=device,
-    )
+    bank = run_bank(reader, cfg, eval_splits, device)
     if bank.rows.numel() == 0:
         raise ValueError(
             f"no labelled evaluation rows (splits {', '.join(eval_splits)}) in dataset {reader.spec.dataset!r}"

@@ -90,23 +90,13 @@ def predict_dataset(model: Any, cfg: Any, meta: dict[str, Any], reader: Any, *, 
     """:class:`DatasetPredictions` of a loaded run on one group (``splits`` default: :func:`evaluation_splits`)."""
     import torch
 
-    from xmic.adapt.data import load_bank
     from xmic.adapt.trainer import class_text
-    from xmic.evaluate.evaluator import check_store_matches_run, predict_logits
+    from xmic.evaluate.evaluator import check_store_matches_run, predict_logits, run_bank
 
     check_store_matches_run(reader, meta)
     splits = tuple(splits) if splits else evaluation_splits(reader)
     dev = torch.device(device)
-    bank = load_bank(
-        reader,
-        target=cfg.target,
-        encoder=cfg.encoder,
-        second_encoder=cfg.second_encoder,
-        views=cfg.views,
-        classified_view=cfg.classified_view,
-        splits=splits,
-        device=dev,
-    )
+    bank = run_bank(reader, cfg, splits, dev)
     if bank.rows.numel() == 0:
         raise ValueError(f"no labelled rows in splits {', '.join(splits) or 'none'} of dataset {reader.dataset!r}")
     classes = class_text(reader, cfg.encoder, cfg.target, cfg.template, dev)
