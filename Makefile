@@ -18,6 +18,7 @@ MODEL_DIR ?=
 SPLIT_FILES ?=
 SECOND_ENCODER ?=
 EPOCHS ?=
+PAPER_NUMBERS ?=
 DEMO ?=
 DEMO_OUT ?= demo_out
 
@@ -52,7 +53,7 @@ reproduce-table1 reproduce-table2 reproduce-table3 reproduce-table4 reproduce-ta
 	$(BIN)/xmic reproduce --table $* --cache "$(if $(DEMO),$(DEMO_OUT)/cache,$(CACHE))" --seeds "$(SEEDS)" \
 		--preset "$(PRESET)" --out "$(REPRO_OUT)" --epic-root "$(EPIC_ROOT)" --ego4d-root "$(EGO4D_ROOT)" \
 		--egtea-root "$(EGTEA_ROOT)" --hoa-dir "$(HOA_DIR)" --model-dir "$(MODEL_DIR)" \
-		--split-files "$(SPLIT_FILES)" --second-encoder "$(SECOND_ENCODER)" \
+		--split-files "$(SPLIT_FILES)" --second-encoder "$(SECOND_ENCODER)" --paper-numbers "$(PAPER_NUMBERS)" \
 		$(if $(EPOCHS),--epochs $(EPOCHS),) $(if $(DEMO),--demo,)
 
 demo: $(BIN)/xmic

@@ -138,6 +138,34 @@ def test_table2_reuses_table1_runs_and_reports_shared_novel(store, tmp_path):
     assert "Shared classes: equal normalised names." in report.markdown
 
 
+def test_paper_numbers_file_fills_the_paper_column(store, tmp_path):
+    from xmic.evaluate.paper_file import write_template
+
+    path = tmp_path / "paper.csv"
+    write_template(path, [1])
+    text = path.read_text().replace(
+        "1,Zero-shot CLIP,noun|epic>epic|top1,nouns · Epic → Epic,,", "1,Zero-shot CLIP,noun|epic>epic|top1,x,7.5,"
+    )
+    path.write_text(text)
+    settings = settings_for(store, tmp_path / "out", rows=("zero-shot",), seeds=(0,), targets=("noun",))
+    report = reproduce_table(1, dataclasses.replace(settings, paper_numbers=path), echo=lambda _: None)
+    ours = next(r for r in report.results["Zero-shot CLIP"] if r["train_dataset"] == "syn-epic")
+    value = 100 * ours["datasets"]["syn-epic"]["top1"]
+    assert (
+        f"| Zero-shot CLIP | nouns · Epic → Epic | 7.50 | {value:.2f} (n=1) | {value - 7.5:+.2f} |" in report.markdown
+    )
+    assert f"Paper numbers: 1 of 12 cells typed in, from {path}" in report.markdown  # the shown row only
+    assert json.loads(report.json_path.read_text())["paper"]["rows"]["Zero-shot CLIP"]["noun|epic>epic|top1"] == 7.5
+
+    path.write_text(text.replace(",x,7.5,", ",x,seven,"))
+    bad = CliRunner().invoke(
+        reproduce_cmd,
+        ["--table", "1", "--cache", str(store), "--out", str(tmp_path / "bad"), "--paper-numbers", str(path)],
+    )
+    assert bad.exit_code == 1 and "'seven' is not a number" in bad.output
+    assert not (tmp_path / "bad" / "runs").exists()  # refused before any training
+
+
 def test_missing_dataset_says_how_to_extract(store, tmp_path):
     settings = settings_for(store, tmp_path / "out", datasets={**NAMES, "egtea": "egtea"})
     with pytest.raises(ReproduceError, match=r"--egtea-root") as err:

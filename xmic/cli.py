@@ -25,6 +25,7 @@ def _register() -> None:
     from xmic.bench.train import train_bench_cmd
     from xmic.cache.cli import cache
     from xmic.demo.cli import demo_cmd
+    from xmic.evaluate.paper_cli import paper_numbers
     from xmic.evaluate.reproduce_cli import reproduce_cmd
     from xmic.evaluate.splits_cli import splits
     from xmic.extract.extract_cli import extract
@@ -39,6 +40,7 @@ def _register() -> None:
     main.add_command(cache)
     main.add_command(synth)
     main.add_command(reproduce_cmd)
+    main.add_command(paper_numbers)
     main.add_command(demo_cmd)
     main.add_command(predict_cmd)
     main.add_command(report_cmd)

@@ -9,7 +9,9 @@ Status of the numbers: the stored copy of the paper that the project's look-up t
 introduction); the tables were not reachable, and the authors' repository (github.com/annusha/xmic) publishes
 code and class splits but no result tables. Every number below is therefore ``None`` until someone types it in
 from the paper, row by row: the structure (rows, columns, their meaning) is what :mod:`xmic.evaluate.reproduce`
-runs and is fixed here; the values are the only thing missing.
+runs and is fixed here; the values are the only thing missing. Without editing this file, a person with the PDF
+can type them into a CSV (``xmic paper-numbers template FILE``) that :mod:`xmic.evaluate.paper_file` lays over
+these tables (``xmic reproduce --paper-numbers FILE``).
 
 Column keys are ``"<target>|<train>><test>|<metric>"`` with target ``noun``/``verb``, logical dataset names
 ``epic``/``ego4d``/``egtea`` and metric ``top1`` (accuracy on the test dataset), ``hm`` (harmonic mean of the
@@ -29,8 +31,9 @@ TARGETS = ("noun", "verb")
 METRICS = ("top1", "hm", "shared", "novel")
 DATASET_LABELS = {"epic": "Epic", "ego4d": "Ego4D", "egtea": "EGTEA"}
 NOT_TYPED_IN = (
-    "Numbers not typed in yet: the paper's tables were not reachable from this project's stored copy of "
-    "arXiv:2403.19811 (only its first page), so every paper value is None and shows as '–'."
+    "Paper numbers not typed in: the paper's tables were not reachable from this project's stored copy of "
+    "arXiv:2403.19811 (only its first page), so every paper cell shows '–'. Fill them in from the PDF with "
+    "`xmic paper-numbers template FILE`, then pass `--paper-numbers FILE` (make: PAPER_NUMBERS=FILE)."
 )
 
 
@@ -77,6 +80,7 @@ class PaperTable:
     rows: dict[str, dict[str, float | None]]
     notes: str = ""
     source: str = ""  # e.g. "Kukleva et al., CVPR 2024, arXiv:2403.19811, Table 1"
+    numbers_from: str = ""  # a typed-in file laid over the built-in numbers (see xmic.evaluate.paper_file)
 
     def value(self, row: str, column: str) -> float | None:
         return self.rows.get(row, {}).get(column)
@@ -84,6 +88,17 @@ class PaperTable:
     def missing(self) -> list[tuple[str, str]]:
         """(row, column) pairs without a paper number."""
         return [(r, c) for r, values in self.rows.items() for c in self.columns if values.get(c) is None]
+
+    def status(self) -> str:
+        """One sentence on how many of the paper's cells are filled in, and from where."""
+        total = len(self.rows) * len(self.columns)
+        filled = total - len(self.missing())
+        if filled == 0:
+            return NOT_TYPED_IN
+        origin = self.numbers_from or "xmic/evaluate/paper_numbers.py"
+        if filled == total:
+            return f"Paper numbers: all {total} cells typed in, from {origin}."
+        return f"Paper numbers: {filled} of {total} cells typed in, from {origin}; '–' where missing."
 
 
 def cross_columns(directions: tuple[tuple[str, str], ...], metrics: tuple[str, ...]) -> list[str]:
@@ -129,7 +144,7 @@ TEMPLATE_ROWS = list(PROMPT_TEMPLATES)
 
 def _table(number: int, title: str, rows: list[str], columns: list[str], notes: str) -> PaperTable:
     source = f"{CITATION}, Table {number}"
-    return PaperTable(number, title, list(columns), _blank(rows, columns), f"{notes} {NOT_TYPED_IN}".strip(), source)
+    return PaperTable(number, title, list(columns), _blank(rows, columns), notes, source)
 
 
 PAPER_TABLES: dict[int, PaperTable] = {

@@ -22,6 +22,7 @@ from typing import Any
 
 from xmic.adapt.config import PRESETS, TrainConfig
 from xmic.evaluate import paper_numbers as pn
+from xmic.evaluate.paper_file import load_paper_table
 from xmic.evaluate.tables import render_markdown
 
 Echo = Callable[[str], None]
@@ -110,6 +111,7 @@ class ReproduceSettings:
     roots: dict[str, Path] = field(default_factory=dict)
     hoa_dir: Path | None = None
     second_encoder: str | None = None
+    paper_numbers: Path | None = None
     progress: bool = True
 
     @property
@@ -372,7 +374,7 @@ def reproduce_table(number: int, settings: ReproduceSettings, echo: Echo = print
 
     if number not in TABLE_SPECS:
         raise ReproduceError(f"no table {number}; the paper's tables are {', '.join(map(str, TABLE_SPECS))}")
-    spec, paper = TABLE_SPECS[number], pn.PAPER_TABLES[number]
+    spec, paper = TABLE_SPECS[number], load_paper_table(number, settings.paper_numbers)
     rows = select_rows(spec, settings.rows)
     logical = sorted({d for train, tests in spec.directions for d in (train, *tests)})
     ensure_datasets(settings, logical, echo)

@@ -113,11 +113,17 @@ def parse_datasets(text: str | None, base: dict[str, str]) -> dict[str, str]:
 @click.option("--targets", default="noun,verb", show_default=True, help="noun, verb or both.")
 @click.option("--split-files", default=None, help="Folder of the authors' shared-class files (Table 2).")
 @click.option("--datasets", "dataset_map", default=None, help="Store groups per dataset: epic=GROUP,ego4d=GROUP.")
+@click.option(
+    "--paper-numbers",
+    default=None,
+    help="CSV of the paper's numbers typed in from the PDF (see `xmic paper-numbers template`).",
+)
 @click.option("--demo", is_flag=True, help="Use the synthetic demo groups (synth-*), writing them when missing.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def reproduce_cmd(number: int, cache: Path, demo: bool, **kw: Any) -> None:
     """Rebuild Table N: train (or reuse) every run, evaluate, print paper | ours | Δ as Markdown."""
     from xmic.cache.errors import StoreError
+    from xmic.evaluate.paper_file import PaperFileError
     from xmic.evaluate.reproduce import DEFAULT_DATASETS, ReproduceError, ReproduceSettings, reproduce_table
 
     targets = tuple(t.strip() for t in kw["targets"].split(",") if t.strip())
@@ -149,11 +155,12 @@ def reproduce_cmd(number: int, cache: Path, demo: bool, **kw: Any) -> None:
         roots={d: p for d, p in roots.items() if p is not None},
         hoa_dir=_path(kw["hoa_dir"]),
         second_encoder=kw["second_encoder"] or None,
+        paper_numbers=_path(kw["paper_numbers"]),
         progress=not kw["quiet"],
     )
     try:
         reproduce_table(number, settings, echo=click.echo)
-    except (ReproduceError, StoreError, FileNotFoundError) as exc:
+    except (ReproduceError, StoreError, FileNotFoundError, PaperFileError) as exc:
         raise click.ClickException(str(exc)) from None
 
 

@@ -179,4 +179,5 @@ def render_markdown(
         lines += [f"- **{row}**: {reason}" for row, reason in skipped.items()]
     if table.notes:
         lines += ["", f"Notes: {table.notes}"]
+    lines += ["", table.status()]
     return "\n".join(lines) + "\n"
