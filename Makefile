@@ -54,7 +54,7 @@ reproduce-table1 reproduce-table2 reproduce-table3 reproduce-table4 reproduce-ta
 		--preset "$(PRESET)" --out "$(REPRO_OUT)" --epic-root "$(EPIC_ROOT)" --ego4d-root "$(EGO4D_ROOT)" \
 		--egtea-root "$(EGTEA_ROOT)" --hoa-dir "$(HOA_DIR)" --model-dir "$(MODEL_DIR)" \
 		--split-files "$(SPLIT_FILES)" --second-encoder "$(SECOND_ENCODER)" --paper-numbers "$(PAPER_NUMBERS)" \
-		$(if $(EPOCHS),--epochs $(EPOCHS),) $(if $(DEMO),--demo,)
+		$(if $(EPOCHS),--epochs $(EPOCHS),) $(if $(DEMO),--demo,) $(if $(filter quick,$(DEMO)),--demo-quick,)
 
 demo: $(BIN)/xmic
 	$(BIN)/xmic demo --out $(DEMO_OUT)

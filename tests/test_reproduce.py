@@ -255,6 +255,17 @@ def test_resolve_row_needs(tmp_path, monkeypatch):
     overrides, reason = resolve_row(rows["A5"], settings, both)
     assert reason is None and overrides == {"method": "a5", "text_model_dir": str(weights)}
 
+    # no --model-dir: the folder the store was extracted from, when it still holds the weights
+    settings.model_dir = None
+    extracted = dataclasses.replace(with_dino["clip-vit-b16"], source=str(weights))
+    from_source = [StoreSpec("a", 8, {**with_dino, "clip-vit-b16": extracted})]
+    assert resolve_row(rows["CoOp"], settings, from_source) == (
+        {"method": "coop", "text_model_dir": str(weights)},
+        None,
+    )
+    gone = dataclasses.replace(extracted, source=str(tmp_path / "moved"))
+    assert "--model-dir" in resolve_row(rows["CoOp"], settings, [StoreSpec("a", 8, {"clip-vit-b16": gone})])[1]
+
 
 def test_eval_splits_exclude_training_splits():
     class R:

@@ -63,13 +63,16 @@ class FrozenTextEncoder:
                 f"no CLIP weights at {path} (config.json missing): give the local folder of the CLIP checkpoint the "
                 "store was extracted with, e.g. `huggingface-cli download openai/clip-vit-base-patch16 --local-dir DIR`"
             )
-        verbosity = hf_logging.get_verbosity()
+        verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
         hf_logging.set_verbosity_error()  # a full CLIPModel folder lists every vision weight as "unexpected"
+        hf_logging.disable_progress_bar()  # one "Loading weights" bar per trained run would bury the training bars
         try:
             self.model = CLIPTextModelWithProjection.from_pretrained(path, local_files_only=True)
             self.tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
         finally:
             hf_logging.set_verbosity(verbosity)
+            if bars:
+                hf_logging.enable_progress_bar()
         self.model.eval().requires_grad_(False)
         self.model_dir = path
         self._cache: dict[tuple[tuple[str, ...], int, int], _Prompts] = {}

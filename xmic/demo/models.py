@@ -81,7 +81,7 @@ def make_demo_encoders(
     Returns:
         A :class:`ModelsReport`.
     """
-    from xmic.extract.tiny_models import make_tiny_clip, make_tiny_dinov2
+    from xmic.extract.tiny_models import make_tiny_clip
 
     t0 = time.perf_counter()
     root = Path(model_dir)
@@ -94,7 +94,15 @@ def make_demo_encoders(
     else:
         echo("tiny CLIP left at random weights (no pretraining): zero-shot numbers are chance")
     if dino:
-        report.encoders[DINO_NAME] = make_tiny_dinov2(root / DINO_NAME, dim=32, seed=seed + 1)
-        echo("tiny DINOv2 written with random weights (X-MIC+DINO shows the mechanics, not DINOv2's features)")
+        report.encoders[DINO_NAME] = write_demo_dino(root, seed=seed, echo=echo)
     report.seconds = time.perf_counter() - t0
     return report
+
+
+def write_demo_dino(model_dir: str | Path, *, seed: int = 0, echo: Echo = print) -> Path:
+    """Write the demo's tiny random-weight DINOv2 to ``model_dir/dinov2-vits14`` (width 32); returns that folder."""
+    from xmic.extract.tiny_models import make_tiny_dinov2
+
+    path = make_tiny_dinov2(Path(model_dir) / DINO_NAME, dim=32, seed=seed + 1)
+    echo("tiny DINOv2 written with random weights (X-MIC+DINO shows the mechanics, not DINOv2's features)")
+    return path

@@ -24,10 +24,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from xmic.demo.groups import DEMO_GROUPS
 from xmic.demo.pretrain import PretrainConfig
 
 Echo = Callable[[str], None]
-DEMO_GROUPS = {"epic": "synth-epic", "ego4d": "synth-ego4d", "egtea": "synth-egtea"}
 #: What the demo writes; a folder holding anything else is not cleared.
 OUTPUTS = ("data", "models", "cache", "runs", "plots", "report_files", "report.md", "results.json")
 OUTPUTS += ("table1.md", "table1.json")
@@ -85,13 +85,12 @@ class DemoResult:
 def prepare_out(out: Path) -> None:
     """Create ``out`` or clear an earlier demo in it; refuse a folder holding anything the demo did not write."""
     out.mkdir(parents=True, exist_ok=True)
-    foreign = sorted(p.name for p in out.iterdir() if p.name not in OUTPUTS)
+    foreign = sorted(p.name for p in out.iterdir() if p.name not in OUTPUTS and not p.name.startswith("data-"))
     if foreign:
         raise FileExistsError(
             f"{out} holds files the demo did not write ({', '.join(foreign[:5])}); give an empty or new --out folder"
         )
-    for name in OUTPUTS:
-        path = out / name
+    for path in [out / name for name in OUTPUTS] + sorted(out.glob("data-*")):
         if path.is_dir():
             shutil.rmtree(path)
         elif path.exists():

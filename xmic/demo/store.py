@@ -1,4 +1,4 @@
-"""Extract the synthetic benchmark into the demo's feature store, as dataset groups ``synth-epic``/``synth-ego4d``.
+"""Extract the synthetic benchmark into the demo's feature store, as dataset groups ``synth-<name>``.
 
 The extraction runner names a group after the dataset reader ("epic"); the demo renames each group once it is
 complete, so that ``xmic reproduce --demo --cache demo_out/cache`` (which maps epic -> synth-epic, ego4d ->
@@ -58,11 +58,12 @@ def extract_demo_store(
     model_dir: str | Path,
     *,
     second_encoder: str | None = None,
+    names: tuple[str, ...] = DEMO_DATASETS,
     num_frames: int = 32,
     progress: bool = True,
     echo: Echo = print,
 ) -> dict[str, Any]:
-    """Extract every synthetic dataset of ``manifest`` into ``cache`` and rename its group to ``synth-<name>``.
+    """Extract the synthetic datasets ``names`` of ``manifest`` into ``cache``, renaming each group ``synth-<name>``.
 
     Args:
         data_dir: The benchmark folder (``manifest.json``'s folder).
@@ -70,6 +71,7 @@ def extract_demo_store(
         cache: The store (created; groups ``synth-*`` already there are replaced).
         model_dir: Parent folder of the encoders (see :mod:`xmic.demo.models`).
         second_encoder: Also extract this encoder (``dinov2-vits14``) for X-MIC+DINO.
+        names: Which datasets of the manifest (``epic``, ``ego4d``, ``egtea``); other groups are left alone.
         num_frames: Slots per segment (32 = 16 bins x 2 candidates, the paper's sampling).
         progress: Progress bars.
         echo: Log lines.
@@ -86,7 +88,7 @@ def extract_demo_store(
 
     data_dir, cache = Path(data_dir), Path(cache)
     out: dict[str, Any] = {}
-    for name in DEMO_DATASETS:
+    for name in names:
         info = manifest["datasets"][name]
         group = GROUP_PREFIX + name
         texts = [p for p in (cache / "text").iterdir() if p.is_dir()] if (cache / "text").is_dir() else []

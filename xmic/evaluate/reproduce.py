@@ -246,6 +246,10 @@ def resolve_row(row: RowSpec, settings: ReproduceSettings, specs: list[Any]) -> 
         clip = [e for e in specs[0].encoders.values() if e.family == "clip"]
         if not clip:
             return overrides, "runs the frozen CLIP text encoder, and the store holds no CLIP encoder"
+        source = clip[0].source
+        if settings.model_dir is None and source and (Path(source) / "config.json").is_file():
+            overrides["text_model_dir"] = source  # the weights the store was extracted with, still in place
+            return overrides, None
         try:
             overrides["text_model_dir"] = str(find_model_dir(clip[0], settings.model_dir))
         except ModelNotFoundError as exc:

@@ -9,60 +9,6 @@ import click
 
 from xmic.adapt.config import PRESETS
 
-#: Store groups the demo uses in place of the real datasets.
-DEMO_DATASETS = {"epic": "synth-epic", "ego4d": "synth-ego4d", "egtea": "synth-egtea"}
-#: Small vocabularies with some names in common, so cross-dataset and shared/novel columns mean something.
-DEMO_VOCAB = {
-    "epic": {
-        "verb": ["take", "put", "open", "close", "wash", "cut"],
-        "noun": ["pan", "knife", "cup", "board", "tap", "plate", "spoon", "bowl"],
-    },
-    "ego4d": {
-        "verb": ["take", "put", "hold", "open", "pick", "turn"],
-        "noun": ["knife", "cup", "phone", "door", "plate", "box", "bag", "spoon"],
-    },
-    "egtea": {
-        "verb": ["take", "put", "open", "cut", "pour"],
-        "noun": ["cup", "knife", "bowl", "pan", "egg"],
-    },
-}
-DEMO_EVAL_SPLIT = {"epic": "validation", "ego4d": "val", "egtea": "test_split1"}
-
-
-def write_demo_groups(
-    cache: Path, datasets: dict[str, str], *, n: int = 192, num_frames: int = 16, noise: float = 40.0
-) -> list[str]:
-    """Write a random synthetic group for every demo dataset missing from ``cache``; returns the groups written.
-
-    Each group: ``n`` segments (3/4 train, 1/4 evaluation split named as the real dataset's), T = ``num_frames``,
-    CLIP features of width 512 carrying class signal under ``noise`` (see :mod:`xmic.cache.synthetic`).
-    """
-    import numpy as np
-
-    from xmic.cache.synthetic import write_random_store
-    from xmic.evaluate.reproduce import store_groups
-
-    present = set(store_groups(cache))
-    written = []
-    for seed, (logical, group) in enumerate(sorted(datasets.items())):
-        if group in present or logical not in DEMO_VOCAB:
-            continue
-        split = np.where(np.arange(n) < 3 * n // 4, "train", DEMO_EVAL_SPLIT[logical])
-        if logical == "egtea":
-            split = np.full(n, DEMO_EVAL_SPLIT[logical])
-        write_random_store(
-            cache,
-            dataset=group,
-            n=n,
-            num_frames=num_frames,
-            vocab=DEMO_VOCAB[logical],
-            split=split,
-            noise=noise,
-            seed=seed + 1,
-        )
-        written.append(group)
-    return written
-
 
 def _path(value: str | None) -> Path | None:
     return Path(value).expanduser() if value else None
@@ -118,24 +64,44 @@ def parse_datasets(text: str | None, base: dict[str, str]) -> dict[str, str]:
     default=None,
     help="CSV of the paper's numbers typed in from the PDF (see `xmic paper-numbers template`).",
 )
-@click.option("--demo", is_flag=True, help="Use the synthetic demo groups (synth-*), writing them when missing.")
+@click.option(
+    "--demo",
+    is_flag=True,
+    help="Use the demo's groups (synth-*), generating and extracting the missing ones next to --cache.",
+)
+@click.option("--demo-quick", is_flag=True, help="With --demo: build missing groups at a tenth of the size (CI).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-def reproduce_cmd(number: int, cache: Path, demo: bool, **kw: Any) -> None:
+def reproduce_cmd(number: int, cache: Path, demo: bool, demo_quick: bool, **kw: Any) -> None:
     """Rebuild Table N: train (or reuse) every run, evaluate, print paper | ours | Δ as Markdown."""
     from xmic.cache.errors import StoreError
+    from xmic.demo.groups import DEMO_GROUPS, ensure_demo_groups
     from xmic.evaluate.paper_file import PaperFileError
-    from xmic.evaluate.reproduce import DEFAULT_DATASETS, ReproduceError, ReproduceSettings, reproduce_table
+    from xmic.evaluate.reproduce import (
+        DEFAULT_DATASETS,
+        TABLE_SPECS,
+        ReproduceError,
+        ReproduceSettings,
+        reproduce_table,
+    )
 
     targets = tuple(t.strip() for t in kw["targets"].split(",") if t.strip())
     if not targets or any(t not in ("noun", "verb") for t in targets):
         raise click.BadParameter(f"targets must be noun and/or verb, got {kw['targets']!r}", param_hint="--targets")
-    datasets = parse_datasets(kw["dataset_map"], DEMO_DATASETS if demo else DEFAULT_DATASETS)
+    datasets = parse_datasets(kw["dataset_map"], DEMO_GROUPS if demo else DEFAULT_DATASETS)
     epochs = kw["epochs"]
+    if demo_quick and not demo:
+        raise click.BadParameter("--demo-quick goes with --demo", param_hint="--demo-quick")
     if demo:
-        written = write_demo_groups(cache, datasets)
-        if written:
-            click.echo(f"demo: wrote synthetic groups {', '.join(written)} into {cache}")
+        needed = sorted({d for train, tests in TABLE_SPECS[number].directions for d in (train, *tests)})
+        try:
+            built = ensure_demo_groups(cache, needed, quick=demo_quick, progress=not kw["quiet"], echo=click.echo)
+        except (RuntimeError, StoreError) as exc:
+            raise click.ClickException(f"building the demo groups: {exc}") from None
+        if built:
+            click.echo(f"demo: built groups {', '.join(built)} in {cache}")
         epochs = 3 if epochs is None else epochs
+        if kw["model_dir"] is None and (cache.parent / "models").is_dir():
+            kw["model_dir"] = str(cache.parent / "models")  # the demo's tiny encoders (CoOp, Co-CoOp, A5)
     roots = {d: _path(kw[f"{d}_root"]) for d in ("epic", "ego4d", "egtea")}
     settings = ReproduceSettings(
         cache=cache,

@@ -1,16 +1,30 @@
-"""Synthetic egocentric benchmark in the real annotation formats (EPIC-KITCHENS-100 and Ego4D FHO).
+"""Synthetic egocentric benchmark in the real annotation formats (EPIC-KITCHENS-100, Ego4D FHO, EGTEA Gaze+).
 
-``xmic synth --out DIR`` (:mod:`xmic.synth.cli`) or :func:`generate` writes two small datasets with a domain
-shift between them, their MP4 files, ground-truth hand boxes for ``--hands given`` and ``manifest.json``.
+``xmic synth --out DIR`` (:mod:`xmic.synth.cli`) or :func:`generate` writes small datasets with a domain shift
+between them (by default kitchen A as EPIC-100 and kitchen B as Ego4D; ``--datasets epic,ego4d,egtea`` adds
+kitchen C as EGTEA Gaze+), their MP4 files, ground-truth hand boxes for ``--hands given`` and ``manifest.json``.
 """
 
-from xmic.synth.datasets import DATASET_SPECS, KITCHEN_A, KITCHEN_B, DatasetSpec, Style, class_split
+from xmic.synth.datasets import (
+    ALL_DATASET_SPECS,
+    DATASET_SPECS,
+    DEFAULT_DATASETS,
+    KITCHEN_A,
+    KITCHEN_B,
+    KITCHEN_C,
+    DatasetSpec,
+    Style,
+    class_split,
+)
 from xmic.synth.generate import MANIFEST, SynthReport, VideoResult, generate, load_manifest, plan_dataset
 
 __all__ = [
+    "ALL_DATASET_SPECS",
     "DATASET_SPECS",
+    "DEFAULT_DATASETS",
     "KITCHEN_A",
     "KITCHEN_B",
+    "KITCHEN_C",
     "MANIFEST",
     "DatasetSpec",
     "Style",

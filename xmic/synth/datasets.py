@@ -1,9 +1,14 @@
-"""The two synthetic datasets: class lists (verbs, nouns), raw names in each format, and their visual styles.
+"""The synthetic datasets: class lists (verbs, nouns), raw names in each format, and their visual styles.
 
-"kitchen A" is written as EPIC-KITCHENS-100 and "kitchen B" as Ego4D FHO (LTA v2). They share some classes
-and each has some of its own (:func:`class_split`), and they differ in appearance (:class:`Style`): background
-texture and colours, lighting (contrast, brightness, tint), camera motion (steady vs handheld with a pan),
-object size, skin tone, frame size, frame rate and clutter.
+"kitchen A" is written as EPIC-KITCHENS-100, "kitchen B" as Ego4D FHO (LTA v2) and "kitchen C" as EGTEA Gaze+.
+They share some classes and each has some of its own (:func:`class_split`), and they differ in appearance
+(:class:`Style`): background texture and colours, lighting (contrast, brightness, tint), camera motion (steady,
+handheld with a pan, head-mounted drift), object size, skin tone, frame size, frame rate and clutter.
+
+Kitchens A and B are the default pair (:data:`DEFAULT_DATASETS`); kitchen C is written on request. Its verbs are
+drawn from the ten verbs of :data:`VERBS` only (shared ones plus one verb of A and one of B), because those ten
+are the vocabulary of the demo's tiny CLIP (:mod:`xmic.demo.webdata`); its own classes are two new nouns
+(colour x shape combinations neither A nor B uses).
 
 A noun is a shape and a colour (``"red cube"``); a verb is a motion pattern over time (:mod:`xmic.synth.motion`).
 """
@@ -93,6 +98,24 @@ def ego4d_noun_name(noun: str) -> str:
     return f"{colour}_{shape}_({colour}_{SHAPES[shape]})"
 
 
+def egtea_verb_name(verb: str) -> str:
+    """EGTEA ``verb_idx.txt`` name: capitalised, ``_`` between words (``"take"`` -> ``"Take"``)."""
+    return verb.replace(" ", "_").capitalize()
+
+
+def egtea_noun_name(noun: str) -> str:
+    """EGTEA ``noun_idx.txt`` name, as ``Cutting_board``: ``"red cube"`` -> ``"Red_cube"``.
+
+    :func:`xmic.evaluate.names.egtea_prompt` maps it back to the canonical name.
+    """
+    colour, shape = noun_parts(noun)
+    return f"{colour.capitalize()}_{shape}"
+
+
+_RAW_VERB = {"epic": epic_verb_key, "ego4d": ego4d_verb_name, "egtea": egtea_verb_name}
+_RAW_NOUN = {"epic": epic_noun_key, "ego4d": ego4d_noun_name, "egtea": egtea_noun_name}
+
+
 @dataclass(frozen=True)
 class Style:
     """The look of one dataset (its domain).
@@ -100,7 +123,8 @@ class Style:
     Attributes:
         width: Frame width in pixels (even).
         height: Frame height in pixels (even).
-        background: ``"tiles"`` (counter tiles under a wall band) or ``"grain"`` (blotchy wood-like table).
+        background: ``"tiles"`` (counter tiles under a wall band), ``"grain"`` (blotchy wood-like table) or
+            ``"steel"`` (brushed steel counter under a lamp, below a backsplash band).
         bg_base: Main background colour.
         bg_alt: Second background colour (grout lines / wall, or the grain's dark tone).
         tile_px: Tile size or grain scale in pixels.
@@ -147,13 +171,17 @@ class DatasetSpec:
     """One synthetic dataset.
 
     Attributes:
-        name: Reader name and folder: ``"epic"`` or ``"ego4d"``.
+        name: Reader name and folder: ``"epic"``, ``"ego4d"`` or ``"egtea"``.
         title: Human name (``"kitchen A"``).
         verbs: Canonical verb names in label order.
         nouns: Canonical noun names (``"red cube"``) in label order.
         fps: Frame rate of the annotations and of the MP4 files.
         style: The look.
-        splits: ``(train split name, validation split name)`` as the reader calls them.
+        splits: ``(train split name, evaluation split name)`` as the reader is asked for them
+            (``read_annotations(name, root, split)``).
+        split_roles: Keys of the manifest's ``splits`` entry for the two splits (``("train", "val")``, EGTEA
+            ``("train", "test")``).
+        format_name: The real dataset format the files follow.
     """
 
     name: str
@@ -163,14 +191,16 @@ class DatasetSpec:
     fps: float
     style: Style
     splits: tuple[str, str]
+    split_roles: tuple[str, str] = ("train", "val")
+    format_name: str = ""
 
     def raw_verbs(self) -> list[str]:
         """Verb names as spelled in this dataset's class file."""
-        return [epic_verb_key(v) if self.name == "epic" else ego4d_verb_name(v) for v in self.verbs]
+        return [_RAW_VERB[self.name](v) for v in self.verbs]
 
     def raw_nouns(self) -> list[str]:
         """Noun names as spelled in this dataset's class file."""
-        return [epic_noun_key(n) if self.name == "epic" else ego4d_noun_name(n) for n in self.nouns]
+        return [_RAW_NOUN[self.name](n) for n in self.nouns]
 
 
 SHARED_VERBS = ("take", "put", "push", "rotate", "open", "shake")
@@ -205,6 +235,7 @@ KITCHEN_A = DatasetSpec(
         idle_hand_prob=0.2,
     ),
     splits=("train", "validation"),
+    format_name="EPIC-KITCHENS-100",
 )
 
 KITCHEN_B = DatasetSpec(
@@ -236,23 +267,94 @@ KITCHEN_B = DatasetSpec(
         idle_hand_prob=0.35,
     ),
     splits=("train", "val"),
+    format_name="Ego4D FHO LTA v2",
 )
 
-DATASET_SPECS: tuple[DatasetSpec, ...] = (KITCHEN_A, KITCHEN_B)
+KITCHEN_C = DatasetSpec(
+    name="egtea",
+    title="kitchen C",
+    verbs=("take", "put", "open", "push", "close", "squeeze"),  # 4 shared, close (as A), squeeze (as B)
+    nouns=("red cube", "blue ball", "green ring", "yellow bar", "cyan ring", "purple ball"),  # 4 shared, 2 own
+    fps=24.0,  # the EGTEA reader reads clip frame numbers at 24 fps
+    style=Style(
+        width=128,  # 4:3 like EGTEA's 1280x960
+        height=96,
+        background="steel",
+        bg_base=(172, 176, 182),
+        bg_alt=(104, 80, 60),
+        tile_px=6,
+        contrast=1.3,
+        brightness=2.0,
+        tint=(0.93, 1.07, 0.88),  # greenish fluorescent light
+        light_jitter=10.0,
+        skin=(208, 146, 114),
+        sleeve=(92, 104, 40),
+        jitter_px=0.9,
+        shake_smooth=0.75,  # head-mounted: a quick wander, between A's drift and B's per-frame shake
+        pan_px=3.0,
+        pan_period_s=3.0,
+        object_scale=0.17,  # closer to the hands than in A and B
+        hand_scale=0.15,
+        distractors=(0, 2),
+        idle_hand_prob=0.5,
+    ),
+    splits=("train", "test"),
+    split_roles=("train", "test"),
+    format_name="EGTEA Gaze+",
+)
+
+#: Every synthetic dataset. A dataset's position here is part of its seed (epic 0, ego4d 1, egtea 2), so a
+#: dataset's files do not depend on which others are generated with it.
+ALL_DATASET_SPECS: tuple[DatasetSpec, ...] = (KITCHEN_A, KITCHEN_B, KITCHEN_C)
+#: The datasets :func:`xmic.synth.generate.generate` and ``xmic synth`` write by default.
+DEFAULT_DATASETS: tuple[str, ...] = ("epic", "ego4d")
+#: The default pair (kitchens A and B), at their seed positions 0 and 1.
+DATASET_SPECS: tuple[DatasetSpec, ...] = tuple(s for s in ALL_DATASET_SPECS if s.name in DEFAULT_DATASETS)
+DATASET_NAMES: tuple[str, ...] = tuple(s.name for s in ALL_DATASET_SPECS)
 
 
-def class_split(a: DatasetSpec, b: DatasetSpec) -> dict[str, dict[str, list[str]]]:
-    """Shared and novel classes of two datasets, compared by :func:`normalise_name` of the prompt names.
+def dataset_index(spec: DatasetSpec) -> int:
+    """Position of ``spec`` in :data:`ALL_DATASET_SPECS` (its seed index)."""
+    return DATASET_NAMES.index(spec.name)
+
+
+def specs_for(names: str | tuple[str, ...] | list[str]) -> tuple[DatasetSpec, ...]:
+    """The specs of ``names`` in :data:`ALL_DATASET_SPECS` order, without repeats.
+
+    Raises:
+        ValueError: An unknown name (the message lists the known ones), or no name at all.
+    """
+    names = (names,) if isinstance(names, str) else tuple(names)
+    unknown = [n for n in names if n not in DATASET_NAMES]
+    if unknown:
+        raise ValueError(f"unknown synthetic dataset(s) {', '.join(map(repr, unknown))}; choose from {DATASET_NAMES}")
+    if not names:
+        raise ValueError(f"choose at least one synthetic dataset of {DATASET_NAMES}")
+    return tuple(s for s in ALL_DATASET_SPECS if s.name in names)
+
+
+def _names(spec: DatasetSpec, kind: str) -> list[str]:
+    return list(spec.verbs if kind == "verb" else spec.nouns)
+
+
+def class_split(*specs: DatasetSpec) -> dict[str, dict[str, list[str]]]:
+    """Shared and novel classes of datasets, compared by :func:`normalise_name` of the prompt names.
+
+    A class is shared when every dataset has it, and novel in a dataset when no other of ``specs`` has it (so
+    with three datasets a class of two of them is neither). For two datasets this is the usual split: shared
+    classes plus each side's own. With a single dataset both lists hold all of its classes.
 
     Returns:
-        ``{"shared": {"verb": [...], "noun": [...]}, "novel_<a.name>": {...}, "novel_<b.name>": {...}}``;
-        shared names in ``a``'s label order, novel names in their own dataset's label order.
+        ``{"shared": {"verb": [...], "noun": [...]}, "novel_<name>": {...} for each dataset}``; shared names
+        in the first dataset's label order, novel names in their own dataset's label order.
     """
-    out: dict[str, dict[str, list[str]]] = {"shared": {}, f"novel_{a.name}": {}, f"novel_{b.name}": {}}
+    if not specs:
+        raise ValueError("class_split needs at least one dataset")
+    out: dict[str, dict[str, list[str]]] = {"shared": {}, **{f"novel_{s.name}": {} for s in specs}}
     for kind in ("verb", "noun"):
-        names_a, names_b = (list(d.verbs if kind == "verb" else d.nouns) for d in (a, b))
-        keys_a, keys_b = {normalise_name(n) for n in names_a}, {normalise_name(n) for n in names_b}
-        out["shared"][kind] = [n for n in names_a if normalise_name(n) in keys_b]
-        out[f"novel_{a.name}"][kind] = [n for n in names_a if normalise_name(n) not in keys_b]
-        out[f"novel_{b.name}"][kind] = [n for n in names_b if normalise_name(n) not in keys_a]
+        keys = [{normalise_name(n) for n in _names(s, kind)} for s in specs]
+        out["shared"][kind] = [n for n in _names(specs[0], kind) if all(normalise_name(n) in k for k in keys)]
+        for i, spec in enumerate(specs):
+            others = set().union(*(k for j, k in enumerate(keys) if j != i))
+            out[f"novel_{spec.name}"][kind] = [n for n in _names(spec, kind) if normalise_name(n) not in others]
     return out

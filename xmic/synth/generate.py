@@ -1,7 +1,7 @@
-"""Generate the synthetic benchmark: plan both datasets, render and encode every video, write annotations,
+"""Generate the synthetic benchmark: plan the chosen datasets, render and encode every video, write annotations,
 hand boxes and ``manifest.json``.
 
-Layout under ``out``::
+Layout under ``out`` (``egtea/`` only when asked for, ``generate(..., datasets=("epic", "ego4d", "egtea"))``)::
 
     manifest.json
     epic/annotations/EPIC_100_{train,validation,verb_classes,noun_classes,video_info}.csv
@@ -10,10 +10,18 @@ Layout under ``out``::
     ego4d/v2/annotations/fho_lta_{train,val,taxonomy}.json
     ego4d/v2/clips/<clip_uid>.mp4           30 fps
     ego4d/hand_boxes/<clip_uid>.json
+    egtea/action_annotation/{verb,noun,action}_idx.txt
+    egtea/action_annotation/{train,test}_split{1,2,3}.txt        splits 2 and 3 repeat split 1
+    egtea/cropped_clips/<session>/<clip>.mp4                     24 fps, one action filling the clip
+    egtea/hand_boxes/<clip>.json                                 frames 0..n-1 of the clip
 
-Everything is a function of ``seed`` and ``scale``: plans come from generators seeded with ``(seed, dataset)``,
-each video's look from ``(seed, dataset, split, video)``, so the output does not depend on the number of
-worker processes.
+An EGTEA clip is named ``<session>-<start_ms>-<end_ms>-F<first>-F<last>`` after its place in a (never
+rendered) session video, with exactly ``last - first + 1`` frames, the count the reader derives from the name.
+
+Everything is a function of ``seed`` and ``scale``: plans come from generators seeded with ``(seed, dataset)``
+(the dataset's fixed position in :data:`~xmic.synth.datasets.ALL_DATASET_SPECS`, so a dataset's files do not
+depend on which others are generated), each video's look from ``(seed, dataset, split, video)``, so the output
+does not depend on the number of worker processes either.
 """
 
 from __future__ import annotations
@@ -32,20 +40,36 @@ from typing import Any
 
 import numpy as np
 
-from xmic.synth.datasets import DATASET_SPECS, DatasetSpec, Style, class_split
+from xmic.synth.datasets import (
+    ALL_DATASET_SPECS,
+    DEFAULT_DATASETS,
+    DatasetSpec,
+    Style,
+    class_split,
+    dataset_index,
+    specs_for,
+)
 from xmic.synth.motion import VideoPlan, plan_segment
 from xmic.synth.writers import (
     EGO4D_ANNOTATIONS,
+    EGTEA_ANNOTATIONS,
     EPIC_ANNOTATIONS,
     HAND_BOXES,
     ego4d_clip_path,
+    egtea_clip_name,
+    egtea_clip_path,
     epic_video_path,
     write_ego4d_annotations,
+    write_egtea_annotations,
     write_epic_annotations,
 )
 
 MANIFEST = "manifest.json"
 MANIFEST_VERSION = 1
+#: Where each dataset's annotation files go, relative to its root.
+ANNOTATION_DIRS = {"epic": EPIC_ANNOTATIONS, "ego4d": EGO4D_ANNOTATIONS, "egtea": EGTEA_ANNOTATIONS}
+#: Made-up EGTEA recipe names of the synthetic sessions (``P01-R01-BlockSort``).
+EGTEA_RECIPES = ("BlockSort", "ShapeStack", "ColourMatch", "ToyTidy")
 
 
 @dataclass(frozen=True)
@@ -54,11 +78,13 @@ class Sizes:
 
     Attributes:
         train: Train segments per dataset.
-        val: Validation segments per dataset.
-        segments_per_video: ``(min, max)`` segments in one video (the last video of a split may hold fewer).
-        segment_seconds: ``(min, max)`` duration of one action.
-        gap_seconds: ``(min, max)`` unannotated time before each action (and after the last).
-        participants: EPIC participants the videos are spread over.
+        val: Validation (EGTEA: test) segments per dataset.
+        segments_per_video: ``(min, max)`` segments in one video (the last video of a split may hold fewer); an
+            EGTEA clip always holds one.
+        segment_seconds: ``(min, max)`` duration of one action (of one EGTEA clip).
+        gap_seconds: ``(min, max)`` unannotated time before each action (and after the last; for EGTEA the
+            time between two clips of a session).
+        participants: EPIC participants the videos are spread over (EGTEA: sessions the clips are spread over).
     """
 
     train: int = 200
@@ -142,10 +168,13 @@ def plan_dataset(
         sizes: Counts and durations.
 
     Returns:
-        ``{split name: videos}`` with the reader's split names (``train`` and ``validation`` / ``val``).
+        ``{split name: videos}`` with the reader's split names (``train`` and ``validation`` / ``val`` /
+        ``test``). An EGTEA video is one clip holding one segment (see :func:`plan_egtea_clips`).
     """
     rng = np.random.default_rng([seed, index])
     counts = sizes.scaled(scale)
+    if spec.name == "egtea":
+        return plan_egtea_clips(spec, rng, (seed, index), counts, sizes)
     taken: dict[str, int] = {}
     out: dict[str, list[VideoPlan]] = {}
     for split_index, (split, n_segments) in enumerate(zip(spec.splits, counts, strict=True)):
@@ -170,6 +199,54 @@ def plan_dataset(
             seed_tuple = (seed, index, split_index, video_index)
             videos.append(VideoPlan(video_id, split, n_frames, spec.fps, tuple(segments), seed_tuple))
         out[split] = videos
+    return out
+
+
+def egtea_sessions(count: int) -> list[str]:
+    """``count`` EGTEA-style session names: ``P01-R01-BlockSort``, ``P02-R02-ShapeStack``, ..."""
+    out = []
+    for k in range(max(1, count)):
+        recipe = k % len(EGTEA_RECIPES)
+        out.append(f"P{k + 1:02d}-R{recipe + 1:02d}-{EGTEA_RECIPES[recipe]}")
+    return out
+
+
+def plan_egtea_clips(
+    spec: DatasetSpec, rng: np.random.Generator, seeds: tuple[int, int], counts: tuple[int, int], sizes: Sizes
+) -> dict[str, list[VideoPlan]]:
+    """Plan EGTEA clips: one action per clip, the action filling the clip (frames ``0..n - 1``).
+
+    The clips of both splits are spread round-robin over :func:`egtea_sessions`; each session keeps a cursor
+    (its first clip starts 5-60 s in, then a gap of ``sizes.gap_seconds`` between clips), which gives each clip
+    its place in the session video and so its name (:func:`~xmic.synth.writers.egtea_clip_name`).
+
+    Args:
+        spec: The EGTEA dataset.
+        rng: The dataset's generator (seeded with ``seeds``).
+        seeds: ``(global seed, dataset index)``, the start of each clip's render seed.
+        counts: ``(train, test)`` clip counts.
+        sizes: Durations and the number of sessions (``participants``).
+
+    Returns:
+        ``{"train": clips, "test": clips}`` (``spec.splits``).
+    """
+    sessions = egtea_sessions(sizes.participants)
+    cursor = {s: round(rng.uniform(5.0, 60.0) * spec.fps) for s in sessions}
+    out: dict[str, list[VideoPlan]] = {}
+    made = 0
+    for split_index, (split, n_clips) in enumerate(zip(spec.splits, counts, strict=True)):
+        verbs, nouns = _balanced(rng, spec.verbs, n_clips), _balanced(rng, spec.nouns, n_clips)
+        clips = []
+        for k in range(n_clips):
+            session = sessions[made % len(sessions)]
+            made += 1
+            first = cursor[session] + max(1, round(rng.uniform(*sizes.gap_seconds) * spec.fps))
+            length = max(2, round(rng.uniform(*sizes.segment_seconds) * spec.fps))
+            cursor[session] = first + length
+            segment = plan_segment(spec, rng, 0, verbs[k], nouns[k], 0, length - 1)
+            name = egtea_clip_name(session, first, first + length - 1, spec.fps)
+            clips.append(VideoPlan(name, split, length, spec.fps, (segment,), (*seeds, split_index, k)))
+        out[split] = clips
     return out
 
 
@@ -199,9 +276,10 @@ def render_video(style: Style, plan: VideoPlan, path: Path, boxes_dir: Path | No
 
 
 def existing_outputs(out: str | Path) -> list[Path]:
-    """The paths of an earlier benchmark under ``out`` (``manifest.json``, ``epic/``, ``ego4d/``) that exist."""
+    """The paths of an earlier benchmark under ``out`` (``manifest.json``, ``epic/``, ``ego4d/``, ``egtea/``)
+    that exist."""
     out = Path(out)
-    return [p for p in (out / MANIFEST, *(out / spec.name for spec in DATASET_SPECS)) if p.exists()]
+    return [p for p in (out / MANIFEST, *(out / spec.name for spec in ALL_DATASET_SPECS)) if p.exists()]
 
 
 def _clear(out: Path, overwrite: bool) -> None:
@@ -223,19 +301,23 @@ def generate(
     seed: int = 0,
     scale: float = 1.0,
     *,
+    datasets: tuple[str, ...] = DEFAULT_DATASETS,
     overwrite: bool = False,
     videos: bool = True,
     workers: int | None = None,
     sizes: Sizes = Sizes(),
     on_video: Callable[[VideoResult], None] | None = None,
 ) -> SynthReport:
-    """Write both synthetic datasets, their hand boxes and ``manifest.json`` under ``out``.
+    """Write the chosen synthetic datasets, their hand boxes and ``manifest.json`` under ``out``.
 
     Args:
         out: Output folder (created).
         seed: Global seed; the same seed and scale give identical annotation files and decoded frames.
         scale: Multiplies the default segment counts (200 train + 60 validation per dataset).
-        overwrite: Replace an earlier benchmark in ``out`` (only ``manifest.json``, ``epic/`` and ``ego4d/``).
+        datasets: Which datasets to write: ``"epic"`` (kitchen A), ``"ego4d"`` (kitchen B), ``"egtea"``
+            (kitchen C). Each dataset's files are the same whichever others are chosen.
+        overwrite: Replace an earlier benchmark in ``out`` (only ``manifest.json``, ``epic/``, ``ego4d/`` and
+            ``egtea/``, all of them whichever datasets are chosen now).
         videos: Render the MP4 files and hand boxes (False: annotations and manifest only).
         workers: Processes rendering videos (default: up to 2, one per CPU); 0 or 1 renders in-process. The
             workers are spawned, so a script calling this with workers > 1 needs ``if __name__ == "__main__":``.
@@ -247,22 +329,20 @@ def generate(
 
     Raises:
         FileExistsError: ``out`` already holds a benchmark and ``overwrite`` is False.
+        ValueError: An unknown dataset name, or none.
     """
+    specs = specs_for(datasets)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     _clear(out, overwrite)
-    plans = {spec.name: plan_dataset(spec, i, seed, scale, sizes) for i, spec in enumerate(DATASET_SPECS)}
+    plans = {spec.name: plan_dataset(spec, dataset_index(spec), seed, scale, sizes) for spec in specs}
     report = SynthReport(out, {}, plans)
     jobs = []
-    for spec in DATASET_SPECS:
+    for spec in specs:
         root = out / spec.name
         report.videos[spec.name] = []
-        if spec.name == "epic":
-            report.files[spec.name] = write_epic_annotations(root, spec, plans[spec.name])
-            path_of = epic_video_path
-        else:
-            report.files[spec.name] = write_ego4d_annotations(root, spec, plans[spec.name], _parents(seed, plans))
-            path_of = ego4d_clip_path
+        report.files[spec.name] = _write_annotations(root, spec, seed, plans)
+        path_of = _MEDIA_PATHS[spec.name]
         for split_videos in plans[spec.name].values():
             jobs += [(spec, (spec.style, v, path_of(root, v.video_id), root / HAND_BOXES)) for v in split_videos]
     if videos:
@@ -275,6 +355,24 @@ def generate(
     report.manifest = build_manifest(seed, scale, plans, sizes, videos)
     (out / MANIFEST).write_text(json.dumps(report.manifest, indent=2) + "\n", encoding="utf-8")
     return report
+
+
+_MEDIA_PATHS: dict[str, Callable[[Path, str], Path]] = {
+    "epic": epic_video_path,
+    "ego4d": ego4d_clip_path,
+    "egtea": egtea_clip_path,
+}
+
+
+def _write_annotations(
+    root: Path, spec: DatasetSpec, seed: int, plans: dict[str, dict[str, list[VideoPlan]]]
+) -> list[Path]:
+    """Write one dataset's annotation files in its format; the written paths."""
+    if spec.name == "epic":
+        return write_epic_annotations(root, spec, plans[spec.name])
+    if spec.name == "ego4d":
+        return write_ego4d_annotations(root, spec, plans[spec.name], _parents(seed, plans))
+    return write_egtea_annotations(root, spec, plans[spec.name])
 
 
 def _parents(seed: int, plans: dict[str, dict[str, list[VideoPlan]]]) -> dict[str, tuple[str, int]]:
@@ -301,32 +399,41 @@ def _run(jobs: list, workers: int | None) -> Iterator[tuple[str, VideoResult]]:
             yield futures[future], future.result()
 
 
+def reader_split_name(spec: DatasetSpec, split: str) -> str:
+    """The split name the reader records for ``split``: ``split`` itself, EGTEA ``"<split>_split1"``."""
+    return f"{split}_split1" if spec.name == "egtea" else split
+
+
 def build_manifest(
     seed: int, scale: float, plans: dict[str, dict[str, list[VideoPlan]]], sizes: Sizes, videos: bool
 ) -> dict[str, Any]:
-    """The machine-readable description of the benchmark (class lists, shared/novel, counts, paths)."""
+    """The machine-readable description of the benchmark (class lists, shared/novel, counts, paths).
+
+    The datasets are the keys of ``plans``. ``shared`` lists the classes every one of them has; a dataset's
+    ``novel`` the classes no other of them has (:func:`~xmic.synth.datasets.class_split`). ``pairs`` lists each
+    (source, target) pair in :data:`~xmic.synth.datasets.ALL_DATASET_SPECS` order. ``counts`` are keyed by the
+    split names the reader records (EGTEA: ``train_split1`` / ``test_split1``; splits 2 and 3 are copies).
+    """
     from xmic import __version__
 
-    split = class_split(*DATASET_SPECS)
+    specs = [s for s in ALL_DATASET_SPECS if s.name in plans]
+    split = class_split(*specs)
     datasets: dict[str, Any] = {}
-    for index, spec in enumerate(DATASET_SPECS):
+    for spec in specs:
         st = spec.style
         datasets[spec.name] = {
             "title": spec.title,
-            "format": "EPIC-KITCHENS-100" if spec.name == "epic" else "Ego4D FHO LTA v2",
+            "format": spec.format_name,
             "root": spec.name,
-            "annotations": f"{spec.name}/{EPIC_ANNOTATIONS if spec.name == 'epic' else EGO4D_ANNOTATIONS}",
+            "annotations": f"{spec.name}/{ANNOTATION_DIRS[spec.name]}",
             "hand_boxes": f"{spec.name}/{HAND_BOXES}",
-            "seed": [seed, index],
+            "seed": [seed, dataset_index(spec)],
             "fps": spec.fps,
             "width": st.width,
             "height": st.height,
-            "splits": {
-                "train": spec.splits[0],
-                "val": spec.splits[1],
-            },
+            "splits": dict(zip(spec.split_roles, spec.splits, strict=True)),
             "counts": {
-                name: {
+                reader_split_name(spec, name): {
                     "videos": len(vs),
                     "segments": sum(len(v.segments) for v in vs),
                     "frames": sum(v.n_frames for v in vs),
@@ -368,7 +475,7 @@ def build_manifest(
         },
         "datasets": datasets,
         "shared": split["shared"],
-        "pairs": [{"source": DATASET_SPECS[0].name, "target": DATASET_SPECS[1].name}],
+        "pairs": [{"source": a.name, "target": b.name} for i, a in enumerate(specs) for b in specs[i + 1 :]],
     }
 
 

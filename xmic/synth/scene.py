@@ -184,9 +184,31 @@ def make_background(style: Style, height: int, width: int, rng: np.random.Genera
         grain = 0.5 + 0.5 * np.sin(0.45 * xx + 0.12 * yy + 3.0 * blot[..., 0] + phase)[..., None]
         mix = np.clip(0.6 * blot + 0.4 * grain, 0.0, 1.0)
         img = base * (1 - mix) + alt * mix + rng.normal(0.0, 3.0, size=(height, width, 1)).astype(np.float32)
+    elif style.background == "steel":
+        img = _steel(style, yy, xx, rng)
     else:
         raise ValueError(f"unknown background {style.background!r}")
     return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def _steel(style: Style, yy: np.ndarray, xx: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A brushed steel counter lit by a lamp, below a backsplash band: ``(H, W, 3)`` float32 (unclipped).
+
+    ``yy`` / ``xx`` are the ``(H, W)`` pixel coordinates; brushing runs along x, one streak level per row (plus
+    a slow ripple of period ``~6 * tile_px``), and the light falls off away from a random spot near the top.
+    """
+    height, width = yy.shape
+    base = np.array(style.bg_base, dtype=np.float32)
+    alt = np.array(style.bg_alt, dtype=np.float32)
+    rows = rng.normal(0.0, 7.0, size=(height, 1)).astype(np.float32)
+    ripple = 4.0 * np.sin(xx / style.tile_px + rng.uniform(0.0, 2 * math.pi) + 0.3 * rows)
+    lamp_x, lamp_y = rng.uniform(0.3, 0.7) * width, rng.uniform(0.0, 0.3) * height
+    fall = ((xx - lamp_x) / width) ** 2 + ((yy - lamp_y) / height) ** 2
+    light = (1.12 - 0.45 * np.clip(fall, 0.0, 1.0))[..., None]
+    img = base * light + (rows + ripple)[..., None]
+    wall = yy < height * rng.uniform(0.12, 0.2)
+    img[wall] = alt + rng.normal(0.0, 2.5, size=(int(wall.sum()), 1)).astype(np.float32)
+    return img
 
 
 def camera_path(style: Style, n_frames: int, fps: float, rng: np.random.Generator) -> np.ndarray:

@@ -1,4 +1,5 @@
-"""Writers of the synthetic datasets in the real formats: EPIC-KITCHENS-100 CSVs, Ego4D FHO LTA JSONs, MP4 files.
+"""Writers of the synthetic datasets in the real formats: EPIC-KITCHENS-100 CSVs, Ego4D FHO LTA JSONs, EGTEA Gaze+
+split and class files, MP4 files.
 
 Every writer is deterministic: the same plans give byte-identical files (no dates, no absolute paths).
 """
@@ -39,6 +40,10 @@ EPIC_COLUMNS = (
 EPIC_ANNOTATIONS = "annotations"
 EGO4D_ANNOTATIONS = "v2/annotations"
 EGO4D_CLIPS = "v2/clips"
+EGTEA_ANNOTATIONS = "action_annotation"
+EGTEA_CLIPS = "cropped_clips"
+#: EGTEA Gaze+ has three train/test partitions; the synthetic one has one, written under all three ids.
+EGTEA_SPLIT_IDS = (1, 2, 3)
 HAND_BOXES = "hand_boxes"
 
 
@@ -66,6 +71,27 @@ def epic_video_path(root: Path, video_id: str) -> Path:
 def ego4d_clip_path(root: Path, clip_uid: str) -> Path:
     """``<root>/v2/clips/<clip_uid>.mp4``."""
     return Path(root) / EGO4D_CLIPS / f"{clip_uid}.mp4"
+
+
+def egtea_clip_name(session: str, first: int, last: int, fps: float) -> str:
+    """EGTEA clip name ``<session>-<start_ms>-<end_ms>-F<first>-F<last>`` of frames ``first..last`` of a session.
+
+    ``start_ms`` / ``end_ms`` are the times of the first and the last frame at ``fps``, so the name's frame span
+    (``last - first``, what the reader takes as the clip's last frame) and its duration agree.
+    ``egtea_clip_name("P01-R01-BlockSort", 240, 263, 24.0) == "P01-R01-BlockSort-10000-10958-F000240-F000263"``.
+    """
+    start_ms, end_ms = round(first * 1000.0 / fps), round(last * 1000.0 / fps)
+    return f"{session}-{start_ms}-{end_ms}-F{first:06d}-F{last:06d}"
+
+
+def egtea_session(clip: str) -> str:
+    """The session part of an EGTEA clip name (everything before its four numeric fields)."""
+    return clip.rsplit("-", 4)[0]
+
+
+def egtea_clip_path(root: Path, clip: str) -> Path:
+    """``<root>/cropped_clips/<session>/<clip>.mp4`` (the layout of the EGTEA Gaze+ download)."""
+    return Path(root) / EGTEA_CLIPS / egtea_session(clip) / f"{clip}.mp4"
 
 
 def write_epic_annotations(root: Path, spec: DatasetSpec, splits: dict[str, list[VideoPlan]]) -> list[Path]:
@@ -202,6 +228,63 @@ def write_ego4d_annotations(
     path = folder / "fho_lta_taxonomy.json"
     path.write_text(json.dumps({"verbs": raw_verbs, "nouns": raw_nouns}, indent=1), encoding="utf-8")
     written.append(path)
+    return written
+
+
+def _idx_text(names: Iterable[str]) -> str:
+    """EGTEA class file text: one ``<name> <id>`` line per class, ids from 1."""
+    return "".join(f"{name} {i}\n" for i, name in enumerate(names, start=1))
+
+
+def egtea_actions(splits: dict[str, list[VideoPlan]], spec: DatasetSpec) -> list[tuple[int, int]]:
+    """The action classes: every ``(verb label, noun label)`` pair some clip has, sorted (0-based labels)."""
+    verb_id = {v: i for i, v in enumerate(spec.verbs)}
+    noun_id = {n: i for i, n in enumerate(spec.nouns)}
+    return sorted({(verb_id[s.verb], noun_id[s.noun]) for clips in splits.values() for c in clips for s in c.segments})
+
+
+def write_egtea_annotations(root: Path, spec: DatasetSpec, splits: dict[str, list[VideoPlan]]) -> list[Path]:
+    """Write ``{verb,noun,action}_idx.txt`` and ``{split}_split{1,2,3}.txt`` for each split.
+
+    Split lines are ``<clip> <action id> <verb id> <noun id>`` (ids from 1), one per clip in plan order. The
+    synthetic benchmark has one partition: ``train_split2/3.txt`` and ``test_split2/3.txt`` repeat split 1, so
+    every file the reader can be asked for exists (and ``test_splits="all"`` keeps each clip once).
+
+    Args:
+        root: Dataset root; files go to ``<root>/action_annotation``.
+        spec: The dataset.
+        splits: ``{split name ("train", "test"): clips}``; each clip has exactly one segment, frames
+            ``0..n_frames - 1``, and its ``video_id`` is its EGTEA clip name.
+
+    Returns:
+        The written files.
+    """
+    folder = Path(root) / EGTEA_ANNOTATIONS
+    folder.mkdir(parents=True, exist_ok=True)
+    raw_verbs, raw_nouns = spec.raw_verbs(), spec.raw_nouns()
+    verb_id = {v: i for i, v in enumerate(spec.verbs)}
+    noun_id = {n: i for i, n in enumerate(spec.nouns)}
+    actions = egtea_actions(splits, spec)
+    action_id = {pair: i for i, pair in enumerate(actions)}
+    classes = {
+        "verb_idx.txt": _idx_text(raw_verbs),
+        "noun_idx.txt": _idx_text(raw_nouns),
+        "action_idx.txt": _idx_text(f"{raw_verbs[v]} {raw_nouns[n]}" for v, n in actions),
+    }
+    texts: dict[str, str] = {}
+    for split, clips in splits.items():
+        lines = []
+        for clip in clips:
+            if len(clip.segments) != 1 or (clip.segments[0].start, clip.segments[0].stop) != (0, clip.n_frames - 1):
+                raise ValueError(f"EGTEA clip {clip.video_id} must be one segment filling the clip")
+            v, n = verb_id[clip.segments[0].verb], noun_id[clip.segments[0].noun]
+            lines.append(f"{clip.video_id} {action_id[(v, n)] + 1} {v + 1} {n + 1}\n")
+        texts.update({f"{split}_split{k}.txt": "".join(lines) for k in EGTEA_SPLIT_IDS})
+    written = []
+    for name, text in {**texts, **classes}.items():
+        path = folder / name
+        path.write_text(text, encoding="utf-8")
+        written.append(path)
     return written
 
 
