@@ -21,6 +21,7 @@ from xmic.cache.cli import cache as cache_cli
 from xmic.cache.layout import SPEC_ATTR
 from xmic.cache.reader import StoreReader
 from xmic.cache.schema import ROW_FAILED, ROW_OK, StoreSpec
+from xmic.cache.tempfiles import stale_partial_files
 from xmic.cache.verify import verify_store
 from xmic.extract.launch import chunks_of_rank, discover_rank
 from xmic.extract.runner import ExtractConfig, run_extraction
@@ -137,10 +138,22 @@ def test_sigkill_mid_run_then_resume_equals_an_uninterrupted_run(data: dict[str,
         proc.stderr.close()
     done_before = int(done_flags(cache).sum())
     assert 1 <= done_before < N_CHUNKS
-    assert not verify_store(cache).ok  # unfinished chunks are reported
-    report = run_extraction(config(data, cache), echo=lambda _: None)
+    # what zarr leaves when the kill lands inside a write (planted, as the kill may fall between writes)
+    planted = cache / "ego4d" / "row_status" / f"c.{'ab' * 16}.partial"
+    planted.write_bytes(b"half a chunk")
+    lookalike = cache / "ego4d" / "notes.partial"  # not zarr's temp-file pattern: left alone
+    lookalike.write_bytes(b"")
+    interrupted = verify_store(cache)
+    assert not interrupted.ok  # unfinished chunks are reported
+    assert planted in stale_partial_files(cache) and lookalike not in stale_partial_files(cache)
+    assert any("temporary files of an interrupted write" in n for n in interrupted.notes)
+    lines: list[str] = []
+    report = run_extraction(config(data, cache), echo=lines.append)
     assert report.chunks_pending == N_CHUNKS - done_before == report.chunks_written
-    assert verify_store(cache).ok
+    assert not planted.exists() and lookalike.exists() and stale_partial_files(cache) == []
+    assert any(line.startswith("removed ") and "interrupted write" in line for line in lines)
+    lookalike.unlink()
+    assert verify_store(cache).ok and verify_store(cache).notes == []
     assert_same_store(cache, reference)
 
 

@@ -21,6 +21,7 @@ from xmic.cache.backend import Backend, Session
 from xmic.cache.errors import StoreError
 from xmic.cache.export import export_store
 from xmic.cache.schema import ROW_FAILED, ROW_OK, ROW_PENDING, SEGMENT_COLUMNS, TARGETS, VIEWS, StoreSpec, num_chunks
+from xmic.cache.tempfiles import stale_partial_files
 
 #: At most this many individual rows are spelled out per problem kind.
 MAX_LISTED = 20
@@ -35,11 +36,13 @@ class VerifyReport:
     ok: bool
     problems: list[str] = field(default_factory=list)
     failed_rows: list[dict[str, Any]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
+        notes = "".join(f"\nnote: {n}" for n in self.notes)
         if self.ok:
-            return "OK"
-        return f"{len(self.problems)} problem(s):\n" + "\n".join(f"- {p}" for p in self.problems)
+            return "OK" + notes
+        return f"{len(self.problems)} problem(s):\n" + "\n".join(f"- {p}" for p in self.problems) + notes
 
 
 def verify_store(path: str | os.PathLike, fmt: str | None = None) -> VerifyReport:
@@ -63,7 +66,16 @@ def verify_store(path: str | os.PathLike, fmt: str | None = None) -> VerifyRepor
             _verify_text(s, specs, problems)
     except (StoreError, OSError) as exc:
         problems.append(str(exc))
-    return VerifyReport(ok=not problems, problems=problems, failed_rows=failed)
+    stray = stale_partial_files(path)
+    notes = (
+        [
+            f"{len(stray)} temporary files of an interrupted write (e.g. {stray[0].relative_to(path)}): not data; "
+            "the next single-process `xmic extract` on this store removes them, or delete them"
+        ]
+        if stray
+        else []
+    )
+    return VerifyReport(ok=not problems, problems=problems, failed_rows=failed, notes=notes)
 
 
 def _ranges(idx: np.ndarray) -> list[tuple[int, int]]:

@@ -321,6 +321,7 @@ def run_extraction(
         raise ValueError("an HDF5 store takes one writing process; use --format zarr with several ranks")
     import torch
 
+    from xmic.cache.tempfiles import remove_stale_partial_files
     from xmic.extract.encoders import load_encoder
 
     timings = Timings()
@@ -330,6 +331,10 @@ def run_extraction(
     width = max(e.dim for e in encoders.values())
     chunk_rows = planned_chunks(config.cache, config.dataset, fmt, config.chunk_rows, config.num_frames, width, 1)[0]
     spec = build_spec(config, data, encoders, chunk_rows, provider)
+    if world == 1:
+        removed = remove_stale_partial_files(config.cache)
+        if removed:
+            echo(f"removed {removed} temporary files of an interrupted write from {config.cache}")
     writer = open_store(config.cache, spec, data.columns(), data.vocab, fmt, rank, overwrite=config.overwrite)
     timings.setup = time.perf_counter() - t_start
     if rank == 0:
