@@ -16,7 +16,8 @@ from xmic.synth.datasets import (
     Style,
     class_split,
 )
-from xmic.synth.generate import MANIFEST, SynthReport, VideoResult, generate, load_manifest, plan_dataset
+from xmic.synth.generate import SynthReport, VideoResult, generate, plan_dataset
+from xmic.synth.manifest import MANIFEST, load_manifest
 
 __all__ = [
     "ALL_DATASET_SPECS",

@@ -45,15 +45,12 @@ from xmic.synth.datasets import (
     DEFAULT_DATASETS,
     DatasetSpec,
     Style,
-    class_split,
     dataset_index,
     specs_for,
 )
+from xmic.synth.manifest import MANIFEST, build_manifest
 from xmic.synth.motion import VideoPlan, plan_segment
 from xmic.synth.writers import (
-    EGO4D_ANNOTATIONS,
-    EGTEA_ANNOTATIONS,
-    EPIC_ANNOTATIONS,
     HAND_BOXES,
     ego4d_clip_path,
     egtea_clip_name,
@@ -64,10 +61,6 @@ from xmic.synth.writers import (
     write_epic_annotations,
 )
 
-MANIFEST = "manifest.json"
-MANIFEST_VERSION = 1
-#: Where each dataset's annotation files go, relative to its root.
-ANNOTATION_DIRS = {"epic": EPIC_ANNOTATIONS, "ego4d": EGO4D_ANNOTATIONS, "egtea": EGTEA_ANNOTATIONS}
 #: Made-up EGTEA recipe names of the synthetic sessions (``P01-R01-BlockSort``).
 EGTEA_RECIPES = ("BlockSort", "ShapeStack", "ColourMatch", "ToyTidy")
 
@@ -397,91 +390,3 @@ def _run(jobs: list, workers: int | None) -> Iterator[tuple[str, VideoResult]]:
         futures = {pool.submit(render_video, *args): spec.name for spec, args in jobs}
         for future in as_completed(futures):
             yield futures[future], future.result()
-
-
-def reader_split_name(spec: DatasetSpec, split: str) -> str:
-    """The split name the reader records for ``split``: ``split`` itself, EGTEA ``"<split>_split1"``."""
-    return f"{split}_split1" if spec.name == "egtea" else split
-
-
-def build_manifest(
-    seed: int, scale: float, plans: dict[str, dict[str, list[VideoPlan]]], sizes: Sizes, videos: bool
-) -> dict[str, Any]:
-    """The machine-readable description of the benchmark (class lists, shared/novel, counts, paths).
-
-    The datasets are the keys of ``plans``. ``shared`` lists the classes every one of them has; a dataset's
-    ``novel`` the classes no other of them has (:func:`~xmic.synth.datasets.class_split`). ``pairs`` lists each
-    (source, target) pair in :data:`~xmic.synth.datasets.ALL_DATASET_SPECS` order. ``counts`` are keyed by the
-    split names the reader records (EGTEA: ``train_split1`` / ``test_split1``; splits 2 and 3 are copies).
-    """
-    from xmic import __version__
-
-    specs = [s for s in ALL_DATASET_SPECS if s.name in plans]
-    split = class_split(*specs)
-    datasets: dict[str, Any] = {}
-    for spec in specs:
-        st = spec.style
-        datasets[spec.name] = {
-            "title": spec.title,
-            "format": spec.format_name,
-            "root": spec.name,
-            "annotations": f"{spec.name}/{ANNOTATION_DIRS[spec.name]}",
-            "hand_boxes": f"{spec.name}/{HAND_BOXES}",
-            "seed": [seed, dataset_index(spec)],
-            "fps": spec.fps,
-            "width": st.width,
-            "height": st.height,
-            "splits": dict(zip(spec.split_roles, spec.splits, strict=True)),
-            "counts": {
-                reader_split_name(spec, name): {
-                    "videos": len(vs),
-                    "segments": sum(len(v.segments) for v in vs),
-                    "frames": sum(v.n_frames for v in vs),
-                }
-                for name, vs in plans[spec.name].items()
-            },
-            "verbs": list(spec.verbs),
-            "nouns": list(spec.nouns),
-            "raw_verbs": spec.raw_verbs(),
-            "raw_nouns": spec.raw_nouns(),
-            "novel": split[f"novel_{spec.name}"],
-            "style": {
-                "background": st.background,
-                "contrast": st.contrast,
-                "brightness": st.brightness,
-                "tint": list(st.tint),
-                "camera_jitter_px": st.jitter_px,
-                "camera_pan_px": st.pan_px,
-                "object_scale": st.object_scale,
-            },
-            "extract_hint": (
-                f"xmic extract --dataset {spec.name} --root <out>/{spec.name} --split {','.join(spec.splits)} "
-                f"--hands given --hand-boxes <out>/{spec.name}/{HAND_BOXES}"
-            ),
-        }
-    return {
-        "generator": "xmic.synth",
-        "manifest_version": MANIFEST_VERSION,
-        "xmic_version": __version__,
-        "seed": seed,
-        "scale": scale,
-        "videos_rendered": videos,
-        "sizes": {
-            "train": sizes.train,
-            "val": sizes.val,
-            "segments_per_video": list(sizes.segments_per_video),
-            "segment_seconds": list(sizes.segment_seconds),
-            "gap_seconds": list(sizes.gap_seconds),
-        },
-        "datasets": datasets,
-        "shared": split["shared"],
-        "pairs": [{"source": a.name, "target": b.name} for i, a in enumerate(specs) for b in specs[i + 1 :]],
-    }
-
-
-def load_manifest(out: str | Path) -> dict[str, Any]:
-    """Read ``<out>/manifest.json``; a clear error when it is missing."""
-    path = Path(out) / MANIFEST
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: run `xmic synth --out {out}` first")
-    return json.loads(path.read_text(encoding="utf-8"))
