@@ -555,3 +555,17 @@ def test_load_features_onto_gpu(tmp_path):
     assert torch.equal(gpu.cpu(), r.load_features("clip-vit-b16", "full"))
     rows = torch.randperm(300)[:50].numpy()
     assert torch.equal(r.load_features("clip-vit-b16", "full", device="cuda", rows=rows).cpu(), gpu.cpu()[rows])
+
+
+def test_temp_files_of_a_killed_write_are_noted_not_warned(tmp_path):
+    import warnings
+
+    path = write_random_store(tmp_path / "s.zarr", n=8, num_frames=2, encoders={"clip-vit-b16": 4})
+    (path / f"zarr.{'0' * 32}.partial").write_bytes(b"{")  # as zarr names the temp file of zarr.json
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert list_datasets(path) == ["synth"]
+        report = verify_store(path)
+    assert [str(w.message) for w in caught] == []
+    assert report.ok and len(report.notes) == 1 and "1 temporary files" in report.notes[0]
+    assert report.summary().startswith("OK\nnote: 1 temporary files of an interrupted write")
