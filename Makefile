@@ -22,7 +22,7 @@ PAPER_NUMBERS ?=
 DEMO ?=
 DEMO_OUT ?= demo_out
 
-.PHONY: install test test-yolo lint format bench demo clean \
+.PHONY: install test test-yolo lint format bench demo clean reproduce-all \
 	reproduce-table1 reproduce-table2 reproduce-table3 reproduce-table4 reproduce-table5 reproduce-table6 reproduce-table7
 
 $(BIN)/xmic: pyproject.toml
@@ -55,6 +55,10 @@ reproduce-table1 reproduce-table2 reproduce-table3 reproduce-table4 reproduce-ta
 		--egtea-root "$(EGTEA_ROOT)" --hoa-dir "$(HOA_DIR)" --model-dir "$(MODEL_DIR)" \
 		--split-files "$(SPLIT_FILES)" --second-encoder "$(SECOND_ENCODER)" --paper-numbers "$(PAPER_NUMBERS)" \
 		$(if $(EPOCHS),--epochs $(EPOCHS),) $(if $(DEMO),--demo,) $(if $(filter quick,$(DEMO)),--demo-quick,)
+
+# every table in turn; later tables reuse the runs of earlier ones
+reproduce-all: reproduce-table1 reproduce-table2 reproduce-table3 reproduce-table4 reproduce-table5 \
+	reproduce-table6 reproduce-table7
 
 demo: $(BIN)/xmic
 	$(BIN)/xmic demo --out $(DEMO_OUT)
