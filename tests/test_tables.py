@@ -95,6 +95,13 @@ def test_render_markdown_known_output():
         "store /data/cache.zarr · seeds 0, 1.\n"
         "Epochs: 1.\n"
         "\n"
+        "At a glance (hm %, ours, the paper's number in brackets where typed in):\n"
+        "\n"
+        "| row | nouns Epic→Ego4D |\n"
+        "|---|---:|\n"
+        "| X-MIC | 32.50 |\n"
+        "| A5 | not run |\n"
+        "\n"
         "| row | column | paper | ours (mean ± std, n) | Δ |\n"
         "|---|---|---:|---:|---:|\n"
         "| X-MIC | nouns · Epic → Epic | 47.50 | 45.00 ± 7.07 (n=2) | -2.50 |\n"
@@ -148,3 +155,15 @@ def test_paper_tables_structure():
     assert {parse_column(c).metric for c in pn.PAPER_TABLES[2].columns} == {"shared", "novel"}
     assert {parse_column(c).test for c in pn.PAPER_TABLES[3].columns} == {"egtea"}
     assert list(pn.PAPER_TABLES[7].rows) == list(PROMPT_TEMPLATES)
+
+
+def test_grid_shows_paper_numbers_in_brackets_and_all_columns_without_hm():
+    cols = ["noun|ego4d>egtea|top1", "verb|ego4d>egtea|top1"]
+    table = PaperTable(3, "T3", cols, {"X-MIC": {cols[0]: 30.0, cols[1]: None}}, "", "S")
+    results = {"X-MIC": [result(train="ego4d", cross=0.25, target=t) for t in ("noun", "verb")]}
+    for r in results["X-MIC"]:
+        r["datasets"]["egtea"] = r["datasets"].pop("ego4d")
+    md = render_markdown(table, results)
+    assert "At a glance (top-1 %, ours, the paper's number in brackets where typed in):" in md
+    assert "| row | nouns Ego4D→EGTEA | verbs Ego4D→EGTEA |" in md
+    assert "| X-MIC | 25.00 (30.00) | 25.00 |" in md

@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from xmic.evaluate.paper_numbers import Column, PaperTable, parse_column
+from xmic.evaluate.paper_numbers import DATASET_LABELS, Column, PaperTable, parse_column
 
 MISSING = "–"
 
@@ -140,6 +140,41 @@ def header(table: PaperTable, results_by_row: Mapping[str, Sequence[Mapping[str,
     return "\n".join(lines)
 
 
+def headline_columns(table: PaperTable) -> list[str]:
+    """The columns of the at-a-glance grid: the harmonic means where the table has them, else every column."""
+    hm = [key for key in table.columns if parse_column(key).metric == "hm"]
+    return hm or list(table.columns)
+
+
+def short_label(column: Column) -> str:
+    """ "nouns Ego4D→Epic" (+ " shared"/" novel"); the grid's header names the metric of hm columns."""
+    train, test = (DATASET_LABELS.get(d, d) for d in (column.train, column.test))
+    suffix = f" {column.metric}" if column.metric in ("shared", "novel") else ""
+    return f"{column.target}s {train}→{test}{suffix}"
+
+
+def render_grid(
+    table: PaperTable, summaries: Mapping[str, Mapping[str, Summary | None]], skipped: Mapping[str, str]
+) -> list[str]:
+    """Rows × headline columns, each cell "ours" or "ours (paper)", means over seeds; Markdown lines."""
+    columns = headline_columns(table)
+    metric = "hm" if parse_column(columns[0]).metric == "hm" else "top-1"
+    lines = [
+        f"At a glance ({metric} %, ours, the paper's number in brackets where typed in):",
+        "",
+        "| row | " + " | ".join(short_label(parse_column(c)) for c in columns) + " |",
+        "|---|" + "---:|" * len(columns),
+    ]
+    for row in table.rows:
+        cells = []
+        for key in columns:
+            summary, paper = summaries[row][key], table.value(row, key)
+            ours = "not run" if row in skipped else MISSING if summary is None else f"{summary.mean:.2f}"
+            cells.append(ours if paper is None else f"{ours} ({paper:.2f})")
+        lines.append(f"| {row} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def render_markdown(
     table: PaperTable,
     results_by_row: Mapping[str, Sequence[Mapping[str, Any]]],
@@ -161,6 +196,8 @@ def render_markdown(
     summaries = collect(table, results_by_row, datasets)
     lines = [
         header(table, results_by_row, extra_header),
+        "",
+        *render_grid(table, summaries, skipped),
         "",
         "| row | column | paper | ours (mean ± std, n) | Δ |",
         "|---|---|---:|---:|---:|",
