@@ -166,6 +166,18 @@ def test_paper_numbers_file_fills_the_paper_column(store, tmp_path):
     assert not (tmp_path / "bad" / "runs").exists()  # refused before any training
 
 
+def test_xmic_options_reach_the_xmic_runs_only_and_are_stated(store, tmp_path):
+    settings = settings_for(store, tmp_path / "out", seeds=(0,), targets=("noun",), xmic_options={"mlp_hidden": 8})
+    report = reproduce_table(1, settings, echo=lambda _: None)
+    assert "X-MIC options changed from DESIGN.md's adapter: mlp_hidden=8." in report.markdown
+    configs = {
+        p.parent.name.split("-")[0]: json.loads(p.read_text())
+        for p in (tmp_path / "out" / "runs").glob("*/config.json")
+    }
+    assert configs["xmic"]["extra"] == {"xmic": {"mlp_hidden": 8}}
+    assert configs["zero"]["extra"] == {}
+
+
 def test_missing_dataset_says_how_to_extract(store, tmp_path):
     settings = settings_for(store, tmp_path / "out", datasets={**NAMES, "egtea": "egtea"})
     with pytest.raises(ReproduceError, match=r"--egtea-root") as err:

@@ -237,3 +237,14 @@ def test_coop_uses_the_store_encoders_own_weights(tmp_path, monkeypatch):
     assert cfg.text_model_dir == str(model_dir)
     ev = evaluate_run(tmp_path / "coop", store, ["alpha"])
     assert ev["datasets"]["alpha"]["n"] == 16 and 0.0 <= ev["datasets"]["alpha"]["top1"] <= 1.0
+
+
+def test_cli_adapter_hidden_is_trained_saved_and_rebuilt(tmp_path):
+    store = write_random_store(tmp_path / "s.zarr", dataset="alpha", n=32, num_frames=16, encoders={"clip-vit-b16": 32})
+    out = tmp_path / "wide"
+    args = ["train", "--cache", str(store), "--dataset", "alpha", "--epochs", "1", "--batch-size", "16"]
+    res = CliRunner().invoke(main, [*args, "--adapter-hidden", "8", "--out", str(out), "--quiet", "--device", "cpu"])
+    assert res.exit_code == 0, res.output
+    assert json.loads((out / "config.json").read_text())["extra"] == {"xmic": {"mlp_hidden": 8}}
+    model, cfg, _ = load_run(out)
+    assert model.mlp[0].out_features == 8 and cfg.extra["xmic"]["mlp_hidden"] == 8

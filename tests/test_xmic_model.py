@@ -158,3 +158,12 @@ def test_permuting_classes_permutes_logits():
     a = model(FeatureBatch(cls, cond), ClassText(text, names))
     b = model(FeatureBatch(cls, cond), ClassText(text[perm], [names[i] for i in perm]))
     torch.testing.assert_close(b, a[:, perm])
+
+
+def test_adapter_bottleneck_width_option():
+    default = XMIC(XMICConfig(dim=64, cond_dim=64))
+    assert default.mlp[0].out_features == 4 and default.mlp[2].in_features == 4  # Dc / 16
+    wide = XMIC(XMICConfig(dim=64, cond_dim=64, mlp_hidden=32))
+    assert wide.mlp[0].out_features == 32 and wide.mlp[2].in_features == 32
+    extra = sum(p.numel() for p in wide.parameters()) - sum(p.numel() for p in default.parameters())
+    assert extra == (32 - 4) * (64 + 1) + (32 - 4) * 64  # first layer's weights and biases, second layer's weights

@@ -47,6 +47,12 @@ def _bool_flag(name: str, default: bool, help_: str):
 @click.option("--batch-size", type=int, default=None, help="Override the preset.")
 @click.option("--model-dir", "text_model_dir", default=None, help="Local CLIP weights (CoOp, Co-CoOp, A5).")
 @_bool_flag("amp", True, "bf16 autocast on CUDA and on CPUs with native bf16 (fp32 otherwise).")
+@click.option(
+    "--adapter-hidden",
+    type=click.IntRange(min=1),
+    default=None,
+    help="X-MIC: bottleneck width of the MLP giving a_v (default Dc/16, 32 at Dc=512).",
+)
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def train_cmd(
     cache,
@@ -70,6 +76,7 @@ def train_cmd(
     batch_size,
     text_model_dir,
     amp,
+    adapter_hidden,
     quiet,
 ):
     """Train X-MIC or a baseline from the feature store (the frozen encoders never run)."""
@@ -104,6 +111,8 @@ def train_cmd(
         text_model_dir=text_model_dir,
         amp=amp,
     )
+    if adapter_hidden is not None:
+        cfg.extra = {**cfg.extra, "xmic": {**cfg.extra.get("xmic", {}), "mlp_hidden": adapter_hidden}}
     out = out or Path("runs") / f"{dataset}-{target}-{method}-s{seed}"
     try:
         result = train(cfg, cache, out, progress=not quiet)

@@ -30,6 +30,7 @@ class XMICConfig:
         n3: l2-normalise the adapted classifier t_k + alpha * a_v (Table 6).
         alpha: weight of a_v in the sum.
         spatial_layers / temporal_layers / heads: transformer sizes.
+        mlp_hidden: bottleneck width of the MLP that gives a_v; None = Dc / 16 (32 at Dc = 512).
         logit_scale_init: initial exp(s); CLIP's 100.
     """
 
@@ -44,6 +45,7 @@ class XMICConfig:
     spatial_layers: int = 1
     temporal_layers: int = 2
     heads: int = 4
+    mlp_hidden: int | None = None
     logit_scale_init: float = 100.0
 
 
@@ -60,7 +62,8 @@ class XMIC(VideoClassifier):
         self.temporal = nn.Sequential(
             *[ResidualAttentionBlock(dc, config.heads) for _ in range(config.temporal_layers)]
         )
-        self.mlp = nn.Sequential(nn.Linear(dc, dc // 16), nn.ReLU(), nn.Linear(dc // 16, d), nn.ReLU())
+        hidden = config.mlp_hidden or dc // 16
+        self.mlp = nn.Sequential(nn.Linear(dc, hidden), nn.ReLU(), nn.Linear(hidden, d), nn.ReLU())
         self.logit_scale = nn.Parameter(torch.tensor(math.log(config.logit_scale_init)))
 
     def instance_vector(self, cond: torch.Tensor) -> torch.Tensor:

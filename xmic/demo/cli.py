@@ -35,6 +35,13 @@ import click
     "--rows", default=None, help="Only these Table 1 rows, comma-separated keys or methods (e.g. zero-shot,xmic)."
 )
 @click.option("--targets", default="noun,verb", show_default=True, help="noun, verb or both.")
+@click.option(
+    "--adapter-hidden",
+    type=click.IntRange(min=0),
+    default=32,
+    show_default=True,
+    help="X-MIC's a_v bottleneck width (the real model's 32); 0: DESIGN.md's Dc/16, 4 units at the tiny Dc=64.",
+)
 @click.option("--dino", is_flag=True, help="Also a tiny random-weight DINOv2 as second encoder (runs X-MIC+DINO).")
 @click.option("--no-plots", is_flag=True, help="No PNG figures.")
 @click.option("--no-report", is_flag=True, help="No report.md.")

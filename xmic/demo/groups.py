@@ -24,6 +24,9 @@ from pathlib import Path
 Echo = Callable[[str], None]
 DEMO_GROUPS = {"epic": "synth-epic", "ego4d": "synth-ego4d", "egtea": "synth-egtea"}
 QUICK_SCALE = 0.1
+#: The demo's X-MIC keeps the real adapter's bottleneck width (Dc/16 = 32 at Dc = 512) instead of its ratio,
+#: which would leave 4 units at the tiny CLIP's Dc = 64.
+DEMO_ADAPTER_HIDDEN = 32
 
 
 def _store_encoders(cache: Path, groups: Sequence[str]) -> set[str] | None:

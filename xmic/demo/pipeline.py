@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from xmic.demo.groups import DEMO_GROUPS
+from xmic.demo.groups import DEMO_ADAPTER_HIDDEN, DEMO_GROUPS
 from xmic.demo.pretrain import PretrainConfig
 
 Echo = Callable[[str], None]
@@ -52,6 +52,7 @@ class DemoConfig:
     rows: tuple[str, ...] | None = None
     targets: tuple[str, ...] = ("noun", "verb")
     dino: bool = False
+    adapter_hidden: int | None = DEMO_ADAPTER_HIDDEN
     plots: bool = True
     report: bool = True
     threads: int | None = 1
@@ -64,6 +65,8 @@ class DemoConfig:
             self.scale = 0.1 if self.quick else 1.0
         if self.epochs is None:
             self.epochs = 2 if self.quick else 15
+        if self.adapter_hidden == 0:
+            self.adapter_hidden = None
 
     def pretrain_config(self) -> PretrainConfig | None:
         base = QUICK_PRETRAIN if self.quick else PretrainConfig()
@@ -160,6 +163,7 @@ def _run_steps(config: DemoConfig, echo: Echo) -> DemoResult:
         cache=out / "cache", out=out, runs=out / "runs", seeds=(config.seed,), datasets=dict(DEMO_GROUPS),
         targets=config.targets, rows=config.rows, epochs=config.epochs, batch_size=config.batch_size, device="cpu",
         model_dir=out / "models", progress=config.progress,
+        xmic_options={} if config.adapter_hidden is None else {"mlp_hidden": config.adapter_hidden},
     )  # fmt: skip
     what = " and ".join(f"{t}s" for t in config.targets)
     with steps.step("train", f"Table 1: X-MIC and the baselines, {what}, both directions"):

@@ -114,6 +114,7 @@ class ReproduceSettings:
     hoa_dir: Path | None = None
     second_encoder: str | None = None
     paper_numbers: Path | None = None
+    xmic_options: dict[str, Any] = field(default_factory=dict)  # XMICConfig fields for the X-MIC rows
     progress: bool = True
 
     @property
@@ -246,6 +247,8 @@ class _Runner:
             batch_size=s.batch_size,
             **overrides,
         )
+        if cfg.method == "xmic" and s.xmic_options:
+            cfg.extra = {**cfg.extra, "xmic": {**cfg.extra.get("xmic", {}), **s.xmic_options}}
         cfg.encoder, cfg.second_encoder = resolve_encoders(cfg, spec)
         return cfg
 
@@ -293,6 +296,9 @@ def extra_header(settings: ReproduceSettings, number: int) -> list[str]:
         lines.append(f"Epochs overridden to {settings.epochs} (preset: {preset['epochs']}): not the paper's protocol.")
     if settings.frames is not None and settings.frames != 16:
         lines.append(f"Frames per clip overridden to {settings.frames} (paper: 16).")
+    if settings.xmic_options:
+        options = ", ".join(f"{k}={v}" for k, v in sorted(settings.xmic_options.items()))
+        lines.append(f"X-MIC options changed from DESIGN.md's adapter: {options}.")
     if number == 2:
         rule = f"the split files in {settings.split_files}" if settings.split_files else "equal normalised names"
         lines.append(f"Shared classes: {rule}.")

@@ -69,12 +69,18 @@ def parse_datasets(text: str | None, base: dict[str, str]) -> dict[str, str]:
     is_flag=True,
     help="Use the demo's groups (synth-*), generating and extracting the missing ones next to --cache.",
 )
+@click.option(
+    "--adapter-hidden",
+    type=click.IntRange(min=1),
+    default=None,
+    help="X-MIC rows: bottleneck width of the MLP giving a_v (default Dc/16; with --demo, 32: see `xmic demo`).",
+)
 @click.option("--demo-quick", is_flag=True, help="With --demo: build missing groups at a tenth of the size (CI).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def reproduce_cmd(number: int, cache: Path, demo: bool, demo_quick: bool, **kw: Any) -> None:
     """Rebuild Table N: train (or reuse) every run, evaluate, print paper | ours | Δ as Markdown."""
     from xmic.cache.errors import StoreError
-    from xmic.demo.groups import DEMO_GROUPS, ensure_demo_groups
+    from xmic.demo.groups import DEMO_ADAPTER_HIDDEN, DEMO_GROUPS, ensure_demo_groups
     from xmic.evaluate.paper_file import PaperFileError
     from xmic.evaluate.reproduce import (
         DEFAULT_DATASETS,
@@ -100,6 +106,8 @@ def reproduce_cmd(number: int, cache: Path, demo: bool, demo_quick: bool, **kw: 
         if built:
             click.echo(f"demo: built groups {', '.join(built)} in {cache}")
         epochs = 3 if epochs is None else epochs
+        if kw["adapter_hidden"] is None:
+            kw["adapter_hidden"] = DEMO_ADAPTER_HIDDEN
         if kw["model_dir"] is None and (cache.parent / "models").is_dir():
             kw["model_dir"] = str(cache.parent / "models")  # the demo's tiny encoders (CoOp, Co-CoOp, A5)
     roots = {d: _path(kw[f"{d}_root"]) for d in ("epic", "ego4d", "egtea")}
@@ -122,6 +130,7 @@ def reproduce_cmd(number: int, cache: Path, demo: bool, demo_quick: bool, **kw: 
         hoa_dir=_path(kw["hoa_dir"]),
         second_encoder=kw["second_encoder"] or None,
         paper_numbers=_path(kw["paper_numbers"]),
+        xmic_options={} if kw["adapter_hidden"] is None else {"mlp_hidden": kw["adapter_hidden"]},
         progress=not kw["quiet"],
     )
     try:
