@@ -98,6 +98,8 @@ def test_table1_trains_evaluates_renders_and_reuses(store, tmp_path, paper_with_
     assert "Epochs overridden to 1" in report.markdown
     assert "store " + str(store) in report.markdown and "preset authors-code" in report.markdown
     assert report.md_path.read_text() == report.markdown
+    assert report.png_path == tmp_path / "out" / "table1.png"
+    assert report.png_path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
     record = json.loads(report.json_path.read_text())
     assert record["rows"]["X-MIC+DINO"]["status"] == "not run"
@@ -176,6 +178,17 @@ def test_xmic_options_reach_the_xmic_runs_only_and_are_stated(store, tmp_path):
     }
     assert configs["xmic"]["extra"] == {"xmic": {"mlp_hidden": 8}}
     assert configs["zero"]["extra"] == {}
+
+
+def test_no_matplotlib_means_no_figure_and_says_so(store, tmp_path, monkeypatch):
+    import xmic.evaluate.table_plot as table_plot
+
+    monkeypatch.setattr(table_plot, "pyplot_or_none", lambda: None)
+    lines: list[str] = []
+    settings = settings_for(store, tmp_path / "out", rows=("zero-shot",), seeds=(0,), targets=("noun",))
+    report = reproduce_table(1, settings, echo=lines.append)
+    assert report.png_path is None and not (tmp_path / "out" / "table1.png").exists()
+    assert "matplotlib is not installed" in lines[-1] and report.md_path.is_file()
 
 
 def test_missing_dataset_says_how_to_extract(store, tmp_path):

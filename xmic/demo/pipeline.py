@@ -6,7 +6,7 @@ Layout of ``out``::
     models/          clip-vit-b16/ (tiny, pretrained on third-person pairs), dinov2-vits14/ (with --dino)
     cache/           the feature store, groups synth-epic and synth-ego4d
     runs/            one folder per trained run (method x target x direction)
-    table1.md/json   Table 1 as `xmic reproduce --table 1` writes it (paper | ours | Δ)
+    table1.md/json/png  Table 1 as `xmic reproduce --table 1` writes it (paper | ours | Δ, and its bars)
     results.json     every number of the demo, the settings and the wall time of each step
     plots/           table1_bars.png (within / cross / hm per method)
     report.md        per-run report (config, training, evaluation, per-class accuracy), report_files/ PNGs
@@ -30,7 +30,7 @@ from xmic.demo.pretrain import PretrainConfig
 Echo = Callable[[str], None]
 #: What the demo writes; a folder holding anything else is not cleared.
 OUTPUTS = ("data", "models", "cache", "runs", "plots", "report_files", "report.md", "results.json")
-OUTPUTS += ("table1.md", "table1.json")
+OUTPUTS += ("table1.md", "table1.json", "table1.png")
 QUICK_PRETRAIN = PretrainConfig(steps=40, batch_size=128, pairs=800, holdout=200, warmup=5)
 
 

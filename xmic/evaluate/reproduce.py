@@ -31,7 +31,9 @@ from xmic.evaluate.reproduce_data import (  # noqa: F401 - re-exported: part of 
     extract_dataset,
     store_groups,
 )
-from xmic.evaluate.tables import render_markdown
+from xmic.evaluate.table_plot import save_table_bars
+from xmic.evaluate.tables import collect, render_markdown
+from xmic.report.plots import MISSING_MATPLOTLIB
 
 Echo = Callable[[str], None]
 DEFAULT_DATASETS = {"epic": "epic", "ego4d": "ego4d", "egtea": "egtea"}
@@ -137,6 +139,7 @@ class ReproduceReport:
     reused: int
     json_path: Path
     md_path: Path
+    png_path: Path | None = None  # None without matplotlib
 
 
 def select_rows(spec: TableSpec, wanted: tuple[str, ...] | None) -> tuple[RowSpec, ...]:
@@ -357,6 +360,12 @@ def reproduce_table(number: int, settings: ReproduceSettings, echo: Echo = print
     }
     json_path.write_text(json.dumps(_clean(record), indent=2, sort_keys=True, default=str))
     md_path.write_text(markdown)
+    png_path = save_table_bars(
+        shown, collect(shown, results, settings.datasets), settings.out / f"table{number}.png", skipped
+    )
     echo(markdown)
-    echo(f"table {number}: {runner.trained} runs trained, {runner.reused} reused; wrote {md_path} and {json_path}")
-    return ReproduceReport(number, markdown, results, skipped, runner.trained, runner.reused, json_path, md_path)
+    figure = f", {png_path}" if png_path else f" ({MISSING_MATPLOTLIB})"
+    echo(f"table {number}: {runner.trained} runs trained, {runner.reused} reused; wrote {md_path}, {json_path}{figure}")
+    return ReproduceReport(
+        number, markdown, results, skipped, runner.trained, runner.reused, json_path, md_path, png_path
+    )
