@@ -205,13 +205,14 @@ def test_manifest_egtea_entry(bench3) -> None:
     assert (bench3.out / info["annotations"] / "train_split1.txt").is_file()
     assert (bench3.out / info["hand_boxes"]).is_dir() and info["root"] == "egtea"
     for split, n in (("train", TINY.train), ("test", TINY.val)):
-        ann = read_annotations("egtea", root=bench3.out / info["root"], split=info["splits"][split])
+        everything = {"test_splits": "all"} if split == "test" else {}  # as `xmic extract` reads the test files
+        ann = read_annotations("egtea", root=bench3.out / info["root"], split=info["splits"][split], **everything)
         assert info["counts"][ann.split] == {
             "videos": n,
             "segments": n,
             "frames": sum(r.num_frames for r in ann.records),
         }
-    assert list(info["counts"]) == ["train_split1", "test_split1"]
+    assert list(info["counts"]) == ["train_split1", "test_split1+2+3"]
     assert info["raw_verbs"] == KITCHEN_C.raw_verbs() and info["raw_nouns"] == KITCHEN_C.raw_nouns()
     assert "--dataset egtea" in info["extract_hint"] and "--split train,test" in info["extract_hint"]
     # shared: in all three; novel: in no other generated dataset
@@ -313,7 +314,7 @@ def test_cli_datasets_option(tmp_path: Path) -> None:
     assert empty.exit_code == 2 and "give at least one of" in empty.output
     ok = runner.invoke(synth, [*base, "--datasets", "egtea,epic"])
     assert ok.exit_code == 0, ok.output
-    assert "egtea (kitchen C): train_split1 20 segments in 20 videos, test_split1 6 segments" in ok.output
+    assert "egtea (kitchen C): train_split1 20 segments in 20 videos, test_split1+2+3 6 segments" in ok.output
     manifest = json.loads((out / "manifest.json").read_text())
     assert list(manifest["datasets"]) == ["epic", "egtea"] and not (out / "ego4d").exists()
     assert manifest["pairs"] == [{"source": "epic", "target": "egtea"}]
@@ -348,3 +349,29 @@ def test_extraction_of_kitchen_c_with_given_boxes(bench3, tmp_path: Path) -> Non
     reader = StoreReader(tmp_path / "cache.zarr", "egtea")
     assert sorted(set(map(str, reader.segments["split"]))) == sorted(info["counts"])
     assert np.isfinite(np.asarray(reader.hand_box)).all()  # the given provider found a box for every sampled frame
+
+
+def test_extraction_reads_the_egtea_partitions_it_is_asked_for(tmp_path: Path) -> None:
+    """Default: the three test files together (each clip once), train split 1; --egtea-split picks one."""
+    from xmic.extract.runner import ExtractConfig, load_dataset
+
+    generate(tmp_path / "b", seed=0, sizes=TINY, workers=0, datasets=("egtea",), videos=False)
+    root = tmp_path / "b" / "egtea"
+    folder = root / "action_annotation"
+    lines = (folder / "test_split1.txt").read_text().splitlines(keepends=True)
+    assert len(lines) >= 3
+    (folder / "test_split2.txt").write_text(lines[0] + lines[1])  # overlaps split 1
+    (folder / "test_split3.txt").write_text(lines[2])
+
+    def segments(split: str, egtea_split: str | None = None) -> tuple[str, list[str]]:
+        data = load_dataset(ExtractConfig(dataset="egtea", root=root, splits=(split,), egtea_split=egtea_split))
+        return data.splits[0].split, sorted(r.segment_id for r in data.records)
+
+    clips = sorted(line.split()[0] for line in lines)
+    assert segments("test") == ("test_split1+2+3", clips)  # the union, no clip twice
+    assert segments("test", "2") == ("test_split2", sorted(line.split()[0] for line in lines[:2]))
+    assert segments("train")[0] == "train_split1"
+    with pytest.raises(ValueError, match="a train split takes 1, 2 or 3"):
+        segments("train", "all")
+    with pytest.raises(ValueError, match="applies to egtea only"):
+        load_dataset(ExtractConfig(dataset="ego4d", root=root, egtea_split="2"))

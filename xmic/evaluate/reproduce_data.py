@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from xmic.evaluate.reproduce import ReproduceSettings
 
 Echo = Callable[[str], None]
-#: Splits extracted when a table has to create a dataset group (EGTEA: test split 1, see the runner).
+#: Splits extracted when a table has to create a dataset group (EGTEA: its three test files together).
 EXTRACT_SPLITS = {"epic": ("train", "validation"), "ego4d": ("train", "val"), "egtea": ("test",)}
 
 

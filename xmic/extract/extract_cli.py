@@ -181,6 +181,12 @@ def _split_list(values: tuple[str, ...]) -> tuple[str, ...]:
 @click.option(
     "--media", type=click.Choice(["auto", "video", "frames"]), default=None, help="epic: MP4 or frame folders"
 )
+@click.option(
+    "--egtea-split",
+    type=click.Choice(["1", "2", "3", "all"]),
+    default=None,
+    help="egtea: partition of the split files (default: train 1, test all three together, each clip once)",
+)
 @click.option("--skip-bad", is_flag=True, help="skip bad annotation rows (listed) instead of stopping")
 @click.option("--device", default=None, help="cuda, cuda:1, cpu (default cuda when available)")
 @click.option("--batch-size", type=int, default=None, help="images per encoder forward pass")

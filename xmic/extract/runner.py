@@ -66,6 +66,7 @@ class ExtractConfig:
     annotations_dir: Path | None = None
     center_sec: float | None = None
     media: str | None = None  # EPIC: "auto" | "video" | "frames"
+    egtea_split: str | None = None  # EGTEA partition "1" | "2" | "3" | "all"; None: train 1, test all three
     skip_bad: bool = False
     device: str | None = None
     batch_size: int | None = None
@@ -162,6 +163,21 @@ class Dataset:
         return records_to_columns(self.records)
 
 
+def egtea_options(config: ExtractConfig, split: str) -> dict[str, Any]:
+    """EGTEA reader options of ``split``: which of the three partitions (the test files all together by default,
+    the paper's Table 3 protocol; each clip once)."""
+    if config.dataset != "egtea":
+        return {}
+    chosen = config.egtea_split
+    if chosen not in (None, "1", "2", "3", "all"):
+        raise ValueError(f"--egtea-split must be 1, 2, 3 or all, got {chosen!r}")
+    if split == "test":
+        return {"test_splits": "all" if chosen in (None, "all") else int(chosen)}
+    if chosen == "all":
+        raise ValueError("--egtea-split all reads the three test files together; a train split takes 1, 2 or 3")
+    return {"split_id": 1 if chosen is None else int(chosen)}
+
+
 def load_dataset(config: ExtractConfig) -> Dataset:
     """Read every split, check they share one vocabulary, and sort all rows by video and time."""
     options: dict[str, Any] = {"skip_bad": config.skip_bad}
@@ -173,8 +189,13 @@ def load_dataset(config: ExtractConfig) -> Dataset:
         if config.dataset != "epic":
             raise ValueError(f"--media applies to epic only, not {config.dataset}")
         options["media"] = config.media
+    if config.egtea_split is not None and config.dataset != "egtea":
+        raise ValueError(f"--egtea-split applies to egtea only, not {config.dataset}")
     splits = [
-        read_annotations(config.dataset, Path(config.root), s, config.annotations_dir, **options) for s in config.splits
+        read_annotations(
+            config.dataset, Path(config.root), s, config.annotations_dir, **options, **egtea_options(config, s)
+        )
+        for s in config.splits
     ]
     vocab = splits[0].vocab
     for other in splits[1:]:

@@ -23,8 +23,11 @@ ANNOTATION_DIRS = {"epic": EPIC_ANNOTATIONS, "ego4d": EGO4D_ANNOTATIONS, "egtea"
 
 
 def reader_split_name(spec: DatasetSpec, split: str) -> str:
-    """The split name the reader records for ``split``: ``split`` itself, EGTEA ``"<split>_split1"``."""
-    return f"{split}_split1" if spec.name == "egtea" else split
+    """The split name ``xmic extract`` records for ``split`` by default: ``split`` itself; for EGTEA
+    ``"train_split1"`` and ``"test_split1+2+3"`` (the three test files together, as Table 3 reads them)."""
+    if spec.name != "egtea":
+        return split
+    return "test_split1+2+3" if split == "test" else f"{split}_split1"
 
 
 def build_manifest(
@@ -35,7 +38,7 @@ def build_manifest(
     The datasets are the keys of ``plans``. ``shared`` lists the classes every one of them has; a dataset's
     ``novel`` the classes no other of them has (:func:`~xmic.synth.datasets.class_split`). ``pairs`` lists each
     (source, target) pair in :data:`~xmic.synth.datasets.ALL_DATASET_SPECS` order. ``counts`` are keyed by the
-    split names the reader records (EGTEA: ``train_split1`` / ``test_split1``; splits 2 and 3 are copies).
+    split names ``xmic extract`` records (EGTEA: ``train_split1`` / ``test_split1+2+3``; 2 and 3 copy 1).
     """
     from xmic import __version__
 
