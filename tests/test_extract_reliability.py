@@ -23,7 +23,7 @@ from xmic.cache.reader import StoreReader
 from xmic.cache.schema import ROW_FAILED, ROW_OK, StoreSpec
 from xmic.cache.tempfiles import stale_partial_files
 from xmic.cache.verify import verify_store
-from xmic.extract.launch import chunks_of_rank, discover_rank
+from xmic.extract.launch import chunks_of_rank, default_device, discover_rank
 from xmic.extract.runner import ExtractConfig, run_extraction
 
 REPO = Path(__file__).resolve().parents[1]
@@ -229,6 +229,16 @@ def test_a_worker_error_reaches_the_main_process_with_its_traceback(tmp_path: Pa
         list(DecodePool([ChunkJob(7, 0, 1, (video,))], settings, workers=1))
     with pytest.raises(ValueError, match="unknown interpolation"):  # in-process: the error itself
         list(DecodePool([ChunkJob(7, 0, 1, (video,))], settings, workers=0))
+
+
+def test_default_device_puts_one_rank_on_each_gpu() -> None:
+    assert default_device(0, {"LOCAL_RANK": "3"}) == "cpu"
+    assert default_device(4, {}) == "cuda:0"
+    assert [default_device(4, {"LOCAL_RANK": str(r)}) for r in range(4)] == ["cuda:0", "cuda:1", "cuda:2", "cuda:3"]
+    assert default_device(2, {"SLURM_LOCALID": "3"}) == "cuda:1"  # more ranks than GPUs: wrapped
+    assert default_device(8, {"LOCAL_RANK": "1", "SLURM_LOCALID": "5"}) == "cuda:1"  # torchrun's wins
+    with pytest.raises(ValueError, match="LOCAL_RANK='x' is not an integer"):
+        default_device(2, {"LOCAL_RANK": "x"})
 
 
 def test_other_ranks_wait_for_rank_0_and_give_up_with_a_clear_error(tmp_path: Path) -> None:

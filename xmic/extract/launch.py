@@ -40,9 +40,30 @@ from xmic.extract.pipeline import (
 
 #: Environment variables read by :func:`discover_rank`, in order of preference: (rank, world size).
 RANK_ENV = (("RANK", "WORLD_SIZE"), ("SLURM_PROCID", "SLURM_NTASKS"))
+#: Environment variables naming this process's GPU on its host: torchrun, then srun.
+LOCAL_RANK_ENV = ("LOCAL_RANK", "SLURM_LOCALID")
 #: Seconds a non-zero rank waits for rank 0 to create the store's group.
 CREATE_TIMEOUT = 1800.0
 _POLL = 0.2
+
+
+def default_device(cuda_devices: int, env: Mapping[str, str] | None = None) -> str:
+    """The device of this process when ``--device`` is not given: ``cuda:<local rank>`` on a GPU host.
+
+    The local rank is ``LOCAL_RANK`` (torchrun) or ``SLURM_LOCALID`` (srun), else 0, wrapped onto the
+    ``cuda_devices`` visible GPUs, so that ``torchrun --nproc_per_node=N`` puts one rank on each GPU. ``"cpu"``
+    when there is no GPU.
+    """
+    if cuda_devices < 1:
+        return "cpu"
+    env = os.environ if env is None else env
+    for name in LOCAL_RANK_ENV:
+        if name in env:
+            try:
+                return f"cuda:{int(env[name]) % cuda_devices}"
+            except ValueError:
+                raise ValueError(f"{name}={env[name]!r} is not an integer") from None
+    return "cuda:0"
 
 
 def discover_rank(

@@ -27,6 +27,7 @@ from xmic.extract.launch import (
     ChunkLoop,
     DecodePool,
     chunks_of_rank,
+    default_device,
     discover_rank,
     open_store,
     planned_chunks,
@@ -346,7 +347,7 @@ def run_extraction(
     from xmic.extract.encoders import load_encoder
 
     timings = Timings()
-    device = config.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = config.device or default_device(torch.cuda.device_count() if torch.cuda.is_available() else 0)
     provider = make_provider(config)
     encoders = {n: load_encoder(n, config.model_dir, device, batch_size=config.batch_size) for n in names}
     width = max(e.dim for e in encoders.values())
