@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from xmic.adapt.config import TrainConfig
 from xmic.adapt.run_io import load_run
 from xmic.adapt.trainer import train
-from xmic.cache.errors import StoreSpecError
+from xmic.cache.errors import StoreError, StoreSpecError
 from xmic.cache.synthetic import write_random_store
 from xmic.cache.writer import StoreWriter
 from xmic.cli import main
@@ -248,3 +248,32 @@ def test_cli_adapter_hidden_is_trained_saved_and_rebuilt(tmp_path):
     assert json.loads((out / "config.json").read_text())["extra"] == {"xmic": {"mlp_hidden": 8}}
     model, cfg, _ = load_run(out)
     assert model.mlp[0].out_features == 8 and cfg.extra["xmic"]["mlp_hidden"] == 8
+
+
+def test_incomplete_store_is_refused_and_failed_rows_are_counted(tmp_path):
+    from xmic.cache.backend import Backend
+    from xmic.cache.schema import ROW_FAILED
+
+    split = np.where(np.arange(48) < 32, "train", "val")
+    path = write_random_store(
+        tmp_path / "s.zarr", dataset="alpha", n=48, num_frames=16, encoders={"clip-vit-b16": 32}, split=split,
+        chunk_rows=8, seed=3,
+    )  # fmt: skip
+    with Backend(path).session("a") as s:
+        s.write("alpha/row_status", slice(0, 3), np.full(3, ROW_FAILED, np.uint8))  # 3 train rows
+        s.write("alpha/row_status", slice(40, 42), np.full(2, ROW_FAILED, np.uint8))  # 2 val rows
+    cfg = TrainConfig(dataset="alpha", epochs=1, batch_size=16)
+    result = train(cfg, path, tmp_path / "run", progress=False)
+    assert result.meta["rows_failed_left_out"] == 3
+    evaluation = evaluate_run(tmp_path / "run", path)
+    assert evaluation["datasets"]["alpha"]["failed_left_out"] == 2 and evaluation["datasets"]["alpha"]["n"] == 14
+    from xmic.evaluate.evaluator import to_markdown
+
+    assert "Not scored: 2 of alpha evaluation rows whose extraction failed" in to_markdown(evaluation)
+
+    with Backend(path).session("a") as s:
+        s.write("alpha/done", slice(2, 4), np.zeros(2, np.uint8))  # chunks 2 and 3 unfinished
+    with pytest.raises(StoreError, match=r"2 of 6 chunks are not extracted yet \(chunks 2, 3\)"):
+        train(cfg, path, tmp_path / "run2", progress=False)
+    res = CliRunner().invoke(main, ["evaluate", "--run", str(tmp_path / "run"), "--cache", str(path)])
+    assert res.exit_code == 1 and "re-run the same `xmic extract` command" in res.output

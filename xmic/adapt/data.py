@@ -12,7 +12,8 @@ import numpy as np
 import torch
 
 from xmic.adapt.base import FeatureBatch
-from xmic.cache.schema import ROW_OK
+from xmic.cache.errors import StoreError
+from xmic.cache.schema import ROW_FAILED, ROW_OK
 
 VIEW_LETTERS = {"F": "full", "H": "hand"}
 
@@ -50,12 +51,15 @@ class FeatureBank:
         cond: list of V tensors (N, T_s, Dc) float16, the conditioning views in order.
         labels: (N,) int64 labels of the target (``-1`` where unknown).
         rows: (M,) int64 indices of the usable rows (status ok, label known, in the requested split).
+        failed: rows of the requested split left out because their extraction failed (``xmic cache verify``
+            lists them with the reasons).
     """
 
     cls: torch.Tensor
     cond: list[torch.Tensor]
     labels: torch.Tensor
     rows: torch.Tensor
+    failed: int = 0
 
     @property
     def store_frames(self) -> int:
@@ -86,6 +90,14 @@ def load_bank(
         reader: an open ``xmic.cache.reader.StoreReader``.
         splits: keep rows whose ``split`` column is one of these; ``None`` keeps every split.
     """
+    done = np.asarray(reader.done)
+    if not np.all(done == 1):
+        missing = np.flatnonzero(done != 1)
+        shown = ", ".join(map(str, missing[:10])) + (", …" if missing.size > 10 else "")
+        raise StoreError(
+            f"{reader.path} / {reader.dataset}: {missing.size} of {done.size} chunks are not extracted yet "
+            f"(chunks {shown}); re-run the same `xmic extract` command to finish them (it resumes), then go on"
+        )
     cache: dict[tuple[str, str], torch.Tensor] = {}
 
     def get(enc: str, view: str) -> torch.Tensor:
@@ -96,8 +108,11 @@ def load_bank(
     cls = get(encoder, classified_view)
     cond = [get(second_encoder, v) for v in cond_views(views)]
     labels_np = np.asarray(reader.segments[target], dtype=np.int64)
-    keep = (np.asarray(reader.row_status) == ROW_OK) & (labels_np >= 0)
+    status = np.asarray(reader.row_status)
+    in_split = np.ones(status.shape, dtype=bool)
     if splits is not None:
-        keep &= np.isin(np.asarray(reader.segments["split"]).astype(str), list(splits))
+        in_split = np.isin(np.asarray(reader.segments["split"]).astype(str), list(splits))
+    keep = in_split & (status == ROW_OK) & (labels_np >= 0)
+    failed = int(np.count_nonzero(in_split & (status == ROW_FAILED)))
     rows = torch.from_numpy(np.flatnonzero(keep)).to(device)
-    return FeatureBank(cls=cls, cond=cond, labels=torch.from_numpy(labels_np).to(device), rows=rows)
+    return FeatureBank(cls=cls, cond=cond, labels=torch.from_numpy(labels_np).to(device), rows=rows, failed=failed)

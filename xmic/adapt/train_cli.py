@@ -120,6 +120,9 @@ def train_cmd(
         raise click.ClickException(str(exc)) from exc
     final = result.metrics[-1] if result.metrics else {}
     click.echo(f"run written to {out}  (last epoch: {json.dumps(final)})")
+    failed = result.meta.get("rows_failed_left_out", 0)
+    if failed:
+        click.echo(f"left out: {failed} training rows whose extraction failed (`xmic cache verify {cache}` lists them)")
 
 
 @click.command("evaluate")

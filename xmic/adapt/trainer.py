@@ -191,6 +191,7 @@ def train(cfg: TrainConfig, cache: Path, out: Path | None = None, *, progress: b
     meta = {
         "dim": dim,
         "cond_dim": cond_dim,
+        "rows_failed_left_out": bank.failed,
         "train_dataset": cfg.dataset,
         "train_rows": int(bank.rows.numel()),
         "vocab": classes.names,

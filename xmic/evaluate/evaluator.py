@@ -108,6 +108,7 @@ def evaluate_dataset(
     logits = predict_logits(model, bank, classes, frames=cfg.frames, amp=cfg.autocast_enabled(device))
     labels = bank.labels[bank.rows]
     result: dict[str, Any] = {"dataset": reader.spec.dataset, "classes": len(classes.names), **scores(logits, labels)}
+    result["failed_left_out"] = bank.failed
     within = reader.spec.dataset == meta["train_dataset"]
     result["kind"] = "within" if within else "cross"
     if not within:
@@ -198,6 +199,10 @@ def to_markdown(results: dict[str, Any]) -> str:
             f"| {name} | {r['kind']} | {r['classes']} | {r['n']} | {100 * r['top1']:.2f} | "
             f"{100 * r['class_mean_top1']:.2f} | {sh} | {nv} | {'' if hm is None else f'{100 * hm:.2f}'} |"
         )
+    left_out = {name: r["failed_left_out"] for name, r in results["datasets"].items() if r.get("failed_left_out")}
+    if left_out:
+        counts = ", ".join(f"{n} of {name}" for name, n in left_out.items())
+        lines += ["", f"Not scored: {counts} evaluation rows whose extraction failed (`xmic cache verify` lists them)."]
     return "\n".join(lines) + "\n"
 
 
