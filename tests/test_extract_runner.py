@@ -282,7 +282,8 @@ def test_epic_frame_folders_and_60fps_annotations_on_a_30fps_video(data: dict[st
     assert np.abs(full[row] - off_by_one).max() > 1e-2
     video = root / "P01" / "videos" / "P01_01.MP4"
     for row in np.flatnonzero(seg["video_id"] == "P01_01"):
-        native = np.floor(fi[row] * 30 / 60 + 0.5).astype(np.int64)  # 60 fps annotation -> 30 fps video, by time
+        # EPIC frame N is at time (N - 1) / 60 s: 60 fps annotation -> 30 fps video, by time
+        native = np.floor((fi[row] - 1) * 30 / 60 + 0.5).astype(np.int64)
         _close(full[row], enc.encode_images(decode_all_then_index(video, [native])[0]).numpy())
 
 

@@ -69,6 +69,7 @@ class VideoJob:
     rows: tuple[int, ...]  # store rows
     starts: tuple[int, ...]  # annotation frames, inclusive
     stops: tuple[int, ...]
+    first_frame: int = 0  # annotation number of the media's first frame: EPIC 1 (frame_0000000001.jpg), else 0
 
 
 @dataclass(frozen=True)
@@ -177,10 +178,16 @@ def _open_media(video: VideoJob, settings: DecodeSettings) -> tuple[Any, float, 
 
 
 def _source_indices(video: VideoJob, frame_index: np.ndarray, native_fps: float) -> np.ndarray:
-    """``(n, T)`` indices the decoder reads for annotation frames ``frame_index``."""
+    """``(n, T)`` 0-based indices the decoder reads for annotation frames ``frame_index``.
+
+    EPIC numbers frames from 1 (``frame_N.jpg`` is the N-th frame, at time ``(N - 1) / fps``), so annotation
+    frame N is media index N - 1 in a frame folder and, mapped by time, ``round((N - 1) * native / annot)`` in
+    the MP4; Ego4D and EGTEA number from 0.
+    """
+    zero_based = np.maximum(frame_index - video.first_frame, 0)
     if video.media_kind == "frames":
-        return np.maximum(frame_index - 1, 0)  # annotation frame N is the file frame_N.jpg = xmic index N - 1
-    flat = [to_native_frames(int(f), int(f), video.annot_fps, native_fps)[0] for f in frame_index.ravel()]
+        return zero_based
+    flat = [to_native_frames(int(f), int(f), video.annot_fps, native_fps)[0] for f in zero_based.ravel()]
     return np.asarray(flat, dtype=np.int64).reshape(frame_index.shape)
 
 

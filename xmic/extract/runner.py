@@ -38,6 +38,10 @@ from xmic.extract.sampling import DEFAULT_BINS, sampling_rule
 Echo = Callable[[str], None]
 
 
+#: The annotation number of a media's first frame, per dataset (EPIC's frame files start at frame_0000000001.jpg).
+FIRST_FRAME = {"epic": 1, "ego4d": 0, "egtea": 0}
+
+
 @dataclass
 class ExtractConfig:
     """Everything ``xmic extract`` takes (see its ``--help``); paths may be str or Path.
@@ -218,7 +222,9 @@ def load_dataset(config: ExtractConfig) -> Dataset:
     return Dataset(records, vocab, splits, annotations)
 
 
-def plan_chunks(records: list[Any], chunk_rows: int, chunks: list[int], clamp_stop: bool = False) -> list[ChunkJob]:
+def plan_chunks(
+    records: list[Any], chunk_rows: int, chunks: list[int], clamp_stop: bool = False, first_frame: int = 0
+) -> list[ChunkJob]:
     """Group the rows of each chunk in ``chunks`` by video.
 
     Args:
@@ -226,6 +232,7 @@ def plan_chunks(records: list[Any], chunk_rows: int, chunks: list[int], clamp_st
         chunk_rows: Rows per store chunk.
         chunks: Which chunks to plan.
         clamp_stop: Clamp every row's stop frame to its media's length (EGTEA).
+        first_frame: The annotations' number of a media's first frame (EPIC 1, Ego4D and EGTEA 0).
 
     Returns:
         One :class:`ChunkJob` per chunk, in the order given.
@@ -251,6 +258,7 @@ def plan_chunks(records: list[Any], chunk_rows: int, chunks: list[int], clamp_st
                     rows=tuple(range(row, end)),
                     starts=tuple(int(r.start_frame) for r in group),
                     stops=tuple(int(r.stop_frame) for r in group),
+                    first_frame=first_frame,
                 )
             )
             row = end
@@ -364,7 +372,13 @@ def run_extraction(
         write_text_embeddings(writer, encoders, config.dataset, data.vocab)
         timings.text = time.perf_counter() - t0
     pending = chunks_of_rank(writer.pending_chunks(), rank, world)
-    jobs = plan_chunks(data.records, writer.spec.chunk_rows, pending, clamp_stop=config.dataset == "egtea")
+    jobs = plan_chunks(
+        data.records,
+        writer.spec.chunk_rows,
+        pending,
+        clamp_stop=config.dataset == "egtea",
+        first_frame=FIRST_FRAME.get(config.dataset, 0),
+    )
     settings = DecodeSettings(
         config.num_frames, config.resolved_bins(), config.decode_size, piece_rows=config.piece_rows
     )

@@ -51,6 +51,7 @@ from xmic.synth.datasets import (
 from xmic.synth.manifest import MANIFEST, build_manifest
 from xmic.synth.motion import VideoPlan, plan_segment
 from xmic.synth.writers import (
+    EPIC_FIRST_FRAME,
     HAND_BOXES,
     ego4d_clip_path,
     egtea_clip_name,
@@ -243,11 +244,12 @@ def plan_egtea_clips(
     return out
 
 
-def render_video(style: Style, plan: VideoPlan, path: Path, boxes_dir: Path | None) -> VideoResult:
+def render_video(style: Style, plan: VideoPlan, path: Path, boxes_dir: Path | None, frame_base: int = 0) -> VideoResult:
     """Render, encode and (optionally) write the given hand boxes of one video.
 
     The boxes file maps every frame of every segment to its boxes (hands and the manipulated object,
-    normalised xyxy; :func:`xmic.extract.hands.given.write_given_boxes`).
+    normalised xyxy; :func:`xmic.extract.hands.given.write_given_boxes`), keyed in the annotations'
+    numbering: rendered frame i is frame ``i + frame_base`` (EPIC counts from 1).
     """
     from xmic.extract.hands.given import write_given_boxes
     from xmic.synth.scene import VideoRenderer
@@ -260,7 +262,7 @@ def render_video(style: Style, plan: VideoPlan, path: Path, boxes_dir: Path | No
     def frames() -> Iterator[np.ndarray]:
         for index, img, frame_boxes in renderer.frames():
             if index in wanted:
-                boxes[index] = frame_boxes
+                boxes[index + frame_base] = frame_boxes
             yield img
 
     n = write_mp4(path, frames(), style.width, style.height, plan.fps)
@@ -337,7 +339,8 @@ def generate(
         report.files[spec.name] = _write_annotations(root, spec, seed, plans)
         path_of = _MEDIA_PATHS[spec.name]
         for split_videos in plans[spec.name].values():
-            jobs += [(spec, (spec.style, v, path_of(root, v.video_id), root / HAND_BOXES)) for v in split_videos]
+            base = EPIC_FIRST_FRAME if spec.name == "epic" else 0
+            jobs += [(spec, (spec.style, v, path_of(root, v.video_id), root / HAND_BOXES, base)) for v in split_videos]
     if videos:
         for spec_name, result in _run(jobs, workers):
             report.videos[spec_name].append(result)

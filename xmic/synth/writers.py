@@ -45,6 +45,9 @@ EGTEA_CLIPS = "cropped_clips"
 #: EGTEA Gaze+ has three train/test partitions; the synthetic one has one, written under all three ids.
 EGTEA_SPLIT_IDS = (1, 2, 3)
 HAND_BOXES = "hand_boxes"
+#: EPIC numbers frames from 1 (``frame_0000000001.jpg`` is a video's first frame): the CSVs say rendered frame
+#: i as ``i + 1``.
+EPIC_FIRST_FRAME = 1
 
 
 def timestamp(seconds: float, decimals: int = 2) -> str:
@@ -124,8 +127,8 @@ def write_epic_annotations(root: Path, spec: DatasetSpec, splits: dict[str, list
                         timestamp(max(start_sec - 0.25, 0.0), 3),
                         timestamp(start_sec),
                         timestamp(stop_sec),
-                        seg.start,
-                        seg.stop,
+                        seg.start + EPIC_FIRST_FRAME,
+                        seg.stop + EPIC_FIRST_FRAME,
                         f"{seg.verb} {seg.noun}",
                         epic_verb_key(seg.verb),
                         verb_id[seg.verb],
