@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from xmic.adapt.data import FeatureBank, cond_views, frame_slots
+from xmic.extract.sampling import pick_bin_slots
 
 
 def test_cond_views_order():
@@ -29,6 +30,10 @@ def test_eval_slots_are_fixed():
     assert torch.equal(a, (torch.arange(16) * 2).expand(3, 16))
     b = frame_slots(3, 16, 16, train=True, generator=torch.Generator(), device="cpu")
     assert torch.equal(b, torch.arange(16).expand(3, 16))
+    # three candidates per bin: the centre one, the same choice as the extraction side's pick_bin_slots
+    c = frame_slots(2, 48, 16, train=False, generator=None, device="cpu")
+    assert c[0].tolist() == list(range(1, 48, 3))
+    assert c.numpy().tolist() == pick_bin_slots(2, num_frames=48, bins=16).tolist()
 
 
 def test_bank_batch_gathers_rows_slots_and_views():

@@ -29,7 +29,8 @@ def frame_slots(
 ) -> torch.Tensor:
     """Slot indices into the ``store_frames`` cached slots, one per bin: (B, frames) int64.
 
-    Training draws one candidate per bin at random; evaluation takes the first candidate of every bin.
+    Training draws one candidate per bin at random; evaluation takes candidate ``(k - 1) // 2`` of the ``k`` in
+    every bin (the first of 2, the centre of an odd count), as :func:`xmic.extract.sampling.pick_bin_slots`.
     ``generator`` must live on ``device``.
     """
     if store_frames % frames:
@@ -37,7 +38,7 @@ def frame_slots(
     per_bin = store_frames // frames
     base = torch.arange(frames, device=device) * per_bin
     if not train or per_bin == 1:
-        return base.expand(batch, frames)
+        return (base + (per_bin - 1) // 2).expand(batch, frames)
     offset = torch.randint(per_bin, (batch, frames), generator=generator, device=device)
     return base + offset
 
