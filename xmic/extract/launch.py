@@ -26,17 +26,8 @@ from xmic.cache.backend import Backend
 from xmic.cache.errors import StoreError
 from xmic.cache.schema import ROW_FAILED, ROW_OK, StoreSpec, chunk_rows_for, num_chunks
 from xmic.cache.writer import StoreWriter
-from xmic.extract.pipeline import (
-    ChunkAssembler,
-    ChunkDecoded,
-    ChunkJob,
-    DecodeSettings,
-    Failed,
-    Piece,
-    Timings,
-    decode_chunk,
-    encode_pieces,
-)
+from xmic.extract.assemble import ChunkAssembler, Timings, encode_pieces
+from xmic.extract.pipeline import ChunkDecoded, ChunkJob, DecodeSettings, Failed, Piece, decode_chunk
 
 #: Environment variables read by :func:`discover_rank`, in order of preference: (rank, world size).
 RANK_ENV = (("RANK", "WORLD_SIZE"), ("SLURM_PROCID", "SLURM_NTASKS"))

@@ -1,0 +1,163 @@
+"""The main-process half of stage one: hand boxes and encoders over decoded pieces, and a chunk's arrays.
+
+:func:`encode_pieces` finds the hand boxes of :class:`~xmic.extract.pipeline.Piece` s and runs every encoder on
+the full frames and the hand crops; :class:`ChunkAssembler` gathers a chunk's results (and its failed rows) into
+the arrays of one ``write_chunk``. :class:`Timings` adds up where the time went.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from xmic.cache.schema import ROW_FAILED, ROW_OK, ROW_PENDING
+from xmic.extract.pipeline import Piece
+
+
+@dataclass
+class Timings:
+    """Seconds spent in each part of the extraction (decode summed over workers)."""
+
+    decode: float = 0.0
+    hands: float = 0.0
+    encode: float = 0.0
+    write: float = 0.0
+    wait: float = 0.0  # main process blocked on the decode workers
+    text: float = 0.0
+    setup: float = 0.0
+
+    def shares(self) -> dict[str, float]:
+        """Fractions of decode / hands / encode / write in their sum (0 when nothing ran)."""
+        parts = {"decode": self.decode, "hands": self.hands, "encode": self.encode, "write": self.write}
+        total = sum(parts.values())
+        return {k: (v / total if total > 0 else 0.0) for k, v in parts.items()}
+
+
+def piece_boxes(piece: Piece, provider: Any, records: list[Any]) -> np.ndarray:
+    """``(n, T, 4)`` float32 hand boxes of a piece's rows (NaN = none); HandBoxError when the source fails."""
+    from xmic.extract.hands.base import BoxRequest
+
+    requests = [
+        BoxRequest(
+            piece.video_id,
+            piece.frame_index[i],
+            piece.frames[i] if provider.needs_frames else None,
+            records[int(piece.rows[i])],
+        )
+        for i in range(len(piece.rows))
+    ]
+    return np.stack(provider.boxes_many(requests)).astype(np.float32)
+
+
+def encode_pieces(
+    pieces: list[Piece], provider: Any, encoders: dict[str, Any], records: list[Any], timings: Timings
+) -> list[tuple[np.ndarray, dict[str, dict[str, np.ndarray]]] | Exception]:
+    """Hand boxes and features of several pieces, encoded together (one batch per frame size).
+
+    Args:
+        pieces: Decoded pieces (``n_i`` rows each).
+        provider: A hand-box provider (``boxes_many``, ``needs_frames``).
+        encoders: ``{name: FrozenEncoder}``.
+        records: All store rows (segment records, for the provider's messages).
+        timings: ``hands`` and ``encode`` are added to.
+
+    Returns:
+        Per piece, ``(hand_box (n_i, T, 4) float32, {encoder: {"full": (n_i, T, D), "hand": ...} float16})``, or
+        the :class:`~xmic.extract.hands.base.HandBoxError` its boxes raised (the caller fails those rows). The hand
+        view of a frame without a box is its full-frame feature.
+    """
+    from xmic.extract.hands.base import HandBoxError
+
+    t0 = time.perf_counter()
+    out: list[Any] = []
+    for piece in pieces:
+        try:
+            out.append(piece_boxes(piece, provider, records))
+        except HandBoxError as exc:
+            out.append(exc)
+    t1 = time.perf_counter()
+    timings.hands += t1 - t0
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for i, piece in enumerate(pieces):
+        if not isinstance(out[i], Exception):
+            groups.setdefault(piece.frames.shape[2:], []).append(i)
+    for shape, idx in groups.items():
+        frames = np.concatenate([pieces[i].frames.reshape(-1, *shape) for i in idx])  # (M, H, W, 3)
+        boxes = np.concatenate([out[i].reshape(-1, 4) for i in idx])  # (M, 4)
+        has_box = ~np.isnan(boxes).any(axis=1)
+        sizes = np.cumsum([pieces[i].frames.shape[0] * pieces[i].frames.shape[1] for i in idx])[:-1]
+        views: dict[str, dict[str, list[np.ndarray]]] = {}
+        for name, enc in encoders.items():
+            full = enc.encode_images(frames).numpy()  # (M, D) float32
+            hand = full.copy()
+            if has_box.any():
+                hand[has_box] = enc.encode_crops(frames[has_box], boxes[has_box]).numpy()
+            views[name] = {"full": np.split(full, sizes), "hand": np.split(hand, sizes)}
+        for k, i in enumerate(idx):
+            n, t = pieces[i].frame_index.shape
+            feats = {
+                name: {view: parts[k].reshape(n, t, -1).astype(np.float16) for view, parts in v.items()}
+                for name, v in views.items()
+            }
+            out[i] = (out[i], feats)
+    timings.encode += time.perf_counter() - t1
+    return out
+
+
+@dataclass
+class ChunkAssembler:
+    """The arrays of one chunk, filled piece by piece; failed and unfilled rows keep NaN / -1."""
+
+    chunk: int
+    row_start: int
+    n: int
+    num_frames: int
+    dims: dict[str, int]
+    waiting: list[Piece] = field(default_factory=list)  # decoded pieces not encoded yet
+    _failures: dict[int, dict[str, Any]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        n, t = self.n, self.num_frames
+        self.frame_index = np.full((n, t), -1, np.int32)
+        self.hand_box = np.full((n, t, 4), np.nan, np.float32)
+        self.features = {
+            name: {view: np.full((n, t, d), np.nan, np.float16) for view in ("full", "hand")}
+            for name, d in self.dims.items()
+        }
+        self.row_status = np.full(n, ROW_PENDING, np.uint8)
+
+    def add(
+        self, rows: np.ndarray, frame_index: np.ndarray, hand_box: np.ndarray, feats: dict[str, dict[str, np.ndarray]]
+    ) -> None:
+        """Fill ``rows`` (store rows) with their frame index ``(n, T)``, boxes ``(n, T, 4)`` and features."""
+        local = np.asarray(rows) - self.row_start
+        self.frame_index[local] = frame_index
+        self.hand_box[local] = hand_box
+        for name, views in feats.items():
+            for view, arr in views.items():
+                self.features[name][view][local] = arr
+        self.row_status[local] = ROW_OK
+
+    def fail(self, rows: list[int], reasons: list[str]) -> None:
+        """Mark ``rows`` failed with one reason each (their arrays stay unwritten: NaN / -1)."""
+        for row, reason in zip(rows, reasons, strict=True):
+            local = row - self.row_start
+            self.row_status[local] = ROW_FAILED
+            self.frame_index[local] = -1
+            self.hand_box[local] = np.nan
+            for views in self.features.values():
+                for arr in views.values():
+                    arr[local] = np.nan
+            self._failures[int(row)] = {"row": int(row), "reason": reason}
+
+    @property
+    def failures(self) -> list[dict[str, Any]]:
+        """One ``{"row", "reason"}`` record per failed row, by row."""
+        return [self._failures[r] for r in sorted(self._failures)]
+
+    def pending_rows(self) -> list[int]:
+        """Store rows that are neither ok nor failed."""
+        return [self.row_start + int(i) for i in np.flatnonzero(self.row_status == ROW_PENDING)]

@@ -1,0 +1,133 @@
+"""What one extraction covers: the dataset's rows read from its annotations, and the chunks they form.
+
+:func:`load_dataset` reads every requested split into one sorted list of rows; :func:`plan_chunks` groups a
+chunk's rows by video so that each video is decoded once per chunk.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from xmic.extract.datasets import DatasetAnnotations, read_annotations, records_to_columns
+from xmic.extract.datasets.records import sort_records
+from xmic.extract.pipeline import ChunkJob, VideoJob
+
+if TYPE_CHECKING:
+    from xmic.extract.runner import ExtractConfig
+
+#: The annotation number of a media's first frame, per dataset (EPIC's frame files start at frame_0000000001.jpg).
+FIRST_FRAME = {"epic": 1, "ego4d": 0, "egtea": 0}
+
+
+@dataclass
+class Dataset:
+    """All splits of one dataset as the rows of one store group."""
+
+    records: list[Any]
+    vocab: dict[str, list[str]]
+    splits: list[DatasetAnnotations]
+    annotations: dict[str, str]  # file -> sha256
+
+    def columns(self) -> dict[str, Any]:
+        """The store's segment columns, ``{column: (N,) array}``."""
+        return records_to_columns(self.records)
+
+
+def egtea_options(config: ExtractConfig, split: str) -> dict[str, Any]:
+    """EGTEA reader options of ``split``: which of the three partitions (the test files all together by default,
+    the paper's Table 3 protocol; each clip once)."""
+    if config.dataset != "egtea":
+        return {}
+    chosen = config.egtea_split
+    if chosen not in (None, "1", "2", "3", "all"):
+        raise ValueError(f"--egtea-split must be 1, 2, 3 or all, got {chosen!r}")
+    if split == "test":
+        return {"test_splits": "all" if chosen in (None, "all") else int(chosen)}
+    if chosen == "all":
+        raise ValueError("--egtea-split all reads the three test files together; a train split takes 1, 2 or 3")
+    return {"split_id": 1 if chosen is None else int(chosen)}
+
+
+def load_dataset(config: ExtractConfig) -> Dataset:
+    """Read every split, check they share one vocabulary, and sort all rows by video and time."""
+    options: dict[str, Any] = {"skip_bad": config.skip_bad}
+    if config.center_sec is not None:
+        if config.dataset != "ego4d":
+            raise ValueError(f"--center-sec applies to ego4d only, not {config.dataset}")
+        options["center_sec"] = config.center_sec
+    if config.media is not None:
+        if config.dataset != "epic":
+            raise ValueError(f"--media applies to epic only, not {config.dataset}")
+        options["media"] = config.media
+    if config.egtea_split is not None and config.dataset != "egtea":
+        raise ValueError(f"--egtea-split applies to egtea only, not {config.dataset}")
+    splits = [
+        read_annotations(
+            config.dataset, Path(config.root), s, config.annotations_dir, **options, **egtea_options(config, s)
+        )
+        for s in config.splits
+    ]
+    vocab = splits[0].vocab
+    for other in splits[1:]:
+        if other.vocab != vocab:
+            raise ValueError(f"splits {splits[0].split} and {other.split} of {config.dataset} have other vocabularies")
+    records = sort_records([r for s in splits for r in s.records])
+    seen: dict[str, str] = {}
+    for r in records:
+        if seen.setdefault(r.segment_id, r.split) != r.split:
+            raise ValueError(
+                f"segment {r.segment_id} is in splits {seen[r.segment_id]} and {r.split}; one store group needs "
+                "unique segment ids (extract the splits into separate stores)"
+            )
+    if not records:
+        raise ValueError(f"no segments in {config.dataset} splits {', '.join(config.splits)} under {config.root}")
+    annotations: dict[str, str] = {}
+    for s in splits:
+        annotations.update(s.annotation_sha256())
+    return Dataset(records, vocab, splits, annotations)
+
+
+def plan_chunks(
+    records: list[Any], chunk_rows: int, chunks: list[int], clamp_stop: bool = False, first_frame: int = 0
+) -> list[ChunkJob]:
+    """Group the rows of each chunk in ``chunks`` by video.
+
+    Args:
+        records: The store's rows in order (:class:`~xmic.extract.datasets.SegmentRecord`).
+        chunk_rows: Rows per store chunk.
+        chunks: Which chunks to plan.
+        clamp_stop: Clamp every row's stop frame to its media's length (EGTEA).
+        first_frame: The annotations' number of a media's first frame (EPIC 1, Ego4D and EGTEA 0).
+
+    Returns:
+        One :class:`ChunkJob` per chunk, in the order given.
+    """
+    jobs = []
+    for c in chunks:
+        lo, hi = c * chunk_rows, min(len(records), (c + 1) * chunk_rows)
+        videos: list[VideoJob] = []
+        row = lo
+        while row < hi:
+            first = records[row]
+            end = row
+            while end < hi and records[end].video_id == first.video_id:
+                end += 1
+            group = records[row:end]
+            videos.append(
+                VideoJob(
+                    video_id=first.video_id,
+                    path=None if first.video_path is None else str(first.video_path),
+                    media_kind=first.media_kind,
+                    annot_fps=float(first.fps),
+                    clamp_stop=clamp_stop,
+                    rows=tuple(range(row, end)),
+                    starts=tuple(int(r.start_frame) for r in group),
+                    stops=tuple(int(r.stop_frame) for r in group),
+                    first_frame=first_frame,
+                )
+            )
+            row = end
+        jobs.append(ChunkJob(c, lo, hi, tuple(videos)))
+    return jobs
