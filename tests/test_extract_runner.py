@@ -68,8 +68,20 @@ def make_config(data: dict[str, Path], cache: Path, **kw) -> ExtractConfig:
         chunk_rows=3,
         decode_size=None,
         progress=False,
+        skip_bad=True,  # clipMissing has no video: its row is recorded as failed
     )
     return replace(base, **kw)
+
+
+def test_missing_media_stops_the_run_unless_skip_bad(data: dict[str, Path]) -> None:
+    cache = data["tmp"] / "strict.zarr"
+    with pytest.raises(FileNotFoundError, match=r"1 rows .* have no media under .*: 1 videos \(clipMissing\)") as err:
+        run_extraction(make_config(data, cache, skip_bad=False), echo=lambda _: None)
+    assert "pass --skip-bad" in str(err.value) and "fho_lta_train.json" in str(err.value)
+    assert not cache.exists()  # refused before the store is created
+    args = ["--dataset", "ego4d", "--root", str(data["root"]), "--split", "train,val", "--cache", str(cache)]
+    result = CliRunner().invoke(extract, [*args, "--model-dir", str(data["models"]), "--workers", "0"])
+    assert result.exit_code == 1 and "clipMissing" in result.output and "Traceback" not in result.output
 
 
 @pytest.fixture(scope="module")
@@ -225,7 +237,17 @@ def test_rerun_resumes_nothing_and_another_encoder_is_refused(
     np.testing.assert_array_equal(StoreReader(cache, "ego4d").load_features_numpy("clip-vit-b16", "full"), before)
     args = ["--dataset", "ego4d", "--root", str(data["root"]), "--split", "train,val", "--cache", str(cache)]
     args += ["--model-dir", str(data["models"]), "--frames", str(T), "--encoder", "clip-vit-l14"]
-    args += ["--second-encoder", "dinov2-vitb14", "--workers", "0", "--device", "cpu", "--decode-size", "0"]
+    args += [
+        "--second-encoder",
+        "dinov2-vitb14",
+        "--workers",
+        "0",
+        "--device",
+        "cpu",
+        "--decode-size",
+        "0",
+        "--skip-bad",
+    ]
     result = CliRunner().invoke(extract, args)
     assert result.exit_code == 1
     assert "already holds dataset 'ego4d' made differently" in result.output

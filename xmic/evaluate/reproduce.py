@@ -115,6 +115,7 @@ class ReproduceSettings:
     roots: dict[str, Path] = field(default_factory=dict)
     hoa_dir: Path | None = None
     second_encoder: str | None = None
+    skip_bad: bool = False  # extraction: record rows without media as failed instead of stopping
     paper_numbers: Path | None = None
     xmic_options: dict[str, Any] = field(default_factory=dict)  # XMICConfig fields for the X-MIC rows
     progress: bool = True

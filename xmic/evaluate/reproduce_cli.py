@@ -47,6 +47,7 @@ def parse_datasets(text: str | None, base: dict[str, str]) -> dict[str, str]:
 @click.option("--hoa-dir", default=None, help="EPIC-100 hand-object detections for extraction (epic-hoa hands).")
 @click.option("--model-dir", default=None, help="Local model folder / HF cache (extraction; CoOp, Co-CoOp, A5).")
 @click.option("--second-encoder", default=None, help="Second encoder to extract with a missing group (dinov2-vitb14).")
+@click.option("--skip-bad", is_flag=True, help="Extraction: record rows without media as failed instead of stopping.")
 @click.option("--seeds", default="0", show_default=True, help="Seeds, comma-separated; mean ± std over them.")
 @click.option("--preset", type=click.Choice(list(PRESETS)), default="authors-code", show_default=True)
 @click.option("--out", type=click.Path(path_type=Path), default=Path("reproduce"), show_default=True)
@@ -129,6 +130,7 @@ def reproduce_cmd(number: int, cache: Path, demo: bool, demo_quick: bool, **kw: 
         roots={d: p for d, p in roots.items() if p is not None},
         hoa_dir=_path(kw["hoa_dir"]),
         second_encoder=kw["second_encoder"] or None,
+        skip_bad=kw["skip_bad"],
         paper_numbers=_path(kw["paper_numbers"]),
         xmic_options={} if kw["adapter_hidden"] is None else {"mlp_hidden": kw["adapter_hidden"]},
         progress=not kw["quiet"],

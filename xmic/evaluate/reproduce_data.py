@@ -80,6 +80,7 @@ def extract_dataset(settings: ReproduceSettings, logical: str, echo: Echo) -> No
         model_dir=settings.model_dir,
         center_sec=4.0 if logical == "ego4d" else None,
         device=settings.device,
+        skip_bad=settings.skip_bad,
         progress=settings.progress,
     )
     echo(f"extracting {logical} into {settings.cache}: {command}")

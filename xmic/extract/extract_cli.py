@@ -187,7 +187,11 @@ def _split_list(values: tuple[str, ...]) -> tuple[str, ...]:
     default=None,
     help="egtea: partition of the split files (default: train 1, test all three together, each clip once)",
 )
-@click.option("--skip-bad", is_flag=True, help="skip bad annotation rows (listed) instead of stopping")
+@click.option(
+    "--skip-bad",
+    is_flag=True,
+    help="skip bad annotation rows and record rows without media as failed (all listed) instead of stopping",
+)
 @click.option("--device", default=None, help="cuda, cuda:1, cpu (default cuda when available)")
 @click.option("--batch-size", type=int, default=None, help="images per encoder forward pass")
 @click.option("--chunk-rows", type=int, default=None, help="rows per store chunk (default ~8 MiB feature chunks)")

@@ -131,3 +131,21 @@ def plan_chunks(
             row = end
         jobs.append(ChunkJob(c, lo, hi, tuple(videos)))
     return jobs
+
+
+def check_media(data: Dataset, root: Path, skip_bad: bool) -> int:
+    """Rows whose media is missing: an error naming them unless ``skip_bad`` (then the run records them as
+    failed rows, which ``xmic cache verify`` lists); returns how many there are."""
+    missing = [r for r in data.records if r.video_path is None]
+    if missing and not skip_bad:
+        videos = sorted({r.video_id for r in missing})
+        files = sorted({str(f) for s in data.splits for f in s.annotation_files})
+        shown = ", ".join(videos[:8]) + (", …" if len(videos) > 8 else "")
+        first = missing[0]
+        raise FileNotFoundError(
+            f"{len(missing)} rows of {', '.join(files)} have no media under {root}: {len(videos)} videos ({shown}); "
+            f"e.g. segment {first.segment_id} (split {first.split}) needs {first.media_kind} {first.video_id}. "
+            "Download them, or pass --skip-bad to extract the rest and record these rows as failed "
+            "(`xmic cache verify` lists them)"
+        )
+    return len(missing)

@@ -32,7 +32,7 @@ from xmic.extract.launch import (
     planned_chunks,
 )
 from xmic.extract.pipeline import DecodeSettings
-from xmic.extract.plan import FIRST_FRAME, Dataset, egtea_options, load_dataset, plan_chunks  # noqa: F401 - API
+from xmic.extract.plan import FIRST_FRAME, Dataset, check_media, egtea_options, load_dataset, plan_chunks  # noqa: F401 - API
 from xmic.extract.sampling import DEFAULT_BINS, sampling_rule
 
 Echo = Callable[[str], None]
@@ -228,6 +228,7 @@ def run_extraction(
             str(config.cache), config.dataset, rank, world, len(data.records), info["chunks_total"],
             info["chunks_pending_rank"], 0, 0, 0, dry_run=info,
         )  # fmt: skip
+    check_media(data, Path(config.root), config.skip_bad)
     fmt = config.fmt
     if world > 1 and config.overwrite:
         raise ValueError("--overwrite with several ranks could discard chunks another rank writes; run it with one")
