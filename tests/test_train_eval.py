@@ -238,6 +238,21 @@ def test_coop_uses_the_store_encoders_own_weights(tmp_path, monkeypatch):
     ev = evaluate_run(tmp_path / "coop", store, ["alpha"])
     assert ev["datasets"]["alpha"]["n"] == 16 and 0.0 <= ev["datasets"]["alpha"]["top1"] <= 1.0
 
+    # the weights move (runs copied to another machine): a clear error, then --model-dir finds them
+    moved = tmp_path / "elsewhere" / "clip-vit-b16"
+    moved.parent.mkdir()
+    model_dir.rename(moved)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-hub"))
+    monkeypatch.delenv("XMIC_MODEL_DIR", raising=False)
+    with pytest.raises(FileNotFoundError, match=r"coop run needs the frozen CLIP text tower .* give --model-dir"):
+        evaluate_run(tmp_path / "coop", store, ["alpha"])
+    res = CliRunner().invoke(
+        main, ["evaluate", "--run", str(tmp_path / "coop"), "--cache", str(store), "--model-dir", str(moved.parent)]
+    )
+    assert res.exit_code == 0, res.output
+    again = json.loads((tmp_path / "coop" / "eval.json").read_text())
+    assert again["datasets"]["alpha"]["top1"] == pytest.approx(ev["datasets"]["alpha"]["top1"])
+
 
 def test_cli_adapter_hidden_is_trained_saved_and_rebuilt(tmp_path):
     store = write_random_store(tmp_path / "s.zarr", dataset="alpha", n=32, num_frames=16, encoders={"clip-vit-b16": 32})

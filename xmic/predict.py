@@ -215,7 +215,7 @@ def predict_clip(
     if top < 1:
         raise ValueError(f"--top must be at least 1, got {top}")
     video, run_dir = Path(video), Path(run_dir)
-    model, cfg, meta = load_run(run_dir, device=device)
+    model, cfg, meta = load_run(run_dir, device=device, model_dir=model_dir)
     spec = StoreSpec.from_json(meta["store"]["spec"])
     encoders = load_run_encoders(meta, {cfg.encoder, cfg.second_encoder}, model_dir, device)
     first, last, frame_index, frames, info = clip_frames(video, start, end, spec)

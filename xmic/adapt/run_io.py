@@ -53,8 +53,14 @@ def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def load_run(run_dir: Path, device: str | torch.device = "cpu") -> tuple[nn.Module, TrainConfig, dict[str, Any]]:
-    """Rebuild the model of a run folder and load its weights; returns (model, config, meta)."""
+def load_run(
+    run_dir: Path, device: str | torch.device = "cpu", model_dir: str | Path | None = None
+) -> tuple[nn.Module, TrainConfig, dict[str, Any]]:
+    """Rebuild the model of a run folder and load its weights; returns (model, config, meta).
+
+    ``model_dir``: where to look for the frozen CLIP text tower of a CoOp / Co-CoOp / A5 run when given, or
+    when the folder the run recorded is gone (runs copied to another machine); see :func:`text_weights`.
+    """
     from xmic.adapt.factory import build_model
 
     run_dir = Path(run_dir)
@@ -63,6 +69,7 @@ def load_run(run_dir: Path, device: str | torch.device = "cpu") -> tuple[nn.Modu
             raise FileNotFoundError(f"{run_dir} is not an xmic run folder: {name} is missing")
     cfg = TrainConfig.load(run_dir / CONFIG)
     meta = json.loads((run_dir / META).read_text())
+    cfg.text_model_dir = text_weights(run_dir, cfg, meta, model_dir)
     model = build_model(cfg, dim=meta["dim"], cond_dim=meta["cond_dim"])
     ckpt = run_dir / CHECKPOINT
     if ckpt.exists():
@@ -78,3 +85,27 @@ def load_run(run_dir: Path, device: str | torch.device = "cpu") -> tuple[nn.Modu
     elif getattr(model, "trainable", True):
         raise FileNotFoundError(f"{ckpt} is missing: the run did not finish training")
     return model.to(device).eval(), cfg, meta
+
+
+def text_weights(run_dir: Path, cfg: TrainConfig, meta: dict[str, Any], model_dir: str | Path | None) -> str | None:
+    """The CLIP text-tower folder a prompt-learning run needs: the one it recorded while it still holds the
+    weights and no ``model_dir`` is given, else the run's CLIP encoder looked up under ``model_dir`` (then
+    ``XMIC_MODEL_DIR`` and the Hugging Face cache). Other methods: the recorded value, unused."""
+    from xmic.adapt.baselines import TEXT_METHODS
+
+    recorded = cfg.text_model_dir
+    if cfg.method not in TEXT_METHODS:
+        return recorded
+    if model_dir is None and recorded and (Path(recorded) / "config.json").is_file():
+        return recorded
+    from xmic.cache.schema import StoreSpec
+    from xmic.extract.encoders import ModelNotFoundError, find_model_dir
+
+    encoder = StoreSpec.from_json(meta["store"]["spec"]).encoders[cfg.encoder]
+    try:
+        return str(find_model_dir(encoder, model_dir))
+    except ModelNotFoundError as exc:
+        raise FileNotFoundError(
+            f"{run_dir}: this {cfg.method} run needs the frozen CLIP text tower of {encoder.model_id}, no longer at "
+            f"{recorded}; give --model-dir (the folder of the weights the store was extracted with).\n{exc}"
+        ) from None

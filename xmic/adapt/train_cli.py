@@ -145,8 +145,14 @@ def train_cmd(
 @click.option(
     "--out", type=click.Path(path_type=Path), default=None, help="Folder for eval.json/eval.md (default: the run)."
 )
+@click.option(
+    "--model-dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="CoOp / Co-CoOp / A5 runs: local CLIP weights, when the folder the run recorded has moved.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of Markdown.")
-def evaluate_cmd(run_dir, cache, datasets, split_files, eval_splits, device, out, as_json):
+def evaluate_cmd(run_dir, cache, datasets, split_files, eval_splits, device, out, model_dir, as_json):
     """Top-1, class-mean top-1, within/cross, harmonic mean and shared/novel subsets of a trained run."""
     import torch
 
@@ -161,6 +167,7 @@ def evaluate_cmd(run_dir, cache, datasets, split_files, eval_splits, device, out
             device=device,
             split_files=split_files,
             eval_splits=tuple(eval_splits) or None,
+            model_dir=model_dir,
         )
     except (StoreError, ValueError, KeyError, FileNotFoundError) as exc:
         raise click.ClickException(str(exc)) from exc

@@ -132,12 +132,16 @@ def evaluate_run(
     device: str = "cpu",
     split_files: Path | None = None,
     eval_splits: tuple[str, ...] | None = None,
+    model_dir: Path | None = None,
 ) -> dict[str, Any]:
-    """Evaluate ``run_dir`` on every dataset of ``datasets`` (default: all groups of the store)."""
+    """Evaluate ``run_dir`` on every dataset of ``datasets`` (default: all groups of the store).
+
+    ``model_dir``: the CLIP weights of a prompt-learning run whose recorded folder moved (see ``load_run``).
+    """
     from xmic.adapt.run_io import load_run
     from xmic.cache.reader import StoreReader, list_datasets
 
-    model, cfg, meta = load_run(run_dir, device=device)
+    model, cfg, meta = load_run(run_dir, device=device, model_dir=model_dir)
     datasets = datasets or list_datasets(cache)
     results = {
         "run": str(run_dir),
