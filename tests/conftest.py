@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -32,3 +33,13 @@ def find_realdata(name: str) -> Path:
     if not hits:
         pytest.skip(f"{name} not found under {root}")
     return hits[0]
+
+
+def decode_mp4(path: Path) -> tuple[np.ndarray, float]:
+    """Every frame of a video file, ``(N, H, W, 3)`` uint8 RGB, and its average frame rate."""
+    import av
+
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        frames = np.stack([f.to_ndarray(format="rgb24") for f in container.decode(stream)])
+        return frames, float(stream.average_rate)

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from conftest import decode_mp4
 
 from xmic.evaluate.names import normalise_name
 from xmic.extract.datasets import read_annotations
@@ -30,15 +31,6 @@ def annotation_files(out: Path) -> list[Path]:
         (out / "ego4d" / "v2" / "annotations").glob("*.json")
     )
     return [*files, out / "manifest.json"]
-
-
-def decode(path: Path) -> tuple[np.ndarray, float]:
-    import av
-
-    with av.open(str(path)) as container:
-        stream = container.streams.video[0]
-        frames = np.stack([f.to_ndarray(format="rgb24") for f in container.decode(stream)])
-        return frames, float(stream.average_rate)
 
 
 @pytest.fixture(scope="module")
@@ -115,7 +107,7 @@ def test_videos_decode_with_expected_frames_and_size(bench) -> None:
         assert len(results) == sum(len(v) for v in bench.plans[name].values())
         plans = {v.video_id: v for vs in bench.plans[name].values() for v in vs}
         for result in results:
-            frames, fps = decode(result.path)
+            frames, fps = decode_mp4(result.path)
             assert frames.shape == (plans[result.video_id].n_frames, spec.style.height, spec.style.width, 3)
             assert fps == spec.fps
 
@@ -124,7 +116,7 @@ def test_decoded_frame_i_is_rendered_frame_i(bench) -> None:
     """Frame numbering: MP4 frame i is the rendered frame i (the one the boxes of frame i describe)."""
     for name, spec in SPECS.items():
         plan = bench.plans[name][SPLITS[name][0]][0]
-        frames, _ = decode(next(r.path for r in bench.videos[name] if r.video_id == plan.video_id))
+        frames, _ = decode_mp4(next(r.path for r in bench.videos[name] if r.video_id == plan.video_id))
         renderer = VideoRenderer(spec.style, plan)
         seg = plan.segments[0]
         rendered = {j: renderer.frame(j)[0].astype(int) for j in range(seg.start - 1, seg.stop + 2)}
@@ -187,7 +179,7 @@ def test_same_seed_same_files_and_frames(bench, bench_again) -> None:
     for name in SPECS:
         one, other = bench.videos[name][0], bench_again.videos[name][0]
         assert one.video_id == other.video_id
-        np.testing.assert_array_equal(decode(one.path)[0], decode(other.path)[0])
+        np.testing.assert_array_equal(decode_mp4(one.path)[0], decode_mp4(other.path)[0])
         box_a = (bench.out / name / "hand_boxes" / f"{one.video_id}.json").read_bytes()
         assert box_a == (bench_again.out / name / "hand_boxes" / f"{one.video_id}.json").read_bytes()
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from conftest import decode_mp4
 
 from xmic.evaluate.names import normalise_name
 from xmic.extract.datasets import read_annotations
@@ -29,15 +30,6 @@ SPLIT_FILES = [f"{s}_split{k}.txt" for s in ("train", "test") for k in (1, 2, 3)
 def files_under(folder: Path) -> dict[str, bytes]:
     """``{relative path: bytes}`` of every file under ``folder``."""
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
-
-
-def decode(path: Path) -> tuple[np.ndarray, float]:
-    import av
-
-    with av.open(str(path)) as container:
-        stream = container.streams.video[0]
-        frames = np.stack([f.to_ndarray(format="rgb24") for f in container.decode(stream)])
-        return frames, float(stream.average_rate)
 
 
 @pytest.fixture(scope="module")
@@ -119,7 +111,7 @@ def test_clip_names_match_the_decoded_clips(bench3) -> None:
     spans: dict[str, list[tuple[int, int]]] = {}
     for clip, plan in plans.items():
         name = parse_clip_name(clip)
-        frames, fps = decode(results[clip].path)
+        frames, fps = decode_mp4(results[clip].path)
         assert frames.shape == (name.last_frame - name.first_frame + 1, 96, 128, 3) and fps == 24.0
         assert frames.shape[0] == plan.n_frames == results[clip].n_frames
         assert name.start_ms == round(name.first_frame * 1000 / 24) and name.end_ms == round(
@@ -134,7 +126,7 @@ def test_clip_names_match_the_decoded_clips(bench3) -> None:
 
 def test_decoded_clip_shows_the_rendered_frames(bench3) -> None:
     plan = bench3.plans["egtea"]["train"][0]
-    frames, _ = decode(next(r.path for r in bench3.videos["egtea"] if r.video_id == plan.video_id))
+    frames, _ = decode_mp4(next(r.path for r in bench3.videos["egtea"] if r.video_id == plan.video_id))
     renderer = VideoRenderer(KITCHEN_C.style, plan)
     for i in (0, plan.n_frames // 2, plan.n_frames - 1):
         assert np.abs(frames[i].astype(int) - renderer.frame(i)[0].astype(int)).mean() < 6.0
