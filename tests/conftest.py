@@ -1,4 +1,5 @@
-"""Shared fixtures: the real sample data in ../shared (skipped with a reason when absent)."""
+"""Shared fixtures: the real sample data in ../shared (skipped with a reason when absent), the session's quick
+demo, one torch thread, a video decoder."""
 
 from __future__ import annotations
 
@@ -43,3 +44,25 @@ def decode_mp4(path: Path) -> tuple[np.ndarray, float]:
         stream = container.streams.video[0]
         frames = np.stack([f.to_ndarray(format="rgb24") for f in container.decode(stream)])
         return frames, float(stream.average_rate)
+
+
+@pytest.fixture(scope="session")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One quick ``xmic demo`` per test session (its runs, store, tables and models), made on first use."""
+    from xmic.demo.pipeline import DemoConfig, run_demo
+
+    out = tmp_path_factory.getbasetemp() / "xmic-quick-demo"
+    if not (out / "results.json").is_file():
+        run_demo(DemoConfig(out=out, quick=True, progress=False, workers=0), echo=lambda _m: None)
+    return out
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One torch thread (as the subprocesses get): stable timings on a busy machine, equal results everywhere."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

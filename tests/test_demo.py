@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from xmic.demo.cli import demo_cmd
 from xmic.demo.outputs import summary_lines
-from xmic.demo.pipeline import DemoConfig, DemoResult, prepare_out, run_demo
+from xmic.demo.pipeline import DemoResult, prepare_out
 from xmic.demo.pretrain import contrastive_loss
 from xmic.demo.results import compare_lines, method_table
 from xmic.demo.store import rename_group
@@ -22,15 +22,6 @@ from xmic.demo.webdata import all_nouns, all_verbs, render_pairs
 METHODS = ["Zero-shot CLIP", "CLIP-Adapter", "CLIP-Adapter*", "CoOp", "Co-CoOp", "A5", "X-MIC"]
 NOT_RUN = ["Vita-CLIP", "X-MIC+DINO"]
 DIRECTIONS = {"synth-epic>synth-ego4d", "synth-ego4d>synth-epic"}
-
-
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory) -> Path:
-    """One quick demo per test session (test_predict and test_report reuse the same folder)."""
-    out = tmp_path_factory.getbasetemp() / "xmic-quick-demo"
-    if not (out / "results.json").is_file():
-        run_demo(DemoConfig(out=out, quick=True, progress=False, workers=0), echo=lambda _m: None)
-    return out
 
 
 def test_table_has_every_method_with_percentages(demo: Path) -> None:

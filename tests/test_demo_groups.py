@@ -11,7 +11,6 @@ from click.testing import CliRunner
 
 from xmic.cache.reader import StoreReader, list_datasets
 from xmic.demo.groups import ensure_demo_groups
-from xmic.demo.pipeline import DemoConfig, run_demo
 from xmic.evaluate.reproduce_cli import reproduce_cmd
 
 QUIET = {"progress": False, "echo": lambda _m: None}
@@ -63,11 +62,8 @@ def test_table5_runs_the_dinov2_row_on_the_demo(fresh: Path, tmp_path: Path) -> 
     assert all("dinov2-vits14" not in r["encoders"] for r in record["rows"]["CLIP ViT-B/16"]["results"])
 
 
-def test_demo_store_is_extended_with_egtea_and_table3_runs(tmp_path_factory, tmp_path: Path) -> None:
+def test_demo_store_is_extended_with_egtea_and_table3_runs(demo: Path, tmp_path: Path) -> None:
     """After `xmic demo` (no DINOv2): Table 3 builds synth-egtea with the demo's models and CLIP only."""
-    demo = tmp_path_factory.getbasetemp() / "xmic-quick-demo"  # shared with test_demo, test_predict, test_report
-    if not (demo / "results.json").is_file():
-        run_demo(DemoConfig(out=demo, quick=True, progress=False, workers=0), echo=lambda _m: None)
     root = tmp_path / "demo"
     shutil.copytree(demo, root)
     stamp = (root / "models" / "clip-vit-b16" / "model.safetensors").stat().st_mtime_ns

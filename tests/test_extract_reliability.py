@@ -33,15 +33,7 @@ CHUNK_ROWS = 2  # 10 rows -> 5 chunks
 N_CHUNKS = 5
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One torch thread (as the subprocesses get): stable timings on a busy machine, equal results everywhere."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

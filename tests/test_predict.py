@@ -12,19 +12,9 @@ import torch
 from click.testing import CliRunner
 from conftest import shared_path
 
-from xmic.demo.pipeline import DemoConfig, run_demo
 from xmic.predict import predict_clip, predict_cmd
 
 LINE = re.compile(r"^\s*(\d+)\. (.+?)\s+([0-9.]+)$")
-
-
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory) -> Path:
-    """The session's quick demo (shared with test_demo and test_report)."""
-    out = tmp_path_factory.getbasetemp() / "xmic-quick-demo"
-    if not (out / "results.json").is_file():
-        run_demo(DemoConfig(out=out, quick=True, progress=False, workers=0), echo=lambda _m: None)
-    return out
 
 
 def _run(demo: Path, method: str, group: str, target: str = "noun") -> Path:

@@ -9,18 +9,8 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from xmic.demo.pipeline import DemoConfig, run_demo
 from xmic.report import DatasetPredictions, render_report, summarize_run
 from xmic.report.cli import report_cmd
-
-
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory) -> Path:
-    """The session's quick demo (shared with test_demo and test_predict)."""
-    out = tmp_path_factory.getbasetemp() / "xmic-quick-demo"
-    if not (out / "results.json").is_file():
-        run_demo(DemoConfig(out=out, quick=True, progress=False, workers=0), echo=lambda _m: None)
-    return out
 
 
 def _run(demo: Path, method: str, group: str, target: str = "noun") -> Path:

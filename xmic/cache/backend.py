@@ -182,7 +182,9 @@ def _clamp_chunks(shape: tuple[int, ...], chunks: tuple[int, ...] | None) -> tup
     return tuple(max(1, min(c, s)) for c, s in zip(chunks, shape, strict=True))
 
 
-class ZarrSession(Session):
+class _RootSession(Session):
+    """A session over a root group that indexes by path (both Zarr and h5py groups do)."""
+
     def __init__(self, root: Any):
         self.root = root
 
@@ -192,6 +194,8 @@ class ZarrSession(Session):
     def has(self, key: str) -> bool:
         return key == "" or key in self.root
 
+
+class ZarrSession(_RootSession):
     def is_group(self, key: str) -> bool:
         import zarr
 
@@ -249,16 +253,7 @@ class ZarrSession(Session):
         self._node(key).attrs.update(attrs)
 
 
-class H5Session(Session):
-    def __init__(self, root: Any):
-        self.root = root
-
-    def _node(self, key: str) -> Any:
-        return self.root[key] if key else self.root
-
-    def has(self, key: str) -> bool:
-        return key == "" or key in self.root
-
+class H5Session(_RootSession):
     def is_group(self, key: str) -> bool:
         import h5py
 

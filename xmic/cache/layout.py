@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
-from xmic.cache.backend import Session
+from xmic.cache.backend import Backend, Session
 from xmic.cache.errors import StoreError
-from xmic.cache.schema import StoreSpec, template_key
+from xmic.cache.schema import StoreSpec, num_chunks, template_key
 
 #: Attribute of a dataset group that holds its StoreSpec as JSON.
 SPEC_ATTR = "xmic"
@@ -76,3 +77,23 @@ def dataset_groups(session: Session) -> list[str]:
     """Names of the root's groups that carry a spec (every group but ``text/`` normally)."""
     groups, _ = session.children("")
     return [g for g in groups if g != TEXT_GROUP and SPEC_ATTR in session.get_attrs(g)]
+
+
+class GroupView:
+    """What the reader and the writer of one dataset group both know: the store, the spec, the row count."""
+
+    _backend: Backend
+    spec: StoreSpec
+    n_rows: int
+
+    @property
+    def path(self) -> Path:
+        return self._backend.path
+
+    @property
+    def fmt(self) -> str:
+        return self._backend.fmt
+
+    @property
+    def n_chunks(self) -> int:
+        return num_chunks(self.n_rows, self.spec.chunk_rows)

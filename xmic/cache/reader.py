@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 from functools import cached_property
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -26,7 +25,6 @@ from xmic.cache.schema import (
     EncoderSpec,
     StoreSpec,
     chunk_slice,
-    num_chunks,
     template_key,
 )
 
@@ -40,7 +38,7 @@ def list_datasets(path: str | os.PathLike, fmt: str | None = None) -> list[str]:
         return layout.dataset_groups(s)
 
 
-class StoreReader:
+class StoreReader(layout.GroupView):
     """Read-only view of one dataset group.
 
     Args:
@@ -66,18 +64,6 @@ class StoreReader:
 
     def __repr__(self) -> str:
         return f"StoreReader({str(self.path)!r}, dataset={self.dataset!r}, n_rows={self.n_rows}, fmt={self.fmt!r})"
-
-    @property
-    def path(self) -> Path:
-        return self._backend.path
-
-    @property
-    def fmt(self) -> str:
-        return self._backend.fmt
-
-    @property
-    def n_chunks(self) -> int:
-        return num_chunks(self.n_rows, self.spec.chunk_rows)
 
     def chunk_slice(self, chunk: int) -> slice:
         return chunk_slice(chunk, self.spec.chunk_rows, self.n_rows)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -35,7 +34,7 @@ from xmic.cache.segments import normalise_segments, normalise_vocab, segments_di
 FILL = {"features": np.nan, "hand_box": np.nan, "frame_index": -1, "row_status": ROW_PENDING, "done": 0}
 
 
-class StoreWriter:
+class StoreWriter(layout.GroupView):
     """Writes chunks of one dataset group. Build it with :meth:`create` or :meth:`open`."""
 
     def __init__(self, backend: Backend, spec: StoreSpec, n_rows: int):
@@ -45,20 +44,8 @@ class StoreWriter:
         self._ids: tuple[np.ndarray, np.ndarray] | None = None
 
     @property
-    def path(self) -> Path:
-        return self._backend.path
-
-    @property
-    def fmt(self) -> str:
-        return self._backend.fmt
-
-    @property
     def dataset(self) -> str:
         return self.spec.dataset
-
-    @property
-    def n_chunks(self) -> int:
-        return num_chunks(self.n_rows, self.spec.chunk_rows)
 
     def chunk_slice(self, chunk: int) -> slice:
         """Rows of ``chunk``; IndexError when it is out of range."""

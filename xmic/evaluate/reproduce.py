@@ -342,8 +342,14 @@ def reproduce_table(number: int, settings: ReproduceSettings, echo: Echo = print
                     result.update(row=row.key, seed=seed, reused=reused, epochs=cfg.epochs, frames=cfg.frames)
                     results[row.key].append(result)
     shown = dataclasses.replace(paper, rows={r.key: paper.rows[r.key] for r in rows})
+    summaries = collect(shown, results, settings.datasets)
     markdown = render_markdown(
-        shown, results, datasets=settings.datasets, skipped=skipped, extra_header=extra_header(settings, number)
+        shown,
+        results,
+        datasets=settings.datasets,
+        skipped=skipped,
+        extra_header=extra_header(settings, number),
+        summaries=summaries,
     )
     settings.out.mkdir(parents=True, exist_ok=True)
     json_path, md_path = settings.out / f"table{number}.json", settings.out / f"table{number}.md"
@@ -361,9 +367,7 @@ def reproduce_table(number: int, settings: ReproduceSettings, echo: Echo = print
     }
     json_path.write_text(json.dumps(_clean(record), indent=2, sort_keys=True, default=str))
     md_path.write_text(markdown)
-    png_path = save_table_bars(
-        shown, collect(shown, results, settings.datasets), settings.out / f"table{number}.png", skipped
-    )
+    png_path = save_table_bars(shown, summaries, settings.out / f"table{number}.png", skipped)
     echo(markdown)
     figure = f", {png_path}" if png_path else f" ({MISSING_MATPLOTLIB})"
     echo(f"table {number}: {runner.trained} runs trained, {runner.reused} reused; wrote {md_path}, {json_path}{figure}")

@@ -182,6 +182,7 @@ def render_markdown(
     datasets: Mapping[str, str] | None = None,
     skipped: Mapping[str, str] | None = None,
     extra_header: Sequence[str] = (),
+    summaries: Mapping[str, Mapping[str, Summary | None]] | None = None,
 ) -> str:
     """The Markdown of ``table``: one line per (row, column) with paper, ours (mean ± std, n) and Δ = ours − paper.
 
@@ -191,9 +192,10 @@ def render_markdown(
         datasets: logical dataset name -> store group name used by the results.
         skipped: row key -> why the row was not run; its lines say "not run" and the reason is listed below.
         extra_header: more lines for the header (e.g. overrides that depart from the paper's protocol).
+        summaries: :func:`collect` of the same table and results, when the caller has it already.
     """
     skipped = skipped or {}
-    summaries = collect(table, results_by_row, datasets)
+    summaries = summaries if summaries is not None else collect(table, results_by_row, datasets)
     lines = [
         header(table, results_by_row, extra_header),
         "",
