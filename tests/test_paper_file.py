@@ -43,15 +43,16 @@ def test_template_lists_every_cell_of_the_chosen_tables(tmp_path):
         (1, row, col) for row in t1.rows for col in t1.columns
     }
     first = rows[0]
-    assert first["value"] == "" and first["label"] == pn.parse_column(first["column"]).label
-    assert read_paper_file(path) == []  # blank values are not typed-in numbers
+    assert first["value"] == "5.89" and first["label"] == pn.parse_column(first["column"]).label  # the shipped number
+    cells = read_paper_file(path)
+    assert len(cells) == count and all(pn.PAPER_TABLES[c.table].value(c.row, c.column) == c.value for c in cells)
 
 
 def test_filled_cells_are_read_and_laid_over_the_table(tmp_path):
     path = tmp_path / "paper.csv"
     write_template(path, [1])
     rows = read_rows(path)
-    typed = {("X-MIC", "noun|ego4d>epic|hm"): "23.4", ("Zero-shot CLIP", "verb|epic>epic|top1"): "12.5 %"}
+    typed = {("X-MIC", "noun|ego4d>epic|hm"): "23.4", ("ZS CLIP", "verb|epic>epic|top1"): "12.5 %"}
     for row in rows:
         row["value"] = typed.get((row["row"], row["column"]), "")
         if row["value"]:
@@ -61,14 +62,14 @@ def test_filled_cells_are_read_and_laid_over_the_table(tmp_path):
     cells = read_paper_file(path)
     assert {(c.row, c.column): c.value for c in cells} == {
         ("X-MIC", "noun|ego4d>epic|hm"): 23.4,
-        ("Zero-shot CLIP", "verb|epic>epic|top1"): 12.5,
+        ("ZS CLIP", "verb|epic>epic|top1"): 12.5,
     }
     assert {c.source for c in cells} == {"p. 6"}
     table = load_paper_table(1, path)
     assert table.value("X-MIC", "noun|ego4d>epic|hm") == 23.4
-    assert table.value("X-MIC", "noun|epic>ego4d|hm") is None
-    assert pn.PAPER_TABLES[1].value("X-MIC", "noun|ego4d>epic|hm") is None  # the built-in table is untouched
-    assert table.status() == f"Paper numbers: 2 of 108 cells typed in, from {path}; '–' where missing."
+    assert table.value("X-MIC", "noun|epic>ego4d|hm") == 17.57  # blank in the file: the shipped number stays
+    assert pn.PAPER_TABLES[1].value("X-MIC", "noun|ego4d>epic|hm") == 21.06  # the built-in table is untouched
+    assert table.status() == f"Paper numbers: all 108 cells, from {path} laid over {pn.CITATION}, Table 1."
     assert load_paper_table(2, path) is pn.PAPER_TABLES[2]  # no cells of table 2 in the file
     assert with_numbers(pn.PAPER_TABLES[1], [], "x") is pn.PAPER_TABLES[1]
 
@@ -118,8 +119,9 @@ def test_cli_template_check_and_overwrite_guard(tmp_path):
     write_rows(path, rows)
     checked = runner.invoke(main, ["paper-numbers", "check", str(path)])
     assert checked.exit_code == 0, checked.output
-    assert f"| 4 | 1 | {len(t4.rows) * len(t4.columns)} |" in checked.output
-    assert "| 1 | 0 | 108 |" in checked.output
+    n4 = len(t4.rows) * len(t4.columns)
+    assert f"| 4 | {n4} | {n4} | 1 |" in checked.output  # the template holds the shipped numbers; one changed
+    assert "| 1 | 0 | 108 | 0 |" in checked.output
 
     rows[1]["value"] = "x"
     write_rows(path, rows)

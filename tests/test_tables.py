@@ -95,7 +95,7 @@ def test_render_markdown_known_output():
         "store /data/cache.zarr · seeds 0, 1.\n"
         "Epochs: 1.\n"
         "\n"
-        "At a glance (hm %, ours, the paper's number in brackets where typed in):\n"
+        "At a glance (hm %, ours, the paper's number in brackets):\n"
         "\n"
         "| row | nouns Epic→Ego4D |\n"
         "|---|---:|\n"
@@ -114,7 +114,7 @@ def test_render_markdown_known_output():
         "\n"
         "Notes: n.\n"
         "\n"
-        "Paper numbers: 1 of 4 cells typed in, from xmic/evaluate/paper_numbers.py; '–' where missing.\n"
+        "Paper numbers: 1 of 4 cells, from S; '–' where the paper prints none.\n"
     )
     assert md == expected
 
@@ -126,7 +126,7 @@ def test_status_counts_cells_and_names_their_origin():
     full = dataclasses.replace(
         table, rows={r: dict.fromkeys(table.columns, 1.0) for r in table.rows}, numbers_from="mine.csv"
     )
-    assert full.status() == "Paper numbers: all 4 cells typed in, from mine.csv."
+    assert full.status() == "Paper numbers: all 4 cells, from mine.csv laid over S."
 
 
 def test_collect_ignores_results_of_other_columns():
@@ -151,10 +151,16 @@ def test_paper_tables_structure():
     t1 = pn.PAPER_TABLES[1]
     assert len(t1.columns) == 12  # 2 targets x 2 directions x (within, cross, hm)
     assert "noun|ego4d>epic|hm" in t1.columns and "verb|epic>epic|top1" in t1.columns
-    assert {"Zero-shot CLIP", "X-MIC", "X-MIC+DINO", "Vita-CLIP"} <= set(t1.rows)
-    assert {parse_column(c).metric for c in pn.PAPER_TABLES[2].columns} == {"shared", "novel"}
-    assert {parse_column(c).test for c in pn.PAPER_TABLES[3].columns} == {"egtea"}
-    assert list(pn.PAPER_TABLES[7].rows) == list(PROMPT_TEMPLATES)
+    assert list(t1.rows) == ["ZS CLIP", "CoOp", "Co-CoOp", "CLIP-Adapter", "CLIP-Adapter*", "A5", "Vita-CLIP"] + [
+        "X-MIC",
+        "X-MIC+DINO",
+    ]
+    assert t1.value("X-MIC", "noun|ego4d>epic|hm") == 21.06 and t1.value("X-MIC+DINO", "verb|epic>epic|top1") == 53.02
+    assert {parse_column(c).metric for c in pn.PAPER_TABLES[2].columns} == {"shared", "novel", "sn-hm"}
+    assert {parse_column(c).test for c in pn.PAPER_TABLES[3].columns} == {"ego4d", "egtea"}
+    assert [t.replace("{}", "<class>") for t in PROMPT_TEMPLATES] == list(pn.PAPER_TABLES[7].rows)
+    assert {parse_column(c).part for c in pn.PAPER_TABLES[7].columns} == {"ZS", "X-MIC"}
+    assert all(parse_column(c).target == "noun" for c in pn.PAPER_TABLES[6].columns)
 
 
 def test_grid_shows_paper_numbers_in_brackets_and_all_columns_without_hm():
@@ -164,6 +170,39 @@ def test_grid_shows_paper_numbers_in_brackets_and_all_columns_without_hm():
     for r in results["X-MIC"]:
         r["datasets"]["egtea"] = r["datasets"].pop("ego4d")
     md = render_markdown(table, results)
-    assert "At a glance (top-1 %, ours, the paper's number in brackets where typed in):" in md
+    assert "At a glance (top-1 %, ours, the paper's number in brackets):" in md
     assert "| row | nouns Ego4D→EGTEA | verbs Ego4D→EGTEA |" in md
     assert "| X-MIC | 25.00 (30.00) | 25.00 |" in md
+
+
+def test_column_value_of_table2_hm_and_table7_blocks():
+    r = result(shared=0.4, novel=0.1)
+    sn = column_value(r, Column("noun", "epic", "ego4d", "sn-hm"))
+    assert sn == pytest.approx(100 * 2 * 0.4 * 0.1 / 0.5)  # 16.0
+    assert column_value(result(shared=0.4), Column("noun", "epic", "ego4d", "sn-hm")) is None  # novel is NaN
+    zs, xm = dict(result(within=0.3), part="ZS"), dict(result(within=0.6), part="X-MIC")
+    col = Column("noun", "epic", "epic", "top1", part="X-MIC")
+    assert column_value(zs, col) is None and column_value(xm, col) == pytest.approx(60.0)
+    assert parse_column("X-MIC:noun|epic>epic|top1") == col and col.key == "X-MIC:noun|epic>epic|top1"
+    assert col.label == "X-MIC · nouns · Epic → Epic"
+    assert Column("verb", "ego4d", "epic", "sn-hm").label == "verbs · Ego4D → Epic · hm (shared, novel)"
+    with pytest.raises(ValueError, match="metric one of"):
+        parse_column(":noun|epic>epic|top1")
+
+
+def test_table7_rows_keep_their_angle_brackets_in_markdown():
+    def ego4d_run(part, within, cross):
+        return {
+            "target": "noun",
+            "part": part,
+            "train_dataset": "ego4d",
+            "datasets": {"ego4d": {"top1": within}, "epic": {"top1": cross}},
+            "hm": {"epic": 2 * within * cross / (within + cross)},
+        }
+
+    results = {"<class>": [ego4d_run("ZS", 0.1, 0.2), ego4d_run("X-MIC", 0.5, 0.3)]}
+    md = render_markdown(pn.PAPER_TABLES[7], results)
+    assert "| \\<class\\> | ZS · nouns · Ego4D → Ego4D | 5.89 | 10.00 (n=1) | +4.11 |" in md
+    assert "| \\<class\\> | X-MIC · nouns · Ego4D → Ego4D | 33.54 | 50.00 (n=1) | +16.46 |" in md
+    assert "| \\<class\\> | X-MIC · nouns · Ego4D → Epic · hm | 21.06 | 37.50 (n=1) | +16.44 |" in md
+    assert "| <class> |" not in md

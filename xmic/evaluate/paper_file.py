@@ -1,14 +1,14 @@
-"""The paper's numbers from a CSV file a person typed in, laid over the built-in tables of :mod:`paper_numbers`.
+"""An override of the paper's numbers from a CSV a person edits, laid over the shipped tables of :mod:`paper_numbers`.
 
 Format (UTF-8 CSV, one cell of one paper table per line, header required)::
 
     table,row,column,label,value,source
-    1,X-MIC,noun|ego4d>epic|hm,nouns · Ego4D → Epic · hm,,
+    1,X-MIC,noun|ego4d>epic|hm,nouns · Ego4D → Epic · hm,21.06,
 
 ``table`` is 1-7, ``row`` a row key of that table, ``column`` a column key (see
 :class:`~xmic.evaluate.paper_numbers.Column`), ``value`` the printed percentage (a trailing "%" is allowed; blank
-means not typed in). ``label`` is for the person typing and is ignored; ``source`` is optional free text (e.g. the
-page). :func:`write_template` writes every cell of the chosen tables with blank values, ready to fill in.
+keeps the shipped number). ``label`` is for the person editing and is ignored; ``source`` is optional free text (e.g.
+the page). :func:`write_template` writes every cell of the chosen tables valued with the shipped numbers.
 """
 
 from __future__ import annotations

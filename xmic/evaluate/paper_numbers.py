@@ -1,73 +1,76 @@
-"""The X-MIC paper's reported numbers, typed in: Kukleva et al., CVPR 2024, arXiv:2403.19811, Tables 1-7.
+"""The X-MIC paper's printed numbers (Kukleva et al., CVPR 2024, Tables 1-7), shipped with the package.
 
-Every value is a top-1 accuracy (or a harmonic mean of two) in percent, as printed in the paper. A value that
-could not be read from the paper is ``None`` and renders as "–"; nothing here is estimated or copied from
-another source.
+``paper_tables.csv`` beside this module holds every printed cell of the seven tables, one per line:
+``table,row,method,target,train,eval,metric,value`` (value in percent, as printed; 396 cells). It was typed in
+from the paper and checked against the paper's own harmonic means (two printed hm values disagree with their
+pairs by a rounding slip of the paper: Table 3 ZS CLIP verbs, Table 5 LaViLa X-MIC verbs; shown as printed).
 
-Status of the numbers: the stored copy of the paper that the project's look-up tools reach
-(https://arxiv.org/html/2403.19811v1) returns only the first page of text (title, abstract, start of the
-introduction); the tables were not reachable, and the authors' repository (github.com/annusha/xmic) publishes
-code and class splits but no result tables. Every number below is therefore ``None`` until someone types it in
-from the paper, row by row: the structure (rows, columns, their meaning) is what :mod:`xmic.evaluate.reproduce`
-runs and is fixed here; the values are the only thing missing. Without editing this file, a person with the PDF
-can type them into a CSV (``xmic paper-numbers template FILE``) that :mod:`xmic.evaluate.paper_file` lays over
-these tables (``xmic reproduce --paper-numbers FILE``).
+Each table is declared once here (:data:`DECLARATIONS`: title, notes); its rows, row order, columns and column
+order come from the CSV, so a rebuilt table has exactly the paper's shape. A column is a :class:`Column`,
+keyed ``"[<part>:]<target>|<train>><test>|<metric>"``:
 
-Column keys are ``"<target>|<train>><test>|<metric>"`` with target ``noun``/``verb``, logical dataset names
-``epic``/``ego4d``/``egtea`` and metric ``top1`` (accuracy on the test dataset), ``hm`` (harmonic mean of the
-within-dataset and this cross-dataset top-1), ``shared`` / ``novel`` (Table 2's subsets of the cross test set,
-each classified among its own classes). :func:`parse_column` turns a key into a :class:`Column`.
+- ``target`` noun / verb; ``train`` the dataset trained on; ``test`` the dataset evaluated (for ``hm`` the
+  cross dataset); logical dataset names ``epic`` / ``ego4d`` / ``egtea``;
+- ``metric``: ``top1``; ``hm`` (harmonic mean of within-dataset and cross-dataset top-1); ``shared`` /
+  ``novel`` (Table 2: the cross test set restricted to classes shared with / new to the training vocabulary,
+  each subset classified among its own classes); ``sn-hm`` (Table 2's harmonic mean of shared and novel,
+  printed as "hm" in the paper);
+- ``part``: only where one printed row holds two methods (Table 7: ``ZS`` and ``X-MIC`` columns per prompt).
 """
 
 from __future__ import annotations
 
+import csv
 from dataclasses import dataclass
-
-from xmic.cache.schema import PROMPT_TEMPLATES
+from pathlib import Path
 
 CITATION = "Kukleva et al., CVPR 2024, arXiv:2403.19811"
 PAPER_URL = "https://arxiv.org/abs/2403.19811"
+DATA_FILE = Path(__file__).with_name("paper_tables.csv")
 TARGETS = ("noun", "verb")
-METRICS = ("top1", "hm", "shared", "novel")
+METRICS = ("top1", "hm", "shared", "novel", "sn-hm")
 DATASET_LABELS = {"epic": "Epic", "ego4d": "Ego4D", "egtea": "EGTEA"}
-NOT_TYPED_IN = (
-    "Paper numbers not typed in: the paper's tables were not reachable from this project's stored copy of "
-    "arXiv:2403.19811 (only its first page), so every paper cell shows '–'. Fill them in from the PDF with "
-    "`xmic paper-numbers template FILE`, then pass `--paper-numbers FILE` (make: PAPER_NUMBERS=FILE)."
-)
+METRIC_LABELS = {"hm": "hm", "shared": "shared", "novel": "novel", "sn-hm": "hm (shared, novel)"}
+#: Table 7 prints a zero-shot and an X-MIC block per prompt: the CSV's method -> the column part.
+TABLE7_PARTS = {"ZS CLIP": "ZS", "X-MIC": "X-MIC"}
+NOT_TYPED_IN = "Paper numbers: none for this table."
 
 
 @dataclass(frozen=True)
 class Column:
-    """One column of a paper table: what was trained, what was tested, which number."""
+    """One column of a paper table: what was trained, what was tested, which number (and, in Table 7, which block)."""
 
     target: str  # "noun" | "verb"
     train: str  # logical dataset trained on
     test: str  # logical dataset tested on (for "hm": the cross dataset)
     metric: str  # one of METRICS
+    part: str | None = None  # Table 7: "ZS" | "X-MIC"
 
     @property
     def key(self) -> str:
-        return f"{self.target}|{self.train}>{self.test}|{self.metric}"
+        prefix = f"{self.part}:" if self.part else ""
+        return f"{prefix}{self.target}|{self.train}>{self.test}|{self.metric}"
 
     @property
     def label(self) -> str:
-        """Human-readable, e.g. "nouns · Ego4D → Epic" or "verbs · Ego4D → Epic · hm"."""
+        """Human-readable, e.g. "nouns · Ego4D → Epic · hm" or "ZS · verbs · Ego4D → Ego4D"."""
         train, test = DATASET_LABELS.get(self.train, self.train), DATASET_LABELS.get(self.test, self.test)
-        suffix = "" if self.metric == "top1" else f" · {self.metric}"
-        return f"{self.target}s · {train} → {test}{suffix}"
+        suffix = "" if self.metric == "top1" else f" · {METRIC_LABELS[self.metric]}"
+        prefix = f"{self.part} · " if self.part else ""
+        return f"{prefix}{self.target}s · {train} → {test}{suffix}"
 
 
 def parse_column(key: str) -> Column:
-    """``"noun|ego4d>epic|top1"`` -> :class:`Column`; a clear ValueError for anything else."""
+    """``"noun|ego4d>epic|top1"`` or ``"ZS:verb|ego4d>epic|top1"`` -> :class:`Column`; a clear ValueError otherwise."""
+    part, sep, rest = key.rpartition(":")
     try:
-        target, pair, metric = key.split("|")
+        target, pair, metric = rest.split("|")
         train, test = pair.split(">")
     except ValueError:
-        raise ValueError(f"column key {key!r} is not of the form '<target>|<train>><test>|<metric>'") from None
-    if target not in TARGETS or metric not in METRICS or not train or not test:
+        raise ValueError(f"column key {key!r} is not of the form '[<part>:]<target>|<train>><test>|<metric>'") from None
+    if target not in TARGETS or metric not in METRICS or not train or not test or (sep and not part):
         raise ValueError(f"column key {key!r}: target must be one of {TARGETS}, metric one of {METRICS}")
-    return Column(target, train, test, metric)
+    return Column(target, train, test, metric, part or None)
 
 
 @dataclass
@@ -90,116 +93,127 @@ class PaperTable:
         return [(r, c) for r, values in self.rows.items() for c in self.columns if values.get(c) is None]
 
     def status(self) -> str:
-        """One sentence on how many of the paper's cells are filled in, and from where."""
+        """One sentence on how many of the paper's cells are shown, and from where."""
         total = len(self.rows) * len(self.columns)
         filled = total - len(self.missing())
         if filled == 0:
             return NOT_TYPED_IN
-        origin = self.numbers_from or "xmic/evaluate/paper_numbers.py"
+        origin = f"{self.numbers_from} laid over {self.source}" if self.numbers_from else self.source
         if filled == total:
-            return f"Paper numbers: all {total} cells typed in, from {origin}."
-        return f"Paper numbers: {filled} of {total} cells typed in, from {origin}; '–' where missing."
+            return f"Paper numbers: all {total} cells, from {origin}."
+        return f"Paper numbers: {filled} of {total} cells, from {origin}; '–' where the paper prints none."
 
 
-def cross_columns(directions: tuple[tuple[str, str], ...], metrics: tuple[str, ...]) -> list[str]:
-    """Column keys per target, per (train, cross test) direction: within top-1, cross top-1, hm, or the metrics."""
-    out = []
-    for target in TARGETS:
-        for train, test in directions:
-            for metric in metrics:
-                if metric == "within":
-                    out.append(Column(target, train, train, "top1").key)
-                else:
-                    out.append(Column(target, train, test, metric).key)
-    return out
+@dataclass(frozen=True)
+class PaperCell:
+    """One printed cell as the CSV states it (``method`` is the method that produced it)."""
+
+    table: int
+    row: str
+    method: str
+    target: str
+    train: str
+    eval: str
+    metric: str
+    value: float
 
 
-def _blank(rows: list[str], columns: list[str]) -> dict[str, dict[str, float | None]]:
-    return {row: dict.fromkeys(columns) for row in rows}
+def cell_column(cell: PaperCell) -> Column:
+    """The rebuilt table's column that answers ``cell``.
+
+    Table 2's "hm" is the harmonic mean of shared and novel (``sn-hm``); Table 7's cells go to the ZS or X-MIC
+    block of their row; every other cell's column is its (target, train, eval, metric) as stated.
+    """
+    metric = "sn-hm" if cell.table == 2 and cell.metric == "hm" else cell.metric
+    part = TABLE7_PARTS[cell.method] if cell.table == 7 else None
+    return Column(cell.target, cell.train, cell.eval, metric, part)
 
 
-BOTH_DIRECTIONS = (("ego4d", "epic"), ("epic", "ego4d"))
-WITHIN_CROSS_HM = ("within", "top1", "hm")
-TABLE1_COLUMNS = cross_columns(BOTH_DIRECTIONS, WITHIN_CROSS_HM)
-TABLE2_COLUMNS = cross_columns(BOTH_DIRECTIONS, ("shared", "novel"))
-TABLE3_COLUMNS = cross_columns((("ego4d", "egtea"),), ("top1",))
-
-#: Row keys of the comparison tables, in the order the reproduction runs them.
-METHOD_ROWS = [
-    "Zero-shot CLIP",
-    "CLIP-Adapter",
-    "CLIP-Adapter*",
-    "CoOp",
-    "Co-CoOp",
-    "Vita-CLIP",
-    "A5",
-    "X-MIC",
-    "X-MIC+DINO",
-]
-VIEW_ROWS = ["F", "H", "F+H"]
-BACKBONE_ROWS = ["CLIP ViT-B/16", "DINOv2 ViT-B/14"]
-NORM_ROWS = ["none", "n1", "n3", "n1+n3", "n1+n2+n3"]
-TEMPLATE_ROWS = list(PROMPT_TEMPLATES)
+def read_cells(path: Path = DATA_FILE) -> list[PaperCell]:
+    """Every cell of a ``table,row,method,target,train,eval,metric,value`` CSV, in file order."""
+    with Path(path).open(newline="", encoding="utf-8") as handle:
+        return [
+            PaperCell(
+                int(r["table"]),
+                r["row"],
+                r["method"],
+                r["target"],
+                r["train"],
+                r["eval"],
+                r["metric"],
+                float(r["value"]),
+            )
+            for r in csv.DictReader(handle)
+        ]
 
 
-def _table(number: int, title: str, rows: list[str], columns: list[str], notes: str) -> PaperTable:
-    source = f"{CITATION}, Table {number}"
-    return PaperTable(number, title, list(columns), _blank(rows, columns), notes, source)
+@dataclass(frozen=True)
+class TableDeclaration:
+    """What the CSV does not say about a table: its title and a note on how the rebuild reads it."""
+
+    title: str
+    notes: str
 
 
-PAPER_TABLES: dict[int, PaperTable] = {
-    1: _table(
-        1,
-        "Cross-dataset generalisation, Ego4D ⇄ Epic-Kitchens (top-1 %, within / cross / harmonic mean)",
-        METHOD_ROWS,
-        TABLE1_COLUMNS,
-        "Train on one dataset, test on its own validation set (within) and zero-shot on the other (cross), nouns "
-        "and verbs separately; hm = harmonic mean of within and cross. X-MIC+DINO conditions on DINOv2 features.",
+DECLARATIONS: dict[int, TableDeclaration] = {
+    1: TableDeclaration(
+        "Within- and cross-dataset top-1 %, Ego4D ⇄ Epic-Kitchens",
+        "Each row is trained on Ego4D (left block) and on Epic (right block), nouns and verbs separately; within = "
+        "the training dataset's own validation set, cross = zero-shot on the other dataset with its full "
+        "vocabulary, hm = harmonic mean of the two. X-MIC conditions on CLIP features, X-MIC+DINO on DINOv2.",
     ),
-    2: _table(
-        2,
+    2: TableDeclaration(
         "Shared and novel classes of the cross-dataset test set (top-1 %)",
-        METHOD_ROWS,
-        TABLE2_COLUMNS,
         "The cross test set split by whether the ground-truth class also exists in the training vocabulary "
-        "(shared) or not (novel); each subset classified among its own classes.",
+        "(shared) or not (novel), each subset classified among its own classes; hm (shared, novel) is their "
+        "harmonic mean.",
     ),
-    3: _table(
-        3,
-        "Trained on Ego4D, zero-shot on EGTEA Gaze+ (top-1 %)",
-        METHOD_ROWS,
-        TABLE3_COLUMNS,
-        "EGTEA's three test splits together, with EGTEA's full vocabulary.",
+    3: TableDeclaration(
+        "Trained on Ego4D: Ego4D and zero-shot EGTEA Gaze+ (top-1 %)",
+        "EGTEA's three test splits together with EGTEA's full vocabulary; hm of Ego4D and EGTEA. The paper's "
+        "Ego4D column differs from Table 1 for some rows; each table is compared with its own numbers.",
     ),
-    4: _table(
-        4,
-        "Ablation: conditioning views — full frame (F), hand crop (H), both (F+H)",
-        VIEW_ROWS,
-        TABLE1_COLUMNS,
-        "X-MIC with the conditioning views of each row.",
+    4: TableDeclaration(
+        "Conditioning views of the ego-spatio-temporal attention: full frame (F), hand crop (H), both (F+H)",
+        "X-MIC (CLIP ViT-B/16 as both encoders) trained on Ego4D, evaluated on Ego4D and Epic.",
     ),
-    5: _table(
-        5,
-        "Ablation: second (conditioning) visual encoder",
-        BACKBONE_ROWS,
-        TABLE1_COLUMNS,
-        "X-MIC conditioned on CLIP ViT-B/16 or DINOv2 features; the classified view stays CLIP.",
+    5: TableDeclaration(
+        "Backbones: CLIP ViT-B/16, CLIP ViT-L/14, LaViLa ViT-L/14 — zero-shot and X-MIC",
+        "Trained on Ego4D. X-MIC here has no DINO: the backbone is both the classified/text encoder and the "
+        "conditioning encoder.",
     ),
-    6: _table(
-        6,
-        "Ablation: normalisations n1 / n2 / n3",
-        NORM_ROWS,
-        TABLE1_COLUMNS,
-        "n1: l2-normalise the conditioning features before the adapter; n2: l2-normalise the frozen class-text "
-        "embeddings before adding the X-MIC vector; n3: l2-normalise the adapted classifier (text + X-MIC vector). "
-        "Meanings as implemented in xmic.adapt.xmic_model; the paper's exact row set is not verified.",
+    6: TableDeclaration(
+        "Feature normalisation (nouns)",
+        "n1: l2-norm of the conditioning features before the adapter (default); n2: l2-norm of the X-MIC vector "
+        "before its sum with the text features; n3: l2-norm of the frozen text features before that sum. The "
+        "sum is always l2-normalised. X-MIC trained on Ego4D, nouns only.",
     ),
-    7: _table(
-        7,
-        "Ablation: prompt template of the class-text embeddings",
-        TEMPLATE_ROWS,
-        TABLE1_COLUMNS,
-        "'{}' is the class name. Templates as in xmic.cache.schema.PROMPT_TEMPLATES; the paper's exact wording "
-        "of the six templates is not verified.",
+    7: TableDeclaration(
+        "Prompts of the frozen text encoder: zero-shot and X-MIC",
+        "<class> is the class name; the prompts are the paper's, including its 'Egocentric image a <class>'. "
+        "Trained on Ego4D; ZS is zero-shot CLIP with the same prompt.",
     ),
 }
+
+
+def build_tables(cells: list[PaperCell]) -> dict[int, PaperTable]:
+    """The paper's tables from its cells: rows and columns in the order they first appear, values filled in."""
+    tables: dict[int, PaperTable] = {}
+    for number, decl in DECLARATIONS.items():
+        mine = [c for c in cells if c.table == number]
+        rows: dict[str, dict[str, float | None]] = {}
+        columns: list[str] = []
+        for cell in mine:
+            key = cell_column(cell).key
+            if key not in columns:
+                columns.append(key)
+            rows.setdefault(cell.row, {})[key] = cell.value
+        for values in rows.values():
+            for key in columns:
+                values.setdefault(key, None)
+        source = f"{CITATION}, Table {number}"
+        tables[number] = PaperTable(number, decl.title, columns, rows, decl.notes, source)
+    return tables
+
+
+PAPER_TABLES: dict[int, PaperTable] = build_tables(read_cells())

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from xmic.evaluate.paper_numbers import PaperTable, parse_column
-from xmic.evaluate.tables import Summary, headline_columns, short_label
+from xmic.evaluate.tables import HEADLINE_METRIC, Summary, headline_columns, short_label
 from xmic.report.plots import pyplot_or_none
 
 BAR_COLOURS = ("#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860", "#da8bc3", "#8c8c8c")
@@ -39,7 +39,7 @@ def save_table_bars(
 
     skipped = skipped or {}
     rows, columns = list(table.rows), headline_columns(table)
-    metric = "hm" if parse_column(columns[0]).metric == "hm" else "top-1"
+    metric = HEADLINE_METRIC.get(parse_column(columns[0]).metric, "top-1")
     width = 0.8 / len(columns)
     x = np.arange(len(rows))
     fig, ax = plt.subplots(figsize=(max(7.0, 0.9 * len(rows) * max(1, len(columns) / 3) + 2), 3.6))
@@ -62,7 +62,7 @@ def save_table_bars(
     ax.set_ylabel(f"{metric} %")
     ax.grid(axis="y", alpha=0.3)
     ax.legend(ncol=min(4, len(columns)), fontsize=7, loc="upper left")
-    ax.set_title(f"Table {table.number}: ours (bars, ± std over seeds); paper ◆ where typed in", fontsize=9)
+    ax.set_title(f"Table {table.number}: ours (bars, ± std over seeds); paper ◆", fontsize=9)
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

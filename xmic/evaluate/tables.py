@@ -15,9 +15,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from xmic.evaluate.metrics import harmonic_mean
 from xmic.evaluate.paper_numbers import DATASET_LABELS, Column, PaperTable, parse_column
 
 MISSING = "–"
+HM_METRICS = ("hm", "sn-hm")
+HEADLINE_METRIC = {"hm": "hm", "sn-hm": "hm of shared and novel"}
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,8 @@ def column_value(result: Mapping[str, Any], column: Column, datasets: Mapping[st
     datasets = datasets or {}
     if result.get("target") != column.target:
         return None
+    if column.part is not None and result.get("part") != column.part:
+        return None
     if result.get("train_dataset") != datasets.get(column.train, column.train):
         return None
     test = datasets.get(column.test, column.test)
@@ -60,6 +65,9 @@ def column_value(result: Mapping[str, Any], column: Column, datasets: Mapping[st
         value = None
     elif column.metric == "top1":
         value = scores.get("top1")
+    elif column.metric == "sn-hm":
+        shared, novel = (scores.get(name, {}).get("top1") for name in ("shared", "novel"))
+        value = None if shared is None or novel is None else harmonic_mean(shared, novel)
     else:
         value = scores.get(column.metric, {}).get("top1")
     if value is None or math.isnan(value):
@@ -142,7 +150,7 @@ def header(table: PaperTable, results_by_row: Mapping[str, Sequence[Mapping[str,
 
 def headline_columns(table: PaperTable) -> list[str]:
     """The columns of the at-a-glance grid: the harmonic means where the table has them, else every column."""
-    hm = [key for key in table.columns if parse_column(key).metric == "hm"]
+    hm = [key for key in table.columns if parse_column(key).metric in HM_METRICS]
     return hm or list(table.columns)
 
 
@@ -150,7 +158,20 @@ def short_label(column: Column) -> str:
     """ "nouns Ego4D→Epic" (+ " shared"/" novel"); the grid's header names the metric of hm columns."""
     train, test = (DATASET_LABELS.get(d, d) for d in (column.train, column.test))
     suffix = f" {column.metric}" if column.metric in ("shared", "novel") else ""
-    return f"{column.target}s {train}→{test}{suffix}"
+    prefix = f"{column.part} " if column.part else ""
+    return f"{prefix}{column.target}s {train}→{test}{suffix}"
+
+
+def md_text(text: str) -> str:
+    """``text`` for a Markdown cell: angle brackets escaped so that Table 7's ``<class>`` is not read as HTML."""
+    return text.replace("<", "\\<").replace(">", "\\>")
+
+
+def skip_reason(skipped: Mapping[str, str], row: str, column: Column) -> str | None:
+    """Why the cell (``row``, ``column``) was not run: the whole row's reason, or its block's (``"row · part"``)."""
+    if row in skipped:
+        return skipped[row]
+    return skipped.get(f"{row} · {column.part}") if column.part else None
 
 
 def render_grid(
@@ -158,9 +179,9 @@ def render_grid(
 ) -> list[str]:
     """Rows × headline columns, each cell "ours" or "ours (paper)", means over seeds; Markdown lines."""
     columns = headline_columns(table)
-    metric = "hm" if parse_column(columns[0]).metric == "hm" else "top-1"
+    metric = HEADLINE_METRIC.get(parse_column(columns[0]).metric, "top-1")
     lines = [
-        f"At a glance ({metric} %, ours, the paper's number in brackets where typed in):",
+        f"At a glance ({metric} %, ours, the paper's number in brackets):",
         "",
         "| row | " + " | ".join(short_label(parse_column(c)) for c in columns) + " |",
         "|---|" + "---:|" * len(columns),
@@ -169,9 +190,10 @@ def render_grid(
         cells = []
         for key in columns:
             summary, paper = summaries[row][key], table.value(row, key)
-            ours = "not run" if row in skipped else MISSING if summary is None else f"{summary.mean:.2f}"
+            not_run = skip_reason(skipped, row, parse_column(key)) is not None
+            ours = "not run" if not_run else MISSING if summary is None else f"{summary.mean:.2f}"
             cells.append(ours if paper is None else f"{ours} ({paper:.2f})")
-        lines.append(f"| {row} | " + " | ".join(cells) + " |")
+        lines.append(f"| {md_text(row)} | " + " | ".join(cells) + " |")
     return lines
 
 
@@ -207,15 +229,16 @@ def render_markdown(
     for row in table.rows:
         for key in table.columns:
             paper = table.value(row, key)
-            label = parse_column(key).label
-            if row in skipped:
+            column = parse_column(key)
+            label = column.label
+            if skip_reason(skipped, row, column) is not None:
                 ours, delta = "not run", MISSING
             else:
                 ours, delta = fmt_ours(summaries[row][key]), fmt_delta(paper, summaries[row][key])
-            lines.append(f"| {row} | {label} | {fmt_paper(paper)} | {ours} | {delta} |")
+            lines.append(f"| {md_text(row)} | {label} | {fmt_paper(paper)} | {ours} | {delta} |")
     if skipped:
         lines += ["", "Not run:"]
-        lines += [f"- **{row}**: {reason}" for row, reason in skipped.items()]
+        lines += [f"- **{md_text(row)}**: {reason}" for row, reason in skipped.items()]
     if table.notes:
         lines += ["", f"Notes: {table.notes}"]
     lines += ["", table.status()]
