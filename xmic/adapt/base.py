@@ -54,5 +54,9 @@ class VideoClassifier(nn.Module):
 
 
 def video_embedding(cls: torch.Tensor) -> torch.Tensor:
-    """Zero-shot video embedding: ``l2norm(mean_T l2norm(cls))``; ``cls`` (B, T, D) -> (B, D)."""
+    """Zero-shot video embedding: ``l2norm(mean_T l2norm(cls))``; ``cls`` (B, T, D) -> (B, D).
+
+    The baselines' feature (each frame normalised before the mean). X-MIC pools its classified view with
+    :func:`xmic.adapt.xmic_model.pool_video` (by default the mean of the raw frames).
+    """
     return l2norm(l2norm(cls).mean(dim=1))

@@ -41,6 +41,18 @@ def amp_supported(device: torch.device) -> bool:
 
 METHODS = ("xmic", "zero-shot", "clip-adapter", "clip-adapter-star", "coop", "cocoop", "a5", "vita-clip")
 VIEW_CHOICES = ("F+H", "F", "H")
+#: How X-MIC pools the classified view's frames (B, T, D) into the video feature (B, D): "mean" =
+#: l2norm(mean of the raw frames), the authors'; "norm-mean" = frames l2-normalised first, as zero-shot CLIP.
+VIDEO_POOLS = ("mean", "norm-mean")
+
+#: Version of the meanings of the X-MIC options a run's config.json records. 1 (or no field): n2 normalised
+#: the class texts, n3 the summed classifier, frames were normalised before the video mean. 2: the paper's
+#: Table 6 meanings (n2 = the X-MIC vector, n3 = the class texts, the sum always normalised) and ``video_pool``.
+FLAGS_VERSION = 2
+
+
+class StaleRunError(ValueError):
+    """An X-MIC run saved with older meanings of its options (``flags_version``); it must be retrained."""
 
 
 @dataclass
@@ -56,9 +68,10 @@ class TrainConfig:
     second_encoder: str | None = None  # conditioning encoder; None = the same as ``encoder``
     views: str = "F+H"
     classified_view: str | None = None  # None: "hand" for X-MIC (the authors' configuration), "full" otherwise
-    n1: bool = True
-    n2: bool = False
-    n3: bool = True
+    n1: bool = True  # X-MIC, Table 6: l2-normalise the conditioning features before the adapter
+    n2: bool = False  # X-MIC, Table 6: l2-normalise the X-MIC vector a_v before the sum with the text
+    n3: bool = False  # X-MIC, Table 6: l2-normalise the class-text embeddings before the sum (always normalised)
+    video_pool: str = "mean"  # X-MIC's classified video feature, one of VIDEO_POOLS
     template: str = "{}"
     frames: int = 16  # frames sampled per clip (one per bin)
     train_split: str = "train"
@@ -72,6 +85,7 @@ class TrainConfig:
     amp: bool = True  # bf16 autocast on CUDA, and on CPUs with native bf16 matmul (AVX512-BF16/AMX)
     text_model_dir: str | None = None  # local CLIP weights for the prompt-learning baselines
     extra: dict[str, Any] = field(default_factory=dict)
+    flags_version: int = FLAGS_VERSION  # meanings of n1/n2/n3/video_pool this config was written with
 
     @classmethod
     def from_preset(cls, preset: str = "authors-code", **overrides: Any) -> TrainConfig:
@@ -93,6 +107,8 @@ class TrainConfig:
             raise ValueError(f"--views must be one of {', '.join(VIEW_CHOICES)}, got {self.views!r}")
         if self.classified_view not in ("full", "hand"):
             raise ValueError(f"classified view must be 'full' or 'hand', got {self.classified_view!r}")
+        if self.video_pool not in VIDEO_POOLS:
+            raise ValueError(f"--video-pool must be one of {', '.join(VIDEO_POOLS)}, got {self.video_pool!r}")
         if self.target not in ("verb", "noun"):
             raise ValueError(f"target must be 'verb' or 'noun', got {self.target!r}")
 
@@ -110,6 +126,28 @@ class TrainConfig:
 
     @classmethod
     def load(cls, path: Path) -> TrainConfig:
-        d = json.loads(Path(path).read_text())
+        """Read a run's ``config.json``.
+
+        Raises:
+            StaleRunError: an X-MIC run written before ``FLAGS_VERSION`` (its flags meant other things).
+                Runs of the other methods load whatever their version: they do not read these options.
+        """
+        path = Path(path)
+        d = json.loads(path.read_text())
         d["betas"] = tuple(d["betas"])
+        recorded = "flags_version" in d
+        version = d.setdefault("flags_version", 1)
+        if version > FLAGS_VERSION:
+            raise ValueError(
+                f"{path} has flags_version {version}, newer than this xmic ({FLAGS_VERSION}): upgrade xmic to load it"
+            )
+        if version < FLAGS_VERSION and d.get("method", "xmic") == "xmic":
+            raise StaleRunError(
+                f"{path.parent}: stale X-MIC run ({path.name} has "
+                f"{f'flags_version {version}' if recorded else 'no flags_version'}, current {FLAGS_VERSION}): "
+                "the meanings of n2/n3 changed to the paper's (n2 now normalises the X-MIC vector, n3 the class "
+                "texts, the sum is always normalised) and the video feature now averages raw frames, so its "
+                "weights cannot be reused; retrain it with `xmic train --cache STORE "
+                f"--dataset {d.get('dataset')} --target {d.get('target')} --method xmic --out {path.parent} ...`"
+            )
         return cls(**d)

@@ -11,18 +11,21 @@ from xmic.adapt.xmic_model import XMIC, XMICConfig
 def build_model(cfg: TrainConfig, *, dim: int, cond_dim: int) -> VideoClassifier:
     """The method ``cfg.method`` for a D-wide CLIP space and a Dc-wide conditioning encoder."""
     if cfg.method == "xmic":
-        return XMIC(
-            XMICConfig(
-                dim=dim,
-                cond_dim=cond_dim,
-                num_frames=cfg.frames,
-                views=cfg.views,
-                n1=cfg.n1,
-                n2=cfg.n2,
-                n3=cfg.n3,
-                **cfg.extra.get("xmic", {}),
-            )
-        )
+        fixed = {
+            "dim": dim,
+            "cond_dim": cond_dim,
+            "num_frames": cfg.frames,
+            "views": cfg.views,
+            "n1": cfg.n1,
+            "n2": cfg.n2,
+            "n3": cfg.n3,
+            "video_pool": cfg.video_pool,
+        }
+        options = dict(cfg.extra.get("xmic", {}))
+        clash = sorted(set(options) & set(fixed))
+        if clash:
+            raise ValueError(f"extra['xmic'] sets {clash}, which the run's config holds as fields: set those instead")
+        return XMIC(XMICConfig(**fixed, **options))
     from xmic.adapt.baselines import build_baseline
 
     return build_baseline(cfg.method, dim=dim, num_frames=cfg.frames, text_model_dir=cfg.text_model_dir)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from xmic.adapt.config import METHODS, PRESETS, VIEW_CHOICES
+from xmic.adapt.config import METHODS, PRESETS, VIDEO_POOLS, VIEW_CHOICES
 from xmic.cache.errors import StoreError
 
 
@@ -38,9 +38,17 @@ def _bool_flag(name: str, default: bool, help_: str):
     default=None,
     help="CLIP view that is classified (default: hand for xmic, as the authors' configuration; full for baselines).",
 )
-@_bool_flag("n1", True, "l2-normalise the conditioning features.")
-@_bool_flag("n2", False, "l2-normalise the text embeddings before adding a_v.")
-@_bool_flag("n3", True, "l2-normalise the adapted classifier.")
+@_bool_flag("n1", True, "X-MIC (Table 6): l2-normalise the conditioning features before the adapter.")
+@_bool_flag("n2", False, "X-MIC (Table 6): l2-normalise the X-MIC vector a_v before adding it to the class texts.")
+@_bool_flag("n3", False, "X-MIC (Table 6): l2-normalise the class-text embeddings before the sum.")
+@click.option(
+    "--video-pool",
+    type=click.Choice(VIDEO_POOLS),
+    default="mean",
+    show_default=True,
+    help="X-MIC's classified video feature: mean = l2norm of the mean of the raw frame features (the authors'); "
+    "norm-mean = each frame l2-normalised first (as zero-shot CLIP).",
+)
 @click.option("--template", default="{}", show_default=True, help="Prompt template stored in the cache.")
 @click.option("--epochs", type=int, default=None, help="Override the preset.")
 @click.option("--lr", type=float, default=None, help="Override the preset.")
@@ -70,6 +78,7 @@ def train_cmd(
     n1,
     n2,
     n3,
+    video_pool,
     template,
     epochs,
     lr,
@@ -79,7 +88,11 @@ def train_cmd(
     adapter_hidden,
     quiet,
 ):
-    """Train X-MIC or a baseline from the feature store (the frozen encoders never run)."""
+    """Train X-MIC or a baseline from the feature store (the frozen encoders never run).
+
+    X-MIC scores the classified video feature with l2norm(t_k + 2 a_v) for every class text t_k; --n1/--n2/--n3
+    add the l2-normalisations of the paper's Table 6 before that sum, which is always normalised.
+    """
     import torch
 
     from xmic.adapt.config import TrainConfig
@@ -104,6 +117,7 @@ def train_cmd(
         n1=n1,
         n2=n2,
         n3=n3,
+        video_pool=video_pool,
         template=template,
         epochs=epochs,
         lr=lr,
