@@ -189,11 +189,122 @@ def _coop_reference(model: CoOp, batch: FeatureBatch, classes: ClassText) -> tor
 
 
 def test_cocoop_chunked_eval_equals_full(text: FrozenTextEncoder, batch: FeatureBatch, classes: ClassText) -> None:
-    model = CoCoOp(text, D, eval_chunk=len(NAMES)).eval()
+    model = CoCoOp(text, D, chunk=len(NAMES)).eval()
     with torch.no_grad():
         chunked = model(batch, classes)
-        model.eval_chunk = 10_000
-        torch.testing.assert_close(model(batch, classes), chunked)
+        model.chunk = None
+        torch.testing.assert_close(model(batch, classes), chunked, rtol=1e-5, atol=1e-5)
+
+
+def _saved_bytes(fn) -> tuple[torch.Tensor, int]:
+    """``fn()`` and the bytes autograd keeps for its backward pass (outside checkpointed regions)."""
+    total = 0
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        nonlocal total
+        total += t.numel() * t.element_size()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        out = fn()
+    return out, total
+
+
+@pytest.mark.parametrize("chunk", [1, 4, 7, 15])
+def test_chunked_context_encoding_equals_unchunked_with_gradients(text: FrozenTextEncoder, chunk: int) -> None:
+    """B x K = 15 prompts in passes of ``chunk``: same embeddings and same context gradients as one pass."""
+    g = torch.Generator().manual_seed(3)
+    base = torch.randn(B, 4, W, generator=g) * 0.1 + text.word_embeddings("a photo of a")
+    weight = torch.randn(B, len(NAMES), D, generator=g)
+    results = []
+    for c in (None, chunk):
+        ctx = base.clone().requires_grad_(True)
+        out, saved = _saved_bytes(lambda ctx=ctx, c=c: text.encode_with_context(NAMES, ctx, "middle", chunk=c))
+        (out * weight).sum().backward()
+        results.append((out.detach(), ctx.grad, saved))
+    (full, full_grad, full_saved), (part, part_grad, part_saved) = results
+    assert part.shape == (B, len(NAMES), D)
+    torch.testing.assert_close(part, full, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(part_grad, full_grad, rtol=1e-5, atol=1e-5)
+    if chunk < B * len(NAMES):  # checkpointed passes keep only their inputs and outputs for the backward pass
+        assert part_saved < full_saved / 4, (part_saved, full_saved)
+    shared = text.word_embeddings("the video of the")
+    torch.testing.assert_close(
+        text.encode_with_context(NAMES, shared, chunk=chunk), text.encode_with_context(NAMES, shared)
+    )
+
+
+def test_cocoop_chunked_training_step_equals_unchunked(
+    text: FrozenTextEncoder, batch: FeatureBatch, classes: ClassText
+) -> None:
+    torch.manual_seed(0)
+    model = CoCoOp(text, D, chunk=None)
+    labels = torch.tensor([0, 3, 4])
+    grads = []
+    for chunk in (None, 2, 6):
+        model.chunk = chunk
+        model.zero_grad(set_to_none=True)
+        logits = model(batch, classes)
+        torch.nn.functional.cross_entropy(logits, labels).backward()
+        grads.append((logits.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}))
+    (ref_logits, ref_grads), *others = grads
+    assert set(ref_grads) == {
+        "ctx",
+        "logit_scale",
+        "meta_net.0.weight",
+        "meta_net.0.bias",
+        "meta_net.2.weight",
+        "meta_net.2.bias",
+    }
+    for logits, g in others:
+        torch.testing.assert_close(logits, ref_logits, rtol=1e-5, atol=1e-5)
+        for name, ref in ref_grads.items():
+            torch.testing.assert_close(g[name], ref, rtol=1e-5, atol=1e-6, msg=name)
+    with pytest.raises(ValueError, match="chunk must be a positive number of prompts"):
+        text.encode_with_context(NAMES, torch.zeros(B, 4, W), chunk=0)
+
+
+def _block_reference(block, x: torch.Tensor) -> torch.Tensor:
+    """One pre-LN block on one clip's tokens (T, D), head by head, from the block's own weights."""
+    attn = block.attn
+    heads, d = attn.num_heads, x.shape[-1]
+    dh = d // heads
+    h = torch.nn.functional.layer_norm(x, (d,), block.ln_1.weight, block.ln_1.bias, block.ln_1.eps)
+    q, k, v = (h @ w.t() + b for w, b in zip(attn.in_proj_weight.chunk(3), attn.in_proj_bias.chunk(3), strict=True))
+    mixed = []
+    for i in range(heads):
+        sl = slice(i * dh, (i + 1) * dh)
+        weights = torch.softmax(q[:, sl] @ k[:, sl].t() / dh**0.5, dim=-1)
+        mixed.append(weights @ v[:, sl])
+    x = x + torch.cat(mixed, dim=-1) @ attn.out_proj.weight.t() + attn.out_proj.bias
+    h = torch.nn.functional.layer_norm(x, (d,), block.ln_2.weight, block.ln_2.bias, block.ln_2.eps)
+    fc1, fc2 = block.mlp[0], block.mlp[2]
+    u = h @ fc1.weight.t() + fc1.bias
+    return x + (u * torch.sigmoid(1.702 * u)) @ fc2.weight.t() + fc2.bias
+
+
+def test_clip_adapter_star_matches_slow_reference(batch: FeatureBatch, classes: ClassText) -> None:
+    """Temporal transformer over the frames, mean over T, then CLIP-Adapter's residual (ratio 0.2) on its output."""
+    torch.manual_seed(0)
+    model = CLIPAdapterStar(D, T).eval()
+    assert model.ratio == 0.2
+    with torch.no_grad():
+        for p in model.temporal.parameters():  # move away from the near-identity initialisation
+            p.add_(0.05 * torch.randn_like(p))
+        logits = model(batch, classes)
+        w1, w2 = model.adapter[0].weight, model.adapter[2].weight
+        for b in range(B):
+            x = torch.stack([f / f.norm() for f in batch.cls[b]]) + model.temporal.time_embed[:T]
+            for block in model.temporal.blocks:
+                x = _block_reference(block, x)
+            f = x.mean(dim=0)
+            f = f / f.norm()
+            adapted = torch.relu(w2 @ torch.relu(w1 @ f))
+            mixed = 0.2 * adapted + 0.8 * f
+            mixed = mixed / mixed.norm()
+            for k in range(len(NAMES)):
+                t = classes.emb[k] / classes.emb[k].norm()
+                assert logits[b, k].item() == pytest.approx(100.0 * float(mixed @ t), rel=1e-4, abs=1e-4)
 
 
 def test_factory_builds_every_baseline(clip_dir: Path) -> None:

@@ -62,6 +62,13 @@ def test_stale_xmic_config_is_refused(tmp_path, version):
         load_run(run)
 
 
+def test_old_clip_adapter_star_config_is_refused(tmp_path):
+    run = old_run(tmp_path / "old-star", method="clip-adapter-star")
+    with pytest.raises(StaleRunError, match="temporal block's output") as err:
+        TrainConfig.load(run / "config.json")
+    assert "--method clip-adapter-star" in str(err.value)
+
+
 def test_old_baseline_config_still_loads(tmp_path):
     run = old_run(tmp_path / "old-zs", method="zero-shot")
     cfg = TrainConfig.load(run / "config.json")

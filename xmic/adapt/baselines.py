@@ -81,11 +81,13 @@ class CLIPAdapter(VideoClassifier):
 
 
 class CLIPAdapterStar(CLIPAdapter):
-    """CLIP-Adapter* : the adapter after temporal attention over the frames.
+    """CLIP-Adapter* (the paper's "CLIP-Adapter with temporal attention"): CLIP-Adapter on a temporal feature.
 
-    ``u = l2norm(cls)``; ``f = l2norm(mean_T u + Temporal(u))`` with ``Temporal`` = learned temporal embedding,
-    ``temporal_layers`` pre-LN blocks and the mean over T; then CLIP-Adapter on ``f``. The pre-LN blocks are
-    residual already, so the untouched frame mean carries twice the weight of the attention updates at start.
+    ``f = l2norm(Temporal(l2norm(cls)))`` with ``Temporal`` = learned temporal embedding, ``temporal_layers``
+    pre-LN attention blocks over the T frame tokens and the mean over T (the same temporal block and video
+    feature as A5); then CLIP-Adapter's residual bottleneck on it, ``x = ratio * A(f) + (1 - ratio) * f``, and
+    ``logits = exp(s) * <l2norm(x), l2norm(t_k)>``. The blocks are residual, so at initialisation ``f`` is
+    close to the zero-shot frame mean and the model starts near CLIP-Adapter.
     """
 
     def __init__(
@@ -104,8 +106,7 @@ class CLIPAdapterStar(CLIPAdapter):
 
     def video_feature(self, cls: torch.Tensor) -> torch.Tensor:
         check_frames(cls, self.num_frames)
-        u = l2norm(cls)
-        return l2norm(u.mean(dim=1) + self.temporal(u))
+        return l2norm(self.temporal(l2norm(cls)))
 
 
 #: Methods that run the frozen CLIP text encoder and so need its weights.

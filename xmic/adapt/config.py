@@ -51,8 +51,17 @@ VIDEO_POOLS = ("mean", "norm-mean")
 FLAGS_VERSION = 2
 
 
+#: Methods whose meaning changed in flags_version 2, and what changed.
+STALE_BEFORE_V2 = {
+    "xmic": "the meanings of n2/n3 changed to the paper's (n2 now normalises the X-MIC vector, n3 the class texts, "
+    "the sum is always normalised) and the video feature now averages raw frames",
+    "clip-adapter-star": "CLIP-Adapter* now applies its adapter to the temporal block's output (the frame mean is "
+    "no longer added twice)",
+}
+
+
 class StaleRunError(ValueError):
-    """An X-MIC run saved with older meanings of its options (``flags_version``); it must be retrained."""
+    """An X-MIC or CLIP-Adapter* run saved with older meanings (``flags_version``); it must be retrained."""
 
 
 @dataclass
@@ -113,7 +122,7 @@ class TrainConfig:
             raise ValueError(f"target must be 'verb' or 'noun', got {self.target!r}")
 
     def autocast_enabled(self, device: torch.device) -> bool:
-        """Whether training and evaluation run under bf16 autocast on ``device``."""
+        """Whether training runs under bf16 autocast on ``device`` (evaluation always runs in fp32)."""
         return amp_supported(device) if self.amp else False
 
     def to_dict(self) -> dict[str, Any]:
@@ -141,13 +150,12 @@ class TrainConfig:
             raise ValueError(
                 f"{path} has flags_version {version}, newer than this xmic ({FLAGS_VERSION}): upgrade xmic to load it"
             )
-        if version < FLAGS_VERSION and d.get("method", "xmic") == "xmic":
+        method = d.get("method", "xmic")
+        if version < FLAGS_VERSION and method in STALE_BEFORE_V2:
             raise StaleRunError(
-                f"{path.parent}: stale X-MIC run ({path.name} has "
+                f"{path.parent}: stale {method} run ({path.name} has "
                 f"{f'flags_version {version}' if recorded else 'no flags_version'}, current {FLAGS_VERSION}): "
-                "the meanings of n2/n3 changed to the paper's (n2 now normalises the X-MIC vector, n3 the class "
-                "texts, the sum is always normalised) and the video feature now averages raw frames, so its "
-                "weights cannot be reused; retrain it with `xmic train --cache STORE "
-                f"--dataset {d.get('dataset')} --target {d.get('target')} --method xmic --out {path.parent} ...`"
+                f"{STALE_BEFORE_V2[method]}, so its weights cannot be reused; retrain it with `xmic train --cache "
+                f"STORE --dataset {d.get('dataset')} --target {d.get('target')} --method {method} --out {path.parent} ...`"
             )
         return cls(**d)

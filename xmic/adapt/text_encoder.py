@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from torch.utils.checkpoint import checkpoint
 
 #: The word written where a context vector goes; CoOp used "X". Its own embedding is always overwritten.
 PLACEHOLDER = "X"
@@ -73,9 +74,20 @@ class FrozenTextEncoder:
             hf_logging.set_verbosity(verbosity)
             if bars:
                 hf_logging.enable_progress_bar()
+        self._setup(path)
+
+    def _setup(self, model_dir: Path) -> None:
         self.model.eval().requires_grad_(False)
-        self.model_dir = path
+        self.model_dir = model_dir
         self._cache: dict[tuple[tuple[str, ...], int, int], _Prompts] = {}
+
+    @classmethod
+    def from_model(cls, model, tokenizer, name: str = "<in memory>") -> FrozenTextEncoder:
+        """Wrap an already built ``CLIPTextModelWithProjection`` and its tokenizer (benchmarks, tests)."""
+        self = cls.__new__(cls)
+        self.model, self.tokenizer = model, tokenizer
+        self._setup(Path(name))
+        return self
 
     @property
     def width(self) -> int:
@@ -186,34 +198,44 @@ class FrozenTextEncoder:
         Args:
             names: K class names.
             ctx: (n_ctx, W) context shared by all classes, or (B, n_ctx, W) one context per instance
-                (B x K prompts go through the tower: memory grows with B * K).
+                (B x K prompts go through the tower).
             class_position: "end" (``X X X X name.``), "middle" (half the context before the name, half after)
                 or "front" (``name X X X X.``), as CoOp names them.
-            chunk: With per-instance context, run at most this many prompts per tower call (saves memory only
-                under ``torch.no_grad``).
+            chunk: At most this many prompts per tower pass (None: all at once). With gradients on, each pass
+                is checkpointed (its activations are recomputed during the backward pass), so the memory of a
+                training step is that of one pass plus the (prompts, D) outputs instead of growing with B * K.
+                The result, and the gradients, equal those of the unchunked computation.
 
         Returns:
             (K, D) or (B, K, D) float32 projected text embeddings (not normalised).
         """
         if ctx.dim() not in (2, 3) or ctx.shape[-1] != self.width:
             raise ValueError(f"ctx must be (n_ctx, {self.width}) or (B, n_ctx, {self.width}), got {tuple(ctx.shape)}")
+        if chunk is not None and chunk < 1:
+            raise ValueError(f"chunk must be a positive number of prompts, got {chunk}")
         self.to(ctx.device)
         n_before, n_after = split_context(ctx.shape[-2], class_position)
         p = self.prompts(names, n_before, n_after)
-        k = len(names)
-        if ctx.dim() == 2:
-            return self._run(p.ids, p.mask, p.ctx_pos, ctx.unsqueeze(0).expand(k, -1, -1))
-        b = ctx.shape[0]
-        per_call = max(1, (chunk or b * k) // k)
+        shared = ctx.dim() == 2
+        contexts = ctx.unsqueeze(0) if shared else ctx
+        b, k = contexts.shape[0], len(names)
+        total = b * k
+        step = total if chunk is None else min(chunk, total)
+        checkpointed = step < total and torch.is_grad_enabled() and contexts.requires_grad
         parts = []
-        for s in range(0, b, per_call):
-            c = ctx[s : s + per_call]
-            n = c.shape[0]
-            rows = c.unsqueeze(1).expand(n, k, -1, -1).reshape(n * k, *c.shape[1:])
-            out = self._run(p.ids.repeat(n, 1), p.mask.repeat(n, 1), p.ctx_pos.repeat(n, 1), rows)
-            parts.append(out.reshape(n, k, -1))
-        return torch.cat(parts)
+        for s in range(0, total, step):
+            # prompt i of the flat (B x K) list is class i % K with the context of instance i // K
+            flat = torch.arange(s, min(s + step, total), device=ctx.device)
+            inst, cls = flat // k, flat % k
+            args = (p.ids[cls], p.mask[cls], p.ctx_pos[cls], contexts[inst])
+            if checkpointed:
+                parts.append(checkpoint(self._run, *args, use_reentrant=False))
+            else:
+                parts.append(self._run(*args))
+        out = torch.cat(parts) if len(parts) > 1 else parts[0]
+        return out if shared else out.reshape(b, k, -1)
 
     def _run(self, ids: torch.Tensor, mask: torch.Tensor, pos: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        """One tower pass: N prompts ``ids``/``mask`` (N, L), context slots ``pos`` (N, n), ``rows`` (N, n, W)."""
         with self._context_hook(rows, pos):
             return self.model(input_ids=ids, attention_mask=mask).text_embeds.float()

@@ -100,7 +100,7 @@ def predict_dataset(model: Any, cfg: Any, meta: dict[str, Any], reader: Any, *, 
     if bank.rows.numel() == 0:
         raise ValueError(f"no labelled rows in splits {', '.join(splits) or 'none'} of dataset {reader.dataset!r}")
     classes = class_text(reader, cfg.encoder, cfg.target, cfg.template, dev)
-    logits = predict_logits(model, bank, classes, frames=cfg.frames, amp=cfg.autocast_enabled(dev))
+    logits = predict_logits(model, bank, classes, frames=cfg.frames)
     rows = bank.rows.cpu().numpy()
     return DatasetPredictions(
         dataset=reader.dataset,
