@@ -375,6 +375,81 @@ def test_ego4d_center_window(ego):
         read_ego4d(ego["train"], ego["taxonomy"], center_sec=0.0)
 
 
+def _spans(root: Path, dataset: str = "ego4d", **kw) -> dict[str, tuple[int, int]]:
+    """Segment id -> (start_frame, stop_frame) as ``xmic extract`` would read them (``load_dataset``)."""
+    from xmic.extract.plan import load_dataset
+    from xmic.extract.runner import ExtractConfig
+
+    data = load_dataset(ExtractConfig(dataset=dataset, root=root, splits=kw.pop("splits", ("train",)), **kw))
+    return {r.segment_id: (r.start_frame, r.stop_frame) for r in data.records}
+
+
+def _central(start_frame: int, stop_frame: int, start_sec: float, stop_sec: float, keep: float, fps: float = 30):
+    """The central ``keep`` seconds of an action window, in the window's own frame numbers (independent formula)."""
+    cut = max(0.0, (stop_sec - start_sec) - keep) / 2
+    return start_frame + round(cut * fps), stop_frame - round(cut * fps)
+
+
+def test_extract_keeps_the_central_4_s_of_ego4d_windows_by_default(ego):
+    whole = {"c1_0": (0, 240), "c1_1": (240, 480), "c2_0": (75, 315)}
+    assert _spans(ego["root"], center_sec=0) == whole  # 0: the whole 8 s window
+    assert _spans(ego["root"]) == {k: (a + 60, b - 60) for k, (a, b) in whole.items()}  # default: central 4 s
+    assert _spans(ego["root"], center_sec=4.0) == _spans(ego["root"])
+    assert _spans(ego["root"], center_sec=2.0)["c2_0"] == (75 + 90, 315 - 90)
+    with pytest.raises(ValueError, match=r"--center-sec must be a number of seconds >= 0"):
+        _spans(ego["root"], center_sec=-1.0)
+
+
+def test_center_sec_is_ego4d_only():
+    from xmic.extract.plan import center_window
+    from xmic.extract.runner import ExtractConfig
+
+    for dataset in ("epic", "egtea"):
+        config = ExtractConfig(dataset=dataset, root=".")
+        assert center_window(config) is None and config.as_record()["center_sec"] is None  # unaffected
+        with pytest.raises(ValueError, match=f"--center-sec applies to ego4d only, not {dataset}"):
+            center_window(ExtractConfig(dataset=dataset, root=".", center_sec=4.0))
+    assert ExtractConfig(dataset="ego4d", root=".").as_record()["center_sec"] == 4.0
+    assert ExtractConfig(dataset="ego4d", root=".", center_sec=0).as_record()["center_sec"] is None
+
+
+def test_real_ego4d_windows_keep_their_central_4_s(realdata):
+    root = realdata / "ego4d"
+    if not (root / "v2" / "annotations" / "fho_lta_train.json").is_file():
+        pytest.skip(f"no v2/annotations/fho_lta_train.json under {root}")
+    splits = ("train", "val")
+    files = [root / "v2" / "annotations" / f"fho_lta_{s}.json" for s in splits]
+    clips = [c for f in files for c in json.loads(f.read_text())["clips"]]
+    assert clips
+    whole = _spans(root, splits=splits, center_sec=0)
+    default = _spans(root, splits=splits)
+    for c in clips:
+        key = f"{c['clip_uid']}_{c['action_idx']}"
+        a, b, sa, sb = (c[k] for k in ("action_clip_start_frame", "action_clip_end_frame",
+                                       "action_clip_start_sec", "action_clip_end_sec"))  # fmt: skip
+        assert whole[key] == (a, b)
+        assert default[key] == _central(a, b, sa, sb, 4.0)
+        assert sb - sa == pytest.approx(8.0) and default[key] == (a + 60, b - 60)  # real windows are 8 s
+
+
+def test_synthetic_ego4d_annotations_keep_their_central_4_s(tmp_path):
+    from xmic.synth.generate import Sizes, generate
+
+    sizes = Sizes(train=6, val=2, segments_per_video=(2, 3), segment_seconds=(2.0, 9.0), gap_seconds=(0.2, 0.5))
+    generate(tmp_path, seed=0, sizes=sizes, datasets=("ego4d",), videos=False)
+    root = tmp_path / "ego4d"
+    clips = json.loads((root / "v2" / "annotations" / "fho_lta_train.json").read_text())["clips"]
+    whole, default = _spans(root, center_sec=0), _spans(root)
+    lengths = []
+    for c in clips:
+        key = f"{c['clip_uid']}_{c['action_idx']}"
+        a, b, sa, sb = (c[k] for k in ("action_clip_start_frame", "action_clip_end_frame",
+                                       "action_clip_start_sec", "action_clip_end_sec"))  # fmt: skip
+        assert whole[key] == (a, b) and default[key] == _central(a, b, sa, sb, 4.0)
+        lengths.append(sb - sa)
+    assert min(lengths) < 4 < max(lengths)  # both kinds occur: short windows are kept whole
+
+
 def test_ego4d_truncated_json_names_file_and_position(ego):
     text = ego["train"].read_text()
     ego["train"].write_text(text[: len(text) // 2])

@@ -72,6 +72,7 @@ def test_missing_media_stops_the_run_unless_skip_bad(data: dict[str, Path]) -> N
     assert "pass --skip-bad" in str(err.value) and "fho_lta_train.json" in str(err.value)
     assert not cache.exists()  # refused before the store is created
     args = ["--dataset", "ego4d", "--root", str(data["root"]), "--split", "train,val", "--cache", str(cache)]
+    args += ["--hands", "none"]
     result = CliRunner().invoke(extract, [*args, "--model-dir", str(data["models"]), "--workers", "0"])
     assert result.exit_code == 1 and "clipMissing" in result.output and "Traceback" not in result.output
 
@@ -202,7 +203,7 @@ def test_dry_run_lists_missing_videos_and_decodes_nothing(
     (ann / "fho_lta_train.json").write_text(json.dumps(train))
     args = ["--dataset", "ego4d", "--root", str(data["root"]), "--split", "train,val", "--cache", str(cache)]
     args += ["--model-dir", str(data["models"]), "--frames", str(T), "--chunk-rows", "3", "--dry-run", "--json"]
-    args += ["--annotations", str(ann), "--skip-bad"]
+    args += ["--annotations", str(ann), "--skip-bad", "--hands", "none"]
     result = CliRunner().invoke(extract, args)
     assert result.exit_code == 0, result.output
     out = result.output
@@ -239,6 +240,8 @@ def test_rerun_resumes_nothing_and_another_encoder_is_refused(
         "--decode-size",
         "0",
         "--skip-bad",
+        "--hands",
+        "none",
     ]
     result = CliRunner().invoke(extract, args)
     assert result.exit_code == 1
@@ -354,3 +357,69 @@ def test_real_clip_features_match_an_independent_decode(data: dict[str, Path], t
     full = reader.load_features_numpy("clip-vit-b16", "full")
     for row in range(reader.n_rows):
         _close(full[row], enc.encode_images(np.stack([kept[i] for i in native[row]])).numpy())
+
+
+def test_store_records_the_ego4d_center_window(data: dict[str, Path], none_store: tuple[Path, object]) -> None:
+    spec = StoreReader(none_store[0], "ego4d").spec
+    assert spec.config["center_sec"] == 4.0  # the default for ego4d, recorded as resolved
+    assert make_config(data, none_store[0], center_sec=0).as_record()["center_sec"] is None  # the whole window
+    assert make_config(data, none_store[0], center_sec=2.5).as_record()["center_sec"] == 2.5
+
+
+def _old_layout_store(data: dict[str, Path], cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A store as an older xmic wrote it: 32 slots, rule uniform-bins:16x2 (two candidates per bin, no centre)."""
+    import xmic.extract.runner as runner
+
+    with monkeypatch.context() as m:
+        m.setattr(runner, "check_bin_centres", lambda *a: None)  # today's runner refuses to write this layout
+        run_extraction(make_config(data, cache, num_frames=32, second_encoder=None), echo=lambda _: None)
+    spec = StoreReader(cache, "ego4d").spec
+    assert (spec.num_frames, spec.sampling) == (32, "uniform-bins:16x2")
+
+
+def test_old_layout_store_is_refused_by_stage_two_and_re_extracted(
+    data: dict[str, Path], none_store: tuple[Path, object], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from xmic.adapt.config import TrainConfig
+    from xmic.adapt.data import load_bank
+    from xmic.adapt.trainer import train
+    from xmic.cache.errors import StoreSpecError
+    from xmic.cli import main
+
+    cache = tmp_path / "old.zarr"
+    _old_layout_store(data, cache, monkeypatch)
+    reader = StoreReader(cache, "ego4d")
+    opts = dict(target="verb", encoder="clip-vit-b16", second_encoder="clip-vit-b16", views="F+H")
+    with pytest.raises(StoreSpecError) as err:
+        load_bank(reader, classified_view="full", splits=None, **opts)
+    message = str(err.value)
+    assert f"store {cache}, dataset group 'ego4d'" in message and "'uniform-bins:16x2'" in message
+    assert "no candidate at a bin's centre" in message and "Re-extract it with the current `xmic extract`" in message
+    assert f"xmic extract --dataset ego4d --root {data['root']} --split train,val --cache {cache}" in message
+    assert message.rstrip().endswith("--overwrite")
+    # stage two from the command line: train and evaluate say the same, no traceback
+    args = ["train", "--cache", str(cache), "--dataset", "ego4d", "--method", "zero-shot", "--device", "cpu"]
+    res = CliRunner().invoke(main, [*args, "--quiet", "--out", str(tmp_path / "r0")])
+    assert res.exit_code == 1 and "'uniform-bins:16x2'" in res.output and "Traceback" not in res.output
+    run = tmp_path / "zs"
+    train(TrainConfig(dataset="ego4d", method="zero-shot", frames=T, device="cpu"), none_store[0], run, progress=False)
+    res = CliRunner().invoke(main, ["evaluate", "--run", str(run), "--cache", str(cache), "--device", "cpu"])
+    assert res.exit_code == 1 and "Re-extract it with the current `xmic extract`" in res.output, res.output
+    # a plain re-run cannot resume it; --overwrite re-extracts it in the current layout
+    with pytest.raises(StoreSpecError, match=r"num_frames: store has 32; the new spec has 48"):
+        run_extraction(make_config(data, cache, num_frames=48, second_encoder=None), echo=lambda _: None)
+    run_extraction(make_config(data, cache, num_frames=48, second_encoder=None, overwrite=True), echo=lambda _: None)
+    fresh = StoreReader(cache, "ego4d")
+    assert (fresh.spec.num_frames, fresh.spec.sampling) == (48, "uniform-bins:16x3")
+    bank = load_bank(fresh, classified_view="full", splits=None, **opts)
+    assert bank.store_frames == 48
+
+
+def test_a_layout_without_bin_centres_is_not_extracted(data: dict[str, Path], tmp_path: Path) -> None:
+    cache = tmp_path / "refused.zarr"
+    args = ["--dataset", "ego4d", "--root", str(data["root"]), "--split", "train", "--cache", str(cache)]
+    args += ["--model-dir", str(data["models"]), "--frames", "32", "--hands", "none", "--skip-bad"]
+    result = CliRunner().invoke(extract, args)
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "32 frames in 16 bins give 2 candidates per bin, none at a bin's centre" in result.output
+    assert not cache.exists()

@@ -25,6 +25,16 @@ def test_training_slots_pick_one_candidate_per_bin():
     assert ((share > 0.4) & (share < 0.6)).all()
 
 
+def test_training_draws_one_of_three_candidates_per_bin():
+    """The default store layout (16 bins x 3): any of a bin's three candidates, each about a third of the time."""
+    g = torch.Generator().manual_seed(0)
+    slots = frame_slots(900, 48, 16, train=True, generator=g, device="cpu")
+    assert torch.equal(slots // 3, torch.arange(16).expand(900, 16))
+    for c in range(3):
+        share = (slots % 3 == c).float().mean()
+        assert 0.3 < share < 0.37
+
+
 def test_eval_slots_are_fixed():
     a = frame_slots(3, 32, 16, train=False, generator=None, device="cpu")
     assert torch.equal(a, (torch.arange(16) * 2).expand(3, 16))

@@ -1,7 +1,9 @@
 """Cached features held whole on the device; batches are indexed there, never read clip by clip.
 
-The store keeps ``T_s`` slots per segment (``bins`` equal bins × ``per_bin`` candidates). Training picks one
-random candidate per bin (temporal jitter); evaluation picks the same fixed candidate every time.
+The store keeps ``T_s`` slots per segment (``bins`` equal bins × ``per_bin`` candidates, by default 16 × 3 with the
+middle candidate at the bin's centre frame). Training picks one random candidate per bin (temporal jitter);
+evaluation picks the centre candidate of every bin, the authors' uniform sampling. :func:`load_bank` refuses a
+store extracted without centre candidates (an even ``per_bin``, the old ``uniform-bins:16x2``).
 """
 
 from __future__ import annotations
@@ -30,7 +32,9 @@ def frame_slots(
     """Slot indices into the ``store_frames`` cached slots, one per bin: (B, frames) int64.
 
     Training draws one candidate per bin at random; evaluation takes candidate ``(k - 1) // 2`` of the ``k`` in
-    every bin (the first of 2, the centre of an odd count), as :func:`xmic.extract.sampling.pick_bin_slots`.
+    every bin, the bin's centre frame for the odd ``k`` extraction writes (1 of the default 3), as
+    :func:`xmic.extract.sampling.pick_bin_slots`. (Synthetic stores may hold an even ``k``; the first of the middle
+    two is taken there.)
     ``generator`` must live on ``device``.
     """
     if store_frames % frames:
@@ -90,7 +94,13 @@ def load_bank(
     Args:
         reader: an open ``xmic.cache.reader.StoreReader``.
         splits: keep rows whose ``split`` column is one of these; ``None`` keeps every split.
+
+    Raises:
+        StoreSpecError: the store's frames hold no bin centres (extracted with an even number of candidates per
+            bin, e.g. the old ``uniform-bins:16x2``); the message says how to re-extract it.
+        StoreError: chunks are not extracted yet.
     """
+    reader.check_bin_centres()
     done = np.asarray(reader.done)
     if not np.all(done == 1):
         missing = np.flatnonzero(done != 1)

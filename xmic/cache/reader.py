@@ -189,6 +189,28 @@ class StoreReader(layout.GroupView):
                     records.extend(json.loads(line) for line in s.read(f"{folder}/{name}"))
         return sorted(records, key=lambda r: r["row"])
 
+    def check_bin_centres(self) -> None:
+        """Raise StoreSpecError when the group's frames hold no bin centres (an old ``uniform-bins:16x2`` store).
+
+        Evaluation takes the centre frame of each bin, so a store whose sampling rule has an even number of
+        candidates per bin cannot be used by stage two; the message says how to re-extract it.
+        """
+        from xmic.extract.sampling import parse_sampling_rule, rule_lacks_bin_centres
+
+        rule = self.spec.sampling
+        if not rule_lacks_bin_centres(rule):
+            return
+        bins, per_bin = parse_sampling_rule(rule)
+        raise StoreSpecError(
+            f"store {self.path}, dataset group {self.dataset!r}: its frames were sampled with rule {rule!r} "
+            f"({self.spec.num_frames} slots, {per_bin} candidates in each of {bins} bins), which has no candidate "
+            "at a bin's centre; evaluation takes every bin's centre frame (the authors' uniform sampling), so "
+            "this store cannot be trained or evaluated on. Re-extract it with the current `xmic extract` "
+            "(16 bins x 3 candidates, 48 slots), into a new --cache or over this group with --overwrite; "
+            "re-running the old command will not resume it (the slots differ):\n  "
+            + _reextract_command(self.spec, str(self.path), self.dataset)
+        )
+
     def check_spec(self, expected: dict[str, Any]) -> None:
         """Raise StoreSpecError unless the store matches every field of ``expected``.
 
@@ -209,6 +231,34 @@ class StoreReader(layout.GroupView):
             raise StoreSpecError(
                 f"store {self.path} (dataset {self.dataset!r}) does not match the run:\n  " + "\n  ".join(lines)
             )
+
+
+def _reextract_command(spec: StoreSpec, path: str, group: str) -> str:
+    """An ``xmic extract ... --overwrite`` line rebuilt from the extraction config the store recorded."""
+    cfg = spec.config or {}
+    dataset = cfg.get("dataset") or group
+    parts = [f"xmic extract --dataset {dataset} --root {cfg.get('root') or '<DATASET_ROOT>'}"]
+    if cfg.get("splits"):
+        parts.append("--split " + ",".join(map(str, cfg["splits"])))
+    parts.append(f"--cache {path}")
+    clip = [n for n, e in sorted(spec.encoders.items()) if e.family == "clip"]
+    encoder = cfg.get("encoder") or (clip[0] if clip else None)
+    second = cfg.get("second_encoder") or next((n for n in sorted(spec.encoders) if n != encoder), None)
+    if encoder:
+        parts.append(f"--encoder {encoder}")
+    if second:
+        parts.append(f"--second-encoder {second}")
+    parts.append(f"--hands {spec.hands}")
+    for name, value in sorted((cfg.get("hand_options") or {}).items()):
+        if value is not None:
+            parts.append(f"--{name.replace('_', '-')} {value}")
+    for key in ("model_dir", "center_sec", "media", "egtea_split"):
+        if cfg.get(key) is not None:
+            parts.append(f"--{key.replace('_', '-')} {cfg[key]}")
+    line = " ".join([*parts, "--overwrite"])
+    if group != dataset:
+        line += f"   (then rename the new group {dataset!r} to {group!r}, as this one was)"
+    return line
 
 
 def _identity(enc: EncoderSpec | dict[str, Any]) -> dict[str, Any]:

@@ -41,14 +41,15 @@ SEGMENT_COLUMNS: dict[str, str] = {
 
 VIEWS = ("full", "hand")
 TARGETS = ("verb", "noun")
-#: The six prompt templates of the paper's Table 7; "{}" is the class name.
+#: The six prompts of the paper's Table 7 in its order and wording (its "Egocentric image a" included); "{}" is
+#: the class name.
 PROMPT_TEMPLATES: tuple[str, ...] = (
     "{}",
     "Image of a {}",
     "Video of a {}",
-    "Egocentric image of a {}",
-    "Egocentric video of a {}",
-    "A photo of a {}",
+    "Egocentric image a {}",
+    "Image of a hand holding a {}",
+    "Egocentric image of a hand holding {}",
 )
 DEFAULT_TEMPLATE = "{}"
 #: Aim for chunks of about this many bytes in the largest array (features).
@@ -97,7 +98,7 @@ class StoreSpec:
     dataset: str  # "epic" | "ego4d" | "egtea" | any name
     num_frames: int  # T slots per segment
     encoders: dict[str, EncoderSpec]  # features/<name> present, keyed by registry name
-    sampling: str = "uniform-bins:16x2"  # frame sampling rule
+    sampling: str = "uniform-bins:16x3"  # frame sampling rule (xmic.extract.sampling.SAMPLING_RULE)
     chunk_rows: int = 256
     hands: str = "none"  # hand-box provider
     annotations: dict[str, str] = field(default_factory=dict)  # file name -> sha256

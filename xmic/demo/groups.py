@@ -36,6 +36,14 @@ def _store_encoders(cache: Path, groups: Sequence[str]) -> set[str] | None:
     return set(StoreReader(cache, groups[0]).spec.encoders) if groups else None
 
 
+def _old_layout_groups(cache: Path, groups: Sequence[str]) -> list[str]:
+    """The groups of ``groups`` whose sampling rule has no bin-centre candidate (e.g. the old 16x2 layout)."""
+    from xmic.cache.reader import StoreReader
+    from xmic.extract.sampling import rule_lacks_bin_centres
+
+    return [g for g in groups if rule_lacks_bin_centres(StoreReader(cache, g).spec.sampling)]
+
+
 def _benchmark_with(root: Path, names: Sequence[str]) -> Path | None:
     """A generated benchmark under ``root`` whose manifest has every dataset of ``names``, if one exists."""
     for folder in sorted(root.glob("data*")):
@@ -86,6 +94,10 @@ def ensure_demo_groups(
         raise ValueError(f"no demo dataset {', '.join(unknown)}; the demo has {', '.join(DEMO_GROUPS)}")
     cache = Path(cache)
     present = [g for g in store_groups(cache) if g in DEMO_GROUPS.values()]
+    stale = _old_layout_groups(cache, present)
+    for group in stale:
+        echo(f"demo: group {group} holds frames without bin centres (an older xmic's layout); extracting it again")
+    present = [g for g in present if g not in stale]
     missing = [n for n in names if DEMO_GROUPS[n] not in present]
     if not missing:
         return []

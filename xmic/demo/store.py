@@ -15,6 +15,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from xmic.extract.sampling import DEFAULT_NUM_FRAMES
+
 Echo = Callable[[str], None]
 GROUP_PREFIX = "synth-"
 DEMO_DATASETS = ("epic", "ego4d")
@@ -59,7 +61,7 @@ def extract_demo_store(
     *,
     second_encoder: str | None = None,
     names: tuple[str, ...] = DEMO_DATASETS,
-    num_frames: int = 32,
+    num_frames: int = DEFAULT_NUM_FRAMES,
     progress: bool = True,
     echo: Echo = print,
 ) -> dict[str, Any]:
@@ -72,7 +74,8 @@ def extract_demo_store(
         model_dir: Parent folder of the encoders (see :mod:`xmic.demo.models`).
         second_encoder: Also extract this encoder (``dinov2-vits14``) for X-MIC+DINO.
         names: Which datasets of the manifest (``epic``, ``ego4d``, ``egtea``); other groups are left alone.
-        num_frames: Slots per segment (32 = 16 bins x 2 candidates, the paper's sampling).
+        num_frames: Slots per segment (48 = 16 bins x 3 candidates; evaluation takes each bin's centre one, training
+            draws one per bin, as the paper samples).
         progress: Progress bars.
         echo: Log lines.
 

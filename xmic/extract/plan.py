@@ -6,11 +6,13 @@ chunk's rows by video so that each video is decoded once per chunk.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from xmic.extract.datasets import DatasetAnnotations, read_annotations, records_to_columns
+from xmic.extract.datasets.ego4d import AUTHORS_CENTER_SEC
 from xmic.extract.datasets.records import sort_records
 from xmic.extract.pipeline import ChunkJob, VideoJob
 
@@ -50,13 +52,30 @@ def egtea_options(config: ExtractConfig, split: str) -> dict[str, Any]:
     return {"split_id": 1 if chosen is None else int(chosen)}
 
 
+def center_window(config: ExtractConfig) -> float | None:
+    """Seconds kept around the middle of each action window, as the store records it (``center_sec``).
+
+    Ego4D: ``config.center_sec`` None gives the authors' 4 s (:data:`AUTHORS_CENTER_SEC`), 0 the whole window
+    (None), any other positive value that many seconds. Other datasets: None; giving a value is an error.
+    """
+    sec = config.center_sec
+    if sec is not None and not (math.isfinite(sec) and sec >= 0):
+        raise ValueError(f"--center-sec must be a number of seconds >= 0 (0: the whole window), got {sec!r}")
+    if config.dataset != "ego4d":
+        if sec is not None:
+            raise ValueError(f"--center-sec applies to ego4d only, not {config.dataset}")
+        return None
+    if sec is None:
+        return AUTHORS_CENTER_SEC
+    return None if sec == 0 else float(sec)
+
+
 def load_dataset(config: ExtractConfig) -> Dataset:
     """Read every split, check they share one vocabulary, and sort all rows by video and time."""
     options: dict[str, Any] = {"skip_bad": config.skip_bad}
-    if config.center_sec is not None:
-        if config.dataset != "ego4d":
-            raise ValueError(f"--center-sec applies to ego4d only, not {config.dataset}")
-        options["center_sec"] = config.center_sec
+    center = center_window(config)
+    if center is not None:
+        options["center_sec"] = center
     if config.media is not None:
         if config.dataset != "epic":
             raise ValueError(f"--media applies to epic only, not {config.dataset}")

@@ -32,8 +32,16 @@ from xmic.extract.launch import (
     planned_chunks,
 )
 from xmic.extract.pipeline import DecodeSettings
-from xmic.extract.plan import FIRST_FRAME, Dataset, check_media, egtea_options, load_dataset, plan_chunks  # noqa: F401 - API
-from xmic.extract.sampling import DEFAULT_BINS, sampling_rule
+from xmic.extract.plan import (  # noqa: F401 - API
+    FIRST_FRAME,
+    Dataset,
+    center_window,
+    check_media,
+    egtea_options,
+    load_dataset,
+    plan_chunks,
+)
+from xmic.extract.sampling import DEFAULT_BINS, DEFAULT_NUM_FRAMES, check_bin_centres, sampling_rule
 
 Echo = Callable[[str], None]
 
@@ -43,7 +51,10 @@ class ExtractConfig:
     """Everything ``xmic extract`` takes (see its ``--help``); paths may be str or Path.
 
     ``hand_options`` holds the ``--hands`` provider's flags by name (:data:`xmic.extract.hands.HAND_OPTIONS`).
-    ``bins`` defaults to 16 when ``num_frames`` is a multiple of 16, else ``num_frames`` (one frame per bin).
+    ``bins`` defaults to 16 when ``num_frames`` is a multiple of 16, else ``num_frames`` (one frame per bin); the
+    candidates per bin must be odd so that one is the bin's centre frame (default 48 = 16 x 3).
+    ``center_sec`` (Ego4D): None keeps the authors' central 4 s of each action window, 0 the whole window; the
+    store records the resolved value (:func:`xmic.extract.plan.center_window`) as ``config["center_sec"]``.
     ``decode_size`` is the shorter side frames are decoded at (None: the source size). ``chunk_rows`` defaults to
     the store's when it exists, else ~8 MiB feature chunks.
     """
@@ -57,7 +68,7 @@ class ExtractConfig:
     hands: str = "none"
     hand_options: dict[str, Any] = field(default_factory=dict)
     model_dir: Path | None = None
-    num_frames: int = 32
+    num_frames: int = DEFAULT_NUM_FRAMES
     bins: int | None = None
     workers: int = 0
     prefetch: int | None = None
@@ -112,6 +123,7 @@ class ExtractConfig:
                 continue
             value = getattr(self, f.name)
             out[f.name] = _jsonable(value)
+        out["center_sec"] = center_window(self)  # resolved: 4.0 (ego4d default), None (whole window / not ego4d)
         return out
 
 
@@ -219,7 +231,8 @@ def run_extraction(
     t_start = time.perf_counter()
     rank, world = discover_rank(config.rank, config.world_size)
     names = config.encoder_names()
-    data = load_dataset(config)
+    check_bin_centres(config.num_frames, config.resolved_bins())  # a store without bin centres is never made
+    data = load_dataset(config)  # also checks --center-sec
     if config.dry_run:
         from xmic.extract.extract_cli import dry_run_info
 

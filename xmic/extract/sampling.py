@@ -8,9 +8,14 @@ sub-bin ``j``::
     slot_frames[j] = start + floor((2 j + 1) * L / (2 T)),    j = 0 .. T-1
 
 so slots ``b*k .. b*k + k-1`` lie inside bin ``b``, every slot lies in ``[start, stop]``, slots are
-non-decreasing, and a segment shorter than ``T`` frames repeats frames. With ``k = 1`` this is the TSN
-centre-of-segment sampling. Training later draws one of the ``k`` candidates of each bin
-(:func:`pick_bin_slots` with a generator); evaluation takes a fixed candidate.
+non-decreasing, and a segment shorter than ``T`` frames repeats frames.
+
+For an odd ``k`` the middle candidate ``c = (k - 1) / 2`` of bin ``b`` is slot ``j = b k + c``, where
+``2 j + 1 = k (2 b + 1)`` and ``2 T = k (2 bins)``; the ``k`` cancels and the slot is exactly the frame under
+the bin's own centre, ``start + floor((2 b + 1) L / (2 bins))`` (the authors' uniform sampling; ``k = 1`` is
+TSN's centre-of-segment sampling). An even ``k`` has no candidate there. The default is 16 bins x 3
+candidates (``T = 48``): evaluation takes the centre candidate of every bin, training draws one of the three
+per bin (:func:`pick_bin_slots`).
 
 Pure numpy: stage two may import this module.
 """
@@ -21,26 +26,58 @@ import re
 
 import numpy as np
 
-DEFAULT_NUM_FRAMES = 32
 DEFAULT_BINS = 16
-#: The rule the store records in its spec for the defaults (16 bins x 2 candidates).
-SAMPLING_RULE = "uniform-bins:16x2"
+#: Candidates per bin; odd, so that the middle one is the bin's centre frame.
+DEFAULT_CANDIDATES = 3
+DEFAULT_NUM_FRAMES = DEFAULT_BINS * DEFAULT_CANDIDATES  # 48
+#: The rule the store records in its spec for the defaults (16 bins x 3 candidates).
+SAMPLING_RULE = "uniform-bins:16x3"
+#: Prefix of the rules this module writes (other rules, e.g. the synthetic stores' ``synthetic:<T>``, sample
+#: no video).
+RULE_PREFIX = "uniform-bins:"
 
 _RULE_RE = re.compile(r"^uniform-bins:(\d+)x(\d+)$")
 
 
 def sampling_rule(num_frames: int = DEFAULT_NUM_FRAMES, bins: int = DEFAULT_BINS) -> str:
-    """The rule string for ``num_frames`` slots in ``bins`` bins, e.g. ``"uniform-bins:16x2"``."""
+    """The rule string for ``num_frames`` slots in ``bins`` bins, e.g. ``"uniform-bins:16x3"``."""
     per_bin = _per_bin(num_frames, bins)
     return f"uniform-bins:{bins}x{per_bin}"
 
 
 def parse_sampling_rule(rule: str) -> tuple[int, int]:
-    """``"uniform-bins:16x2"`` -> ``(bins, per_bin) = (16, 2)``; a clear error for any other rule."""
+    """``"uniform-bins:16x3"`` -> ``(bins, per_bin) = (16, 3)``; a clear error for any other rule."""
     match = _RULE_RE.match(rule)
     if not match or int(match.group(1)) < 1 or int(match.group(2)) < 1:
         raise ValueError(f"unknown sampling rule {rule!r}; expected 'uniform-bins:<bins>x<per_bin>'")
     return int(match.group(1)), int(match.group(2))
+
+
+def centre_candidate(per_bin: int) -> int | None:
+    """Which of a bin's ``per_bin`` candidates is the bin's centre frame: ``per_bin // 2`` when ``per_bin`` is odd,
+    None when it is even (no candidate lies there)."""
+    return per_bin // 2 if per_bin % 2 else None
+
+
+def rule_lacks_bin_centres(rule: str) -> bool:
+    """Whether ``rule`` is a ``uniform-bins`` rule with an even number of candidates per bin (e.g. the old default
+    ``uniform-bins:16x2``): none of its slots is a bin's centre frame, so it cannot give the evaluation frames.
+    Rules of another kind (``synthetic:<T>``) are not judged here."""
+    if not rule.startswith(RULE_PREFIX):
+        return False
+    return centre_candidate(parse_sampling_rule(rule)[1]) is None
+
+
+def check_bin_centres(num_frames: int, bins: int) -> None:
+    """ValueError unless ``num_frames`` slots in ``bins`` bins put a candidate at every bin's centre (an odd count
+    per bin)."""
+    per_bin = _per_bin(num_frames, bins)
+    if centre_candidate(per_bin) is None:
+        odd = ", ".join(str(bins * k) for k in (1, 3, 5))
+        raise ValueError(
+            f"{num_frames} frames in {bins} bins give {per_bin} candidates per bin, none at a bin's centre; "
+            f"evaluation takes every bin's centre frame, so use an odd number per bin (frames {odd}, ...)"
+        )
 
 
 def _per_bin(num_frames: int, bins: int) -> int:
@@ -117,7 +154,8 @@ def pick_bin_slots(
         num_frames: Stored slots ``T``.
         bins: Bins (frames used per segment).
         rng: Random generator for training (a random candidate per bin and segment); ``None`` gives
-            the fixed evaluation choice, candidate ``(k - 1) // 2`` of every bin (the centre for odd ``k``).
+            the fixed evaluation choice, candidate ``(k - 1) // 2`` of every bin: the bin's centre frame for
+            an odd ``k`` (the default 3 gives candidate 1); an even ``k`` has no centre candidate.
 
     Returns:
         ``(n, bins)`` int64 slot positions in ``0 .. T-1``; index ``frame_index``/features with them.

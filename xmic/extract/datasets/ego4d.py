@@ -30,6 +30,9 @@ from xmic.extract.datasets._common import (
 from xmic.extract.datasets.records import NO_LABEL, AnnotationError, DatasetAnnotations, SegmentRecord, sort_records
 
 EGO4D_FPS = 30.0
+#: Seconds kept around the middle of each 8 s action window by ``xmic extract`` unless told otherwise (the
+#: authors' setting); :func:`read_ego4d` itself keeps the whole window unless given ``center_sec``.
+AUTHORS_CENTER_SEC = 4.0
 REQUIRED_FIELDS = ("clip_uid", "action_idx", "action_clip_start_sec", "action_clip_end_sec")
 LABEL_FIELDS = ("verb_label", "noun_label")
 
