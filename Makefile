@@ -14,6 +14,13 @@ EPIC_ROOT ?=
 EGO4D_ROOT ?=
 EGTEA_ROOT ?=
 HOA_DIR ?=
+# hand boxes of the groups a table extracts: HANDS=ego4d=mediapipe,egtea=yolo,epic=epic-hoa (default: epic epic-hoa
+# with HOA_DIR, else mediapipe); HAND_MODEL=.../hand_landmarker.task (default: env XMIC_HAND_MODEL, or the file in
+# MODEL_DIR); YOLO_WEIGHTS for yolo; ALLOW_NO_HANDS=1 lets X-MIC rows and Table 4 use groups without hand boxes
+HANDS ?=
+HAND_MODEL ?=
+YOLO_WEIGHTS ?=
+ALLOW_NO_HANDS ?=
 MODEL_DIR ?=
 SPLIT_FILES ?=
 SECOND_ENCODER ?=
@@ -53,6 +60,8 @@ reproduce-table1 reproduce-table2 reproduce-table3 reproduce-table4 reproduce-ta
 	$(BIN)/xmic reproduce --table $* --cache "$(if $(DEMO),$(DEMO_OUT)/cache,$(CACHE))" --seeds "$(SEEDS)" \
 		--preset "$(PRESET)" --out "$(REPRO_OUT)" --epic-root "$(EPIC_ROOT)" --ego4d-root "$(EGO4D_ROOT)" \
 		--egtea-root "$(EGTEA_ROOT)" --hoa-dir "$(HOA_DIR)" --model-dir "$(MODEL_DIR)" \
+		--hands "$(HANDS)" --hand-model "$(HAND_MODEL)" --yolo-weights "$(YOLO_WEIGHTS)" \
+		$(if $(ALLOW_NO_HANDS),--allow-no-hands,) \
 		--split-files "$(SPLIT_FILES)" --second-encoder "$(SECOND_ENCODER)" --paper-numbers "$(PAPER_NUMBERS)" \
 		$(if $(EPOCHS),--epochs $(EPOCHS),) $(if $(DEMO),--demo,) $(if $(filter quick,$(DEMO)),--demo-quick,)
 

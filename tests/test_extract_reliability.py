@@ -154,6 +154,7 @@ def test_two_ranks_at_once_equal_one_process(data: dict[str, Path], reference: P
     common = [sys.executable, "-m", "xmic.extract.extract_cli", "--dataset", "ego4d", "--root", str(data["root"])]
     common += ["--cache", str(cache), "--model-dir", str(data["models"]), "--frames", "4", "--chunk-rows", "2"]
     common += ["--decode-size", "0", "--device", "cpu", "--no-progress", "--world-size", "2", "--json"]
+    common += ["--hands", "none"]
     procs = [
         subprocess.Popen(common + ["--rank", str(r), "--workers", str(r)], env=_env(), stdout=subprocess.PIPE)
         for r in (0, 1)

@@ -611,3 +611,68 @@ def test_mediapipe_on_the_real_ego4d_clip(hand_model):
     found = np.isfinite(out).all(axis=1)
     assert found.sum() >= 9, f"hands in {found.sum()}/16 frames of {clips[0].name}"
     assert (out[found] >= 0).all() and (out[found] <= 1).all()
+
+
+# ------------------------------------------------------------------------------- choosing --hands in xmic extract
+
+
+def test_choose_hands_without_a_silent_none(tmp_path, monkeypatch):
+    from xmic.extract.hands.factory import NO_HAND_CHOICE, NoHandChoiceError, choose_hands
+
+    monkeypatch.delenv("XMIC_HAND_MODEL", raising=False)
+    monkeypatch.delenv("XMIC_MODEL_DIR", raising=False)
+    with pytest.raises(NoHandChoiceError) as err:
+        choose_hands(None, {"hand_margin": None})
+    assert str(err.value) == NO_HAND_CHOICE and "--hands none" in NO_HAND_CHOICE
+    assert choose_hands(None, {"hoa_dir": "hoa", "hoa_hand_threshold": 0.5}) == (
+        "epic-hoa",
+        {"hoa_dir": "hoa", "hoa_hand_threshold": 0.5},
+    )
+    assert choose_hands(None, {"yolo_weights": "w.pt"})[0] == "yolo"
+    assert choose_hands(None, {"hand_boxes": "boxes"})[0] == "given"
+    assert choose_hands(None, {"hand_model": "m.task"}) == ("mediapipe", {"hand_model": "m.task"})
+    with pytest.raises(NoHandChoiceError, match=r"several hand-box sources \(epic-hoa, yolo\)"):
+        choose_hands(None, {"hoa_dir": "hoa", "yolo_weights": "w.pt"})
+    assert choose_hands("none", {}) == ("none", {})  # an explicit choice
+    with pytest.raises(
+        FileNotFoundError, match=r"no MediaPipe hand model .*\(looked for .*models/hand_landmarker.task\)"
+    ):
+        choose_hands("mediapipe", {}, tmp_path / "models")
+
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "hand_landmarker.task").write_bytes(b"")
+    found = str(models / "hand_landmarker.task")
+    assert choose_hands(None, {}, models) == ("mediapipe", {"hand_model": found})  # in --model-dir
+    assert choose_hands("mediapipe", {"hand_margin": 0.1}, models) == (
+        "mediapipe",
+        {"hand_margin": 0.1, "hand_model": found},
+    )
+    monkeypatch.setenv("XMIC_MODEL_DIR", str(models))
+    assert choose_hands(None, {}) == ("mediapipe", {"hand_model": found})  # $XMIC_MODEL_DIR without --model-dir
+    other = tmp_path / "other.task"
+    other.write_bytes(b"")
+    monkeypatch.setenv("XMIC_HAND_MODEL", str(other))
+    assert choose_hands(None, {}, models) == ("mediapipe", {"hand_model": str(other)})  # the variable first
+    assert choose_hands(None, {"yolo_weights": "w.pt"}, models)[0] == "yolo"  # a flag given beats a model found
+
+
+def test_missing_hand_model_names_the_file_and_the_model_page(tmp_path):
+    from xmic.extract.hands.factory import HAND_MODEL_PAGE, HAND_MODEL_URL
+
+    with pytest.raises(FileNotFoundError) as err:
+        make_hand_provider("mediapipe", hand_model=str(tmp_path / "absent.task"))
+    msg = str(err.value)
+    assert f"--hand-model {tmp_path / 'absent.task'} does not exist" in msg
+    assert HAND_MODEL_PAGE in msg and HAND_MODEL_URL in msg and "never downloads" in msg
+
+
+def test_hands_option_has_no_default():
+    @click.command()
+    @hand_options
+    def cmd(hands, **kwargs):
+        click.echo(repr(hands))
+
+    res = CliRunner().invoke(cmd, [])
+    assert res.exit_code == 0 and res.output.strip() == "None"
+    assert "XMIC_HAND_MODEL" in CliRunner().invoke(cmd, ["--help"]).output

@@ -45,6 +45,24 @@ def parse_datasets(text: str | None, base: dict[str, str]) -> dict[str, str]:
 @click.option("--ego4d-root", default=None, help="Ego4D root, to extract a missing ego4d group.")
 @click.option("--egtea-root", default=None, help="EGTEA Gaze+ root, to extract a missing egtea group.")
 @click.option("--hoa-dir", default=None, help="EPIC-100 hand-object detections for extraction (epic-hoa hands).")
+@click.option(
+    "--hands",
+    "hands_choice",
+    default=None,
+    help="Extraction: hand-box provider for all datasets or per dataset, e.g. ego4d=mediapipe,egtea=yolo,"
+    "epic=epic-hoa (epic-hoa, mediapipe, yolo, none). Default: epic epic-hoa with --hoa-dir, else mediapipe.",
+)
+@click.option(
+    "--hand-model",
+    default=None,
+    help="Extraction: MediaPipe hand_landmarker.task (default $XMIC_HAND_MODEL or hand_landmarker.task in --model-dir).",
+)
+@click.option("--yolo-weights", default=None, help="Extraction: YOLO weights file for --hands ...=yolo.")
+@click.option(
+    "--allow-no-hands",
+    is_flag=True,
+    help="Run X-MIC rows and Table 4 on groups without hand boxes (hand view = full frame), and extract with none.",
+)
 @click.option("--model-dir", default=None, help="Local model folder / HF cache (extraction; CoOp, Co-CoOp, A5).")
 @click.option("--second-encoder", default=None, help="Second encoder to extract with a missing group (dinov2-vitb14).")
 @click.option("--skip-bad", is_flag=True, help="Extraction: record rows without media as failed instead of stopping.")
@@ -90,11 +108,16 @@ def reproduce_cmd(number: int, cache: Path, demo: bool, demo_quick: bool, **kw: 
         ReproduceSettings,
         reproduce_table,
     )
+    from xmic.evaluate.reproduce_data import parse_hands
 
     targets = tuple(t.strip() for t in kw["targets"].split(",") if t.strip())
     if not targets or any(t not in ("noun", "verb") for t in targets):
         raise click.BadParameter(f"targets must be noun and/or verb, got {kw['targets']!r}", param_hint="--targets")
     datasets = parse_datasets(kw["dataset_map"], DEMO_GROUPS if demo else DEFAULT_DATASETS)
+    try:
+        hands = parse_hands(kw["hands_choice"])
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--hands") from None
     epochs = kw["epochs"]
     if demo_quick and not demo:
         raise click.BadParameter("--demo-quick goes with --demo", param_hint="--demo-quick")
@@ -129,10 +152,15 @@ def reproduce_cmd(number: int, cache: Path, demo: bool, demo_quick: bool, **kw: 
         model_dir=_path(kw["model_dir"]),
         roots={d: p for d, p in roots.items() if p is not None},
         hoa_dir=_path(kw["hoa_dir"]),
+        hands=hands,
+        hand_model=_path(kw["hand_model"]),
+        yolo_weights=_path(kw["yolo_weights"]),
+        allow_no_hands=kw["allow_no_hands"],
         second_encoder=kw["second_encoder"] or None,
         skip_bad=kw["skip_bad"],
         paper_numbers=_path(kw["paper_numbers"]),
         xmic_options={} if kw["adapter_hidden"] is None else {"mlp_hidden": kw["adapter_hidden"]},
+        demo=demo,
         progress=not kw["quiet"],
     )
     try:

@@ -2,13 +2,20 @@
 
 Used by :mod:`xmic.evaluate.reproduce`; a missing group is extracted with :func:`xmic.extract.runner.run_extraction`
 when the dataset's root is given, and otherwise the error prints the ``xmic extract`` command that creates it.
+
+Every extracted group gets hand boxes, as in the paper (:func:`hand_plan`): EPIC from the official hand-object
+detections when ``--hoa-dir`` is given, else from MediaPipe's hand landmarker; Ego4D and EGTEA from MediaPipe's hand
+landmarker (``--hand-model``, else ``$XMIC_HAND_MODEL`` or ``hand_landmarker.task`` in ``--model-dir``), unless
+``--hands`` names another provider per dataset. ``none`` needs ``--allow-no-hands``. Every group to extract is
+planned (root, hand source, model files) before the first one starts.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from xmic.evaluate.reproduce import ReproduceSettings
@@ -16,10 +23,105 @@ if TYPE_CHECKING:
 Echo = Callable[[str], None]
 #: Splits extracted when a table has to create a dataset group (EGTEA: its three test files together).
 EXTRACT_SPLITS = {"epic": ("train", "validation"), "ego4d": ("train", "val"), "egtea": ("test",)}
+#: Hand-box providers a table rebuild extracts with (``given`` needs box folders per dataset: use ``xmic extract``).
+REPRODUCE_HANDS = ("epic-hoa", "mediapipe", "yolo", "none")
+_MAKE_FLAG = {"hand_model": "HAND_MODEL", "yolo_weights": "YOLO_WEIGHTS", "hoa_dir": "HOA_DIR"}
 
 
 class ReproduceError(Exception):
     """A table cannot be rebuilt as asked (missing dataset, unknown row, ...); the message says what to do."""
+
+
+def parse_hands(text: str | None, datasets: tuple[str, ...] = tuple(EXTRACT_SPLITS)) -> dict[str, str]:
+    """``--hands``: one provider for every dataset (``"mediapipe"``) or per dataset (``"ego4d=mediapipe,egtea=yolo"``).
+
+    Raises:
+        ValueError: an unknown provider or dataset, or an item that is neither form (the message lists the choices).
+    """
+    out: dict[str, str] = {}
+    for item in (text or "").split(","):
+        if not item.strip():
+            continue
+        name, sep, provider = (p.strip().lower() for p in item.partition("="))
+        if not sep:
+            name, provider = "", name
+        if provider not in REPRODUCE_HANDS:
+            raise ValueError(
+                f"unknown hand-box provider {provider!r} in {item.strip()!r}; choose {', '.join(REPRODUCE_HANDS)}"
+            )
+        if sep and name not in datasets:
+            raise ValueError(f"unknown dataset {name!r} in {item.strip()!r}; the datasets are {', '.join(datasets)}")
+        out.update({d: provider for d in datasets} if not sep else {name: provider})
+    return out
+
+
+@dataclass(frozen=True)
+class HandPlan:
+    """The hand-box provider one dataset group is extracted with and its ``xmic extract`` options by name."""
+
+    hands: str
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def flags(self) -> str:
+        """The ``xmic extract`` flags: ``--hands mediapipe --hand-model PATH``."""
+        extra = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in self.options.items())
+        return f"--hands {self.hands}" + (f" {extra}" if extra else "")
+
+
+def _needed_file(path: Path | None, option: str, what: str, strict: bool, searched: Any = ()) -> Any:
+    """``path`` as a str when it is a file; a placeholder when not strict; ReproduceError otherwise."""
+    flag = "--" + option.replace("_", "-")
+    if path is not None and Path(path).is_file():
+        return str(path)
+    if not strict:
+        return str(path) if path is not None else f"<{what}>"
+    if option == "hand_model":
+        from xmic.extract.hands.factory import missing_hand_model
+
+        raise ReproduceError(missing_hand_model(path, f"{flag} PATH (make {_MAKE_FLAG[option]}=PATH)", searched))
+    said = f"{flag} {path} does not exist" if path is not None else f"no {flag} given"
+    raise ReproduceError(f"{said}: --hands yolo needs a local {what} (make {_MAKE_FLAG[option]}=PATH)")
+
+
+def hand_plan(settings: ReproduceSettings, logical: str, strict: bool = True) -> HandPlan:
+    """How group ``logical`` gets its hand boxes when a table extracts it.
+
+    ``settings.hands[logical]`` when given, else EPIC ``epic-hoa`` with ``settings.hoa_dir`` and ``mediapipe``
+    otherwise; MediaPipe's model is ``settings.hand_model`` or the one :func:`find_hand_model` finds, YOLO's
+    weights ``settings.yolo_weights``.
+
+    Args:
+        strict: Check that the files exist and that ``none`` is allowed, raising ReproduceError saying how to fix
+            it; when False, missing files become placeholders (for the command printed in an error).
+    """
+    from xmic.extract.hands.factory import find_hand_model, hand_model_candidates
+
+    hands = getattr(settings, "hands", None) or {}
+    hoa_dir = settings.hoa_dir
+    choice = hands.get(logical) or ("epic-hoa" if logical == "epic" and hoa_dir is not None else "mediapipe")
+    if choice == "epic-hoa":
+        if logical != "epic":
+            raise ReproduceError(f"--hands {logical}=epic-hoa: the EPIC-100 hand-object detections exist for EPIC only")
+        if hoa_dir is None:
+            if strict:
+                raise ReproduceError("--hands epic=epic-hoa needs --hoa-dir DIR (make HOA_DIR=DIR)")
+            return HandPlan(choice, {"hoa_dir": "<HOA_DIR>"})
+        return HandPlan(choice, {"hoa_dir": str(hoa_dir)})
+    if choice == "mediapipe":
+        model = getattr(settings, "hand_model", None) or find_hand_model(settings.model_dir)
+        searched = hand_model_candidates(settings.model_dir)
+        return HandPlan(
+            choice, {"hand_model": _needed_file(model, "hand_model", "hand_landmarker.task", strict, searched)}
+        )
+    if choice == "yolo":
+        weights = getattr(settings, "yolo_weights", None)
+        return HandPlan(choice, {"yolo_weights": _needed_file(weights, "yolo_weights", "YOLO weights file", strict)})
+    if choice == "none" and strict and not getattr(settings, "allow_no_hands", False):
+        raise ReproduceError(
+            f"--hands {logical}=none extracts {logical} without hand boxes (its hand view would be the full frame), "
+            "and X-MIC rows and Table 4 refuse such a group; add --allow-no-hands (make ALLOW_NO_HANDS=1) to go on"
+        )
+    return HandPlan(choice)
 
 
 def store_groups(cache: Path) -> list[str]:
@@ -33,8 +135,7 @@ def extract_command(settings: ReproduceSettings, logical: str) -> str:
     root = settings.roots.get(logical) or f"<{logical.upper()}_ROOT>"
     parts = [f"xmic extract --dataset {logical} --root {root} --split {','.join(EXTRACT_SPLITS[logical])}"]
     parts.append(f"--cache {settings.cache}")
-    if logical == "epic" and settings.hoa_dir:
-        parts.append(f"--hands epic-hoa --hoa-dir {settings.hoa_dir}")
+    parts.append(hand_plan(settings, logical, strict=False).flags())
     if logical == "ego4d":
         parts.append("--center-sec 4")
     if settings.second_encoder:
@@ -44,8 +145,8 @@ def extract_command(settings: ReproduceSettings, logical: str) -> str:
     return " ".join(parts)
 
 
-def extract_dataset(settings: ReproduceSettings, logical: str, echo: Echo) -> None:
-    """Create (or finish) dataset group ``logical`` with the extraction runner, or say how to."""
+def plan_extraction(settings: ReproduceSettings, logical: str) -> Any:
+    """The :class:`~xmic.extract.runner.ExtractConfig` that creates (or finishes) group ``logical``, or say how to."""
     group = settings.group(logical)
     if group != logical:
         raise ReproduceError(
@@ -62,37 +163,53 @@ def extract_dataset(settings: ReproduceSettings, logical: str, echo: Echo) -> No
             f"the store {settings.cache} has no complete dataset group {logical!r}; give --{logical}-root DIR to "
             f"extract it here, or run:\n  {command}"
         )
+    plan = hand_plan(settings, logical)
     try:
-        from xmic.extract.runner import ExtractConfig, run_extraction
+        from xmic.extract.runner import ExtractConfig
     except ImportError as exc:  # pragma: no cover - the runner ships with the package
         raise ReproduceError(f"cannot import the extraction runner ({exc}); run:\n  {command}") from exc
-    hands, hand_options = "none", {}
-    if logical == "epic" and settings.hoa_dir is not None:
-        hands, hand_options = "epic-hoa", {"hoa_dir": settings.hoa_dir}
-    config = ExtractConfig(
+    return ExtractConfig(
         dataset=logical,
         root=Path(root),
         splits=EXTRACT_SPLITS[logical],
         cache=Path(settings.cache),
         second_encoder=settings.second_encoder,
-        hands=hands,
-        hand_options=hand_options,
+        hands=plan.hands,
+        hand_options=dict(plan.options),
         model_dir=settings.model_dir,
         center_sec=4.0 if logical == "ego4d" else None,
         device=settings.device,
         skip_bad=settings.skip_bad,
         progress=settings.progress,
     )
-    echo(f"extracting {logical} into {settings.cache}: {command}")
+
+
+def _run(settings: ReproduceSettings, config: Any, echo: Echo) -> None:
+    from xmic.extract.runner import run_extraction
+
+    echo(f"extracting {config.dataset} into {settings.cache}: {extract_command(settings, config.dataset)}")
     run_extraction(config, echo=echo)
 
 
+def extract_dataset(settings: ReproduceSettings, logical: str, echo: Echo) -> None:
+    """Create (or finish) dataset group ``logical`` with the extraction runner, or say how to."""
+    _run(settings, plan_extraction(settings, logical), echo)
+
+
 def ensure_datasets(settings: ReproduceSettings, logical_names: list[str], echo: Echo) -> None:
-    """Every needed group present and complete; extract the missing ones (or raise saying how)."""
+    """Every needed group present and complete; extract the missing ones (or raise saying how).
+
+    Every missing group is planned first (root, hand source, model files), so that a problem with the last one
+    is reported before hours of extracting the first.
+    """
     from xmic.cache.reader import StoreReader
 
+    missing = []
     for logical in logical_names:
         group = settings.group(logical)
         if group in store_groups(settings.cache) and StoreReader(settings.cache, group).complete():
             continue
-        extract_dataset(settings, logical, echo)
+        missing.append(logical)
+    configs = [plan_extraction(settings, logical) for logical in missing]
+    for config in configs:
+        _run(settings, config, echo)

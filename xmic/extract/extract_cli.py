@@ -13,8 +13,9 @@ from typing import Any
 
 import click
 
-from xmic.extract.hands.factory import hand_options, pop_hand_options
+from xmic.extract.hands.factory import choose_hands, hand_options, pop_hand_options
 from xmic.extract.runner import Dataset, ExtractConfig, ExtractReport, run_extraction
+from xmic.extract.sampling import DEFAULT_NUM_FRAMES
 
 #: Failed rows / skipped rows / missing videos spelled out in printed summaries.
 MAX_LISTED = 20
@@ -168,7 +169,15 @@ def _split_list(values: tuple[str, ...]) -> tuple[str, ...]:
 @click.option("--model-dir", type=click.Path(path_type=Path), default=None, help="local model folder or HF cache")
 @hand_options
 @click.option("--boxes-dir", type=click.Path(path_type=str), default=None, help="alias of --hand-boxes")
-@click.option("--frames", "num_frames", type=int, default=32, show_default=True, help="slots T per segment")
+@click.option(
+    "--frames",
+    "num_frames",
+    type=int,
+    default=DEFAULT_NUM_FRAMES,
+    show_default=True,
+    help="slots T per segment: 16 bins x 3 candidates, the middle one the bin's centre (evaluation), one drawn "
+    "at random per bin in training; an odd number per bin is required",
+)
 @click.option("--bins", type=int, default=None, help="temporal bins (default 16 if T is a multiple, else T)")
 @click.option("--workers", type=int, default=2, show_default=True, help="decode processes (0: in-process)")
 @click.option("--prefetch", type=int, default=None, help="decoded pieces queued ahead (default 2 x workers)")
@@ -176,7 +185,10 @@ def _split_list(values: tuple[str, ...]) -> tuple[str, ...]:
 @click.option("--world-size", type=int, default=None, help="number of ranks (default WORLD_SIZE / SLURM_NTASKS / 1)")
 @click.option("--annotations", "annotations_dir", type=click.Path(path_type=Path), default=None, help="annotation dir")
 @click.option(
-    "--center-sec", type=float, default=None, help="ego4d: keep the central seconds of each action (authors: 4)"
+    "--center-sec",
+    type=float,
+    default=None,
+    help="ego4d: keep the central seconds of each action window (default 4, the authors'; 0: the whole window)",
 )
 @click.option(
     "--media", type=click.Choice(["auto", "video", "frames"]), default=None, help="epic: MP4 or frame folders"
@@ -219,7 +231,11 @@ def extract(**kwargs: Any) -> None:
     json_out = kwargs.pop("json_out")
     kwargs["splits"] = _split_list(kwargs["splits"])
     kwargs["progress"] = not kwargs.pop("no_progress")
-    config = ExtractConfig(hands=kwargs.pop("hands"), hand_options=hand, **kwargs)
+    try:  # no silent "no hands": a provider named, implied by its flag or a hand model found, else stop
+        hands, hand = choose_hands(kwargs.pop("hands"), hand, kwargs.get("model_dir"))
+    except (ValueError, FileNotFoundError) as exc:
+        raise click.ClickException(str(exc)) from None
+    config = ExtractConfig(hands=hands, hand_options=hand, **kwargs)
     try:
         report = run_extraction(config, echo=click.echo)
     except (StoreError, AnnotationError, HandBoxError, FileNotFoundError, ValueError, TimeoutError) as exc:

@@ -5,12 +5,21 @@ command can pass its parsed flags straight through (:func:`hand_options` adds th
 None defaults; a None option means "not given" and takes the provider's default). Giving an option
 that the chosen provider does not use is an error, so a typo or a forgotten ``--hands`` does not pass
 silently.
+
+There is no silent default of "no hands" (DESIGN.md: every dataset gets hand boxes). :func:`choose_hands` picks the
+provider when ``--hands`` is not given: ``epic-hoa`` with ``--hoa-dir``, ``yolo`` with ``--yolo-weights``, ``given``
+with ``--hand-boxes``, ``mediapipe`` with ``--hand-model`` or with a hand model found by :func:`find_hand_model`
+(``$XMIC_HAND_MODEL``, then ``hand_landmarker.task`` in the ``--model-dir`` folder, or in ``$XMIC_MODEL_DIR``
+when no ``--model-dir`` is given); with none of them it stops saying how to choose. ``--hands none`` is an
+explicit choice and is recorded in the store's spec like any other. The model file is never downloaded.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import click
@@ -19,6 +28,30 @@ from xmic.extract.hands.base import HandBoxProvider, NoHandBoxes
 
 HAND_PROVIDERS = ("epic-hoa", "mediapipe", "yolo", "given", "none")
 _INJECTED = {"yolo_model": "yolo"}  # Python-only options (a ready model object), never flags
+
+#: MediaPipe's hand landmarker model: its file name, where to get it once, and the variable that points at it.
+HAND_MODEL_FILE = "hand_landmarker.task"
+HAND_MODEL_ENV = "XMIC_HAND_MODEL"
+HAND_MODEL_PAGE = "https://ai.google.dev/edge/mediapipe/solutions/vision/hand_landmarker"
+HAND_MODEL_URL = (
+    "https://storage.googleapis.com/mediapipe-models/hand_landmarker/hand_landmarker/float16/1/hand_landmarker.task"
+)
+#: The flag whose presence alone selects a provider when ``--hands`` is not given.
+_SELECTING_FLAGS = (
+    ("hoa_dir", "epic-hoa"),
+    ("yolo_weights", "yolo"),
+    ("hand_boxes", "given"),
+    ("hand_model", "mediapipe"),
+)
+NO_HAND_CHOICE = (
+    "no hand-box source chosen: give --hands mediapipe --hand-model hand_landmarker.task (or set "
+    f"{HAND_MODEL_ENV}), --hands epic-hoa --hoa-dir DIR (EPIC), --hands yolo --yolo-weights FILE, "
+    "--hands given --hand-boxes DIR, or --hands none (the full frame as the hand view, recorded in the store)"
+)
+
+
+class NoHandChoiceError(ValueError):
+    """``xmic extract`` was given no hand-box source and found no hand model (the message says how to choose)."""
 
 
 @dataclass(frozen=True)
@@ -95,7 +128,7 @@ def _build(name: str, o: dict[str, Any]) -> HandBoxProvider:
         from xmic.extract.hands.mediapipe_hands import MediaPipeHandProvider
 
         return MediaPipeHandProvider(
-            o["hand_model"],
+            check_hand_model(o["hand_model"]),
             margin=o["hand_margin"],
             min_detection_confidence=o["hand_min_conf"],
             running_mode=o["hand_mode"],
@@ -157,12 +190,95 @@ def hand_options(func: Callable) -> Callable:
     return click.option(
         "--hands",
         type=click.Choice(list(HAND_PROVIDERS)),
-        default="none",
-        show_default=True,
-        help="hand-box source for the hand view (no box = full frame)",
+        default=None,
+        help=(
+            "hand-box source for the hand view (a frame without a box: the full frame). Default: epic-hoa with "
+            "--hoa-dir, yolo with --yolo-weights, given with --hand-boxes, mediapipe with --hand-model or with "
+            f"{HAND_MODEL_FILE} found at ${HAND_MODEL_ENV} or in the --model-dir folder (else $XMIC_MODEL_DIR); "
+            "otherwise choose one (none: full frames, recorded in the store)"
+        ),
     )(func)
 
 
 def pop_hand_options(kwargs: dict[str, Any]) -> dict[str, Any]:
     """Remove the :data:`HAND_OPTIONS` flags from a command's ``kwargs`` and return them."""
     return {o.name: kwargs.pop(o.name) for o in HAND_OPTIONS if o.name in kwargs}
+
+
+def hand_model_candidates(model_dir: str | Path | None = None) -> list[Path]:
+    """Where a MediaPipe hand model is looked for when ``--hand-model`` is not given, in order.
+
+    ``$XMIC_HAND_MODEL`` (a file), then ``<model_dir>/hand_landmarker.task``, or, without ``model_dir``,
+    ``$XMIC_MODEL_DIR/hand_landmarker.task`` (the folder the encoders are looked for in).
+    """
+    out = []
+    if os.environ.get(HAND_MODEL_ENV):
+        out.append(Path(os.environ[HAND_MODEL_ENV]).expanduser())
+    folder = model_dir if model_dir is not None else os.environ.get("XMIC_MODEL_DIR") or None
+    if folder is not None:
+        out.append(Path(folder).expanduser() / HAND_MODEL_FILE)
+    return out
+
+
+def find_hand_model(model_dir: str | Path | None = None) -> Path | None:
+    """The first of :func:`hand_model_candidates` that is a file, else None (nothing is downloaded)."""
+    return next((p for p in hand_model_candidates(model_dir) if p.is_file()), None)
+
+
+def missing_hand_model(path: str | Path | None, how: str = "--hand-model PATH", searched: Any = ()) -> str:
+    """The message for a hand model that is not on disk: which file, where to get it, how to pass it."""
+    if path:
+        what = f"--hand-model {path} does not exist"
+    else:
+        looked = f" (looked for {', '.join(str(p) for p in searched)})" if searched else ""
+        what = f"no MediaPipe hand model ({HAND_MODEL_FILE}) given with --hand-model or found{looked}"
+    return (
+        f"{what}; xmic never downloads it. Get {HAND_MODEL_FILE} once from MediaPipe's hand landmarker model page "
+        f"{HAND_MODEL_PAGE} (float16: {HAND_MODEL_URL}) and pass {how}, set {HAND_MODEL_ENV}=PATH, or put it in "
+        f"the --model-dir folder"
+    )
+
+
+def check_hand_model(path: str | Path | None, how: str = "--hand-model PATH") -> Path:
+    """``path`` as a Path when it is a file; FileNotFoundError with :func:`missing_hand_model` otherwise."""
+    if path is None or not Path(path).expanduser().is_file():
+        raise FileNotFoundError(missing_hand_model(path, how))
+    return Path(path).expanduser()
+
+
+def choose_hands(
+    hands: str | None, options: dict[str, Any], model_dir: str | Path | None = None
+) -> tuple[str, dict[str, Any]]:
+    """The ``--hands`` provider and its options for ``xmic extract``, when the user may not have named one.
+
+    Args:
+        hands: ``--hands`` as given (None: not given).
+        options: The given hand flags by name (None values are dropped).
+        model_dir: ``--model-dir``, one place a hand model is looked for (:func:`hand_model_candidates`).
+
+    Returns:
+        ``(provider, options)``; for ``mediapipe`` without ``--hand-model``, ``hand_model`` is the model found.
+
+    Raises:
+        NoHandChoiceError: no ``--hands``, no flag that selects a provider and no hand model found; or flags of
+            several providers without ``--hands``.
+        FileNotFoundError: ``mediapipe`` chosen but no hand model given or found (the message says where to get it).
+    """
+    opts = {k: v for k, v in options.items() if v is not None}
+    if hands is None:
+        selected = sorted({provider for flag, provider in _SELECTING_FLAGS if flag in opts})
+        if len(selected) > 1:
+            raise NoHandChoiceError(f"flags of several hand-box sources ({', '.join(selected)}); pick one with --hands")
+        if selected:
+            hands = selected[0]
+        elif find_hand_model(model_dir) is not None:
+            hands = "mediapipe"
+        else:
+            raise NoHandChoiceError(NO_HAND_CHOICE)
+    hands = str(hands).strip().lower()
+    if hands == "mediapipe" and "hand_model" not in opts:
+        found = find_hand_model(model_dir)
+        if found is None:
+            raise FileNotFoundError(missing_hand_model(None, searched=hand_model_candidates(model_dir)))
+        opts["hand_model"] = str(found)
+    return hands, opts
