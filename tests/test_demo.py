@@ -19,7 +19,7 @@ from xmic.demo.results import compare_lines, method_table
 from xmic.demo.store import rename_group
 from xmic.demo.webdata import all_nouns, all_verbs, render_pairs
 
-METHODS = ["Zero-shot CLIP", "CLIP-Adapter", "CLIP-Adapter*", "CoOp", "Co-CoOp", "A5", "X-MIC"]
+METHODS = ["ZS CLIP", "CLIP-Adapter", "CLIP-Adapter*", "CoOp", "Co-CoOp", "A5", "X-MIC"]
 NOT_RUN = ["Vita-CLIP", "X-MIC+DINO"]
 DIRECTIONS = {"synth-epic>synth-ego4d", "synth-ego4d>synth-epic"}
 
@@ -95,7 +95,7 @@ def test_summary_lines_name_files_and_times(demo: Path) -> None:
     results = json.loads((demo / "results.json").read_text())
     result = DemoResult(demo, results, "", timings=results["timings_seconds"])
     text = "\n".join(summary_lines(result))
-    assert "X-MIC hm" in text and "Zero-shot CLIP" in text and str(demo / "table1.md") in text
+    assert "X-MIC hm" in text and "ZS CLIP" in text and str(demo / "table1.md") in text
     assert re.search(r"wall time: generate [0-9.]+ s, models [0-9.]+ s, .* total [0-9.]+ s", text)
 
 
@@ -134,10 +134,10 @@ def test_prepare_out_refuses_foreign_folders(tmp_path: Path) -> None:
 def test_compare_lines_counts_wins() -> None:
     methods = {
         "X-MIC": {"noun": {"a>b": {"hm": 30.0}, "b>a": {"hm": 10.0}}},
-        "Zero-shot CLIP": {"noun": {"a>b": {"hm": 20.0}, "b>a": {"hm": 12.0}}},
+        "ZS CLIP": {"noun": {"a>b": {"hm": 20.0}, "b>a": {"hm": 12.0}}},
         "CLIP-Adapter": {"noun": {"a>b": {"hm": 25.0}, "b>a": {"hm": None}}},
     }
-    lines = compare_lines(methods, "X-MIC", ("Zero-shot CLIP", "CLIP-Adapter"))
+    lines = compare_lines(methods, "X-MIC", ("ZS CLIP", "CLIP-Adapter"))
     assert lines[0].endswith("<- best") and "CLIP-Adapter –" in lines[1] and not lines[1].endswith("<- best")
     assert lines[-1].startswith("X-MIC has the highest cross-dataset hm in 1 of 2 cases")
     result = {

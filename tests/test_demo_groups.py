@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -17,8 +18,9 @@ QUIET = {"progress": False, "echo": lambda _m: None}
 
 
 def table_cells(md: str, row: str, target: str = "nouns") -> list[str]:
-    """The 'ours' cells of one row of a reproduce Markdown table, for one target."""
-    lines = [line.split("|") for line in md.splitlines() if line.startswith(f"| {row} |")]
+    """The 'ours' cells of one row of a reproduce Markdown table, for one target (``|`` in ``row`` as printed)."""
+    escaped = row.replace("|", "\\|")
+    lines = [re.split(r"(?<!\\)\|", line) for line in md.splitlines() if line.startswith(f"| {escaped} |")]
     return [cells[4].strip() for cells in lines if cells[2].strip().startswith(target)]
 
 
@@ -48,18 +50,45 @@ def test_fresh_store_gets_generated_groups_with_both_encoders(fresh: Path) -> No
         ensure_demo_groups(fresh, ["kinetics"], **QUIET)
 
 
-def test_table5_runs_the_dinov2_row_on_the_demo(fresh: Path, tmp_path: Path) -> None:
+def test_demo_groups_use_the_bin_centre_layout_and_old_ones_are_rebuilt(fresh: Path, tmp_path: Path) -> None:
+    from xmic.cache import layout
+    from xmic.cache.backend import Backend
+    from xmic.extract.sampling import DEFAULT_NUM_FRAMES, SAMPLING_RULE
+
+    for group in ("synth-epic", "synth-ego4d"):
+        spec = StoreReader(fresh, group).spec
+        assert (spec.num_frames, spec.sampling) == (DEFAULT_NUM_FRAMES, SAMPLING_RULE) == (48, "uniform-bins:16x3")
+    root = tmp_path / "copy"
+    shutil.copytree(fresh.parent, root)
+    cache = root / "cache"
+    with Backend(cache).session("a") as s:  # make synth-ego4d look like an older xmic's group
+        spec = layout.read_spec(s, "synth-ego4d", str(cache))
+        spec.sampling, spec.num_frames = "uniform-bins:16x2", 32
+        s.set_attrs("synth-ego4d", {layout.SPEC_ATTR: spec.to_json()})
+    lines: list[str] = []
+    built = ensure_demo_groups(cache, ["epic", "ego4d"], quick=True, progress=False, echo=lines.append)
+    assert built == ["synth-ego4d"]
+    assert any("synth-ego4d holds frames without bin centres" in line for line in lines)
+    assert StoreReader(cache, "synth-ego4d").spec.sampling == SAMPLING_RULE
+
+
+def test_table5_runs_the_b16_rows_and_says_why_not_the_others(fresh: Path, tmp_path: Path) -> None:
     out = tmp_path / "t5"
     args = ["--table", "5", "--cache", str(fresh), "--out", str(out), "--demo", "--demo-quick", "--epochs", "1"]
     result = CliRunner().invoke(reproduce_cmd, [*args, "--targets", "noun", "--quiet"])
     assert result.exit_code == 0, result.output
     md = (out / "table5.md").read_text()
-    for row in ("CLIP ViT-B/16", "DINOv2 ViT-B/14"):
+    for row in ("CLIP ViT-B/16 | ZS", "CLIP ViT-B/16 | X-MIC"):
         cells = table_cells(md, row)
-        assert len(cells) == 6 and all(c.endswith("(n=1)") for c in cells), (row, cells)
+        assert len(cells) == 3 and all(c.endswith("(n=1)") for c in cells), (row, cells)
+    for row in ("CLIP ViT-L/14 | X-MIC", "LaViLa ViT-L/14 | ZS"):
+        assert table_cells(md, row) == ["not run"] * 3
+    assert "not comparable" in md and "| CLIP ViT-B/16 \\| X-MIC | nouns · Ego4D → Epic · hm | 21.06 |" in md
     record = json.loads((out / "table5.json").read_text())
-    assert all("dinov2-vits14" in r["encoders"] for r in record["rows"]["DINOv2 ViT-B/14"]["results"])
-    assert all("dinov2-vits14" not in r["encoders"] for r in record["rows"]["CLIP ViT-B/16"]["results"])
+    assert "needs clip-vit-l14 features" in record["rows"]["CLIP ViT-L/14 | X-MIC"]["reason"]
+    assert "LaViLa" in record["rows"]["LaViLa ViT-L/14 | X-MIC"]["reason"]
+    xmic = record["rows"]["CLIP ViT-B/16 | X-MIC"]["results"]
+    assert all(set(r["encoders"]) == {"clip-vit-b16"} for r in xmic)  # no DINO: the backbone conditions itself
 
 
 def test_demo_store_is_extended_with_egtea_and_table3_runs(demo: Path, tmp_path: Path) -> None:
@@ -82,9 +111,9 @@ def test_demo_store_is_extended_with_egtea_and_table3_runs(demo: Path, tmp_path:
     assert (root / "models" / "clip-vit-b16" / "model.safetensors").stat().st_mtime_ns == stamp  # models reused
     assert (root / "data-egtea" / "manifest.json").is_file() and (root / "data" / "manifest.json").is_file()
     md = (out / "table3.md").read_text()
-    for row in ("Zero-shot CLIP", "X-MIC"):
+    for row in ("ZS CLIP", "X-MIC"):
         cells = table_cells(md, row, "nouns") + table_cells(md, row, "verbs")
-        assert len(cells) == 2 and all(c.endswith("(n=1)") for c in cells), (row, cells)
+        assert len(cells) == 6 and all(c.endswith("(n=1)") for c in cells), (row, cells)  # E4D, EGTEA, hm
 
     # a later `xmic demo` into the same folder clears the extra benchmark instead of refusing the folder
     from xmic.demo.pipeline import prepare_out

@@ -51,7 +51,8 @@ def rendered_slots(number: int) -> list[tuple[str, str, str]]:
     for line in md.splitlines():
         match = LINE.match(line)
         if match and match["row"] != "row":
-            slots.append((match["row"].replace("\\<", "<").replace("\\>", ">"), match["label"], match["paper"]))
+            row = re.sub(r"\\([<>|])", r"\1", match["row"])  # the Markdown escapes undone
+            slots.append((row, match["label"], match["paper"]))
     return slots
 
 

@@ -79,9 +79,9 @@ def test_table1_trains_evaluates_renders_and_reuses(store, tmp_path, paper_with_
     report = reproduce_table(1, settings, echo=lambda _: None)
     # 2 rows x 2 targets x 2 directions x 2 seeds
     assert report.trained == 16 and report.reused == 0
-    assert set(report.results) == {"Zero-shot CLIP", "X-MIC"}
+    assert set(report.results) == {"ZS CLIP", "X-MIC"}
     assert "DINOv2" in report.skipped["X-MIC+DINO"]  # "xmic" also selects X-MIC+DINO, which this store cannot run
-    assert {r["method"] for r in report.results["Zero-shot CLIP"]} == {"zero-shot"}
+    assert {r["method"] for r in report.results["ZS CLIP"]} == {"zero-shot"}
     assert {r["method"] for r in report.results["X-MIC"]} == {"xmic"}
 
     # our number, computed here from the raw results: X-MIC, nouns, trained and tested on Ego4D, two seeds
@@ -94,7 +94,7 @@ def test_table1_trains_evaluates_renders_and_reuses(store, tmp_path, paper_with_
     mean, std = float(np.mean(values)), float(np.std(values, ddof=1))
     line = f"| X-MIC | nouns · Ego4D → Ego4D | 12.34 | {mean:.2f} ± {std:.2f} (n=2) | {mean - 12.34:+.2f} |"
     assert line in report.markdown
-    assert "| Zero-shot CLIP | verbs · Epic → Ego4D · hm | – |" in report.markdown
+    assert "| ZS CLIP | verbs · Epic → Ego4D · hm | 2.88 |" in report.markdown  # the paper's number
     assert "Epochs overridden to 1" in report.markdown
     assert "store " + str(store) in report.markdown and "preset authors-code" in report.markdown
     assert report.md_path.read_text() == report.markdown
@@ -133,7 +133,7 @@ def test_table2_reuses_table1_runs_and_reports_shared_novel(store, tmp_path):
     reproduce_table(1, settings, echo=lambda _: None)
     report = reproduce_table(2, settings, echo=lambda _: None)
     assert report.trained == 0 and report.reused == 4
-    r = next(r for r in report.results["Zero-shot CLIP"] if r["target"] == "noun" and r["train_dataset"] == "syn-epic")
+    r = next(r for r in report.results["ZS CLIP"] if r["target"] == "noun" and r["train_dataset"] == "syn-epic")
     cross = r["datasets"]["syn-ego4d"]
     assert cross["shared"]["classes"] == 2 and cross["novel"]["classes"] == 2  # cup, plate | phone, door
     assert f"| {100 * cross['shared']['top1']:.2f} (n=1) |" in report.markdown
@@ -146,18 +146,16 @@ def test_paper_numbers_file_fills_the_paper_column(store, tmp_path):
     path = tmp_path / "paper.csv"
     write_template(path, [1])
     text = path.read_text().replace(
-        "1,Zero-shot CLIP,noun|epic>epic|top1,nouns · Epic → Epic,,", "1,Zero-shot CLIP,noun|epic>epic|top1,x,7.5,"
+        "1,ZS CLIP,noun|epic>epic|top1,nouns · Epic → Epic,8.74,", "1,ZS CLIP,noun|epic>epic|top1,x,7.5,"
     )
     path.write_text(text)
     settings = settings_for(store, tmp_path / "out", rows=("zero-shot",), seeds=(0,), targets=("noun",))
     report = reproduce_table(1, dataclasses.replace(settings, paper_numbers=path), echo=lambda _: None)
-    ours = next(r for r in report.results["Zero-shot CLIP"] if r["train_dataset"] == "syn-epic")
+    ours = next(r for r in report.results["ZS CLIP"] if r["train_dataset"] == "syn-epic")
     value = 100 * ours["datasets"]["syn-epic"]["top1"]
-    assert (
-        f"| Zero-shot CLIP | nouns · Epic → Epic | 7.50 | {value:.2f} (n=1) | {value - 7.5:+.2f} |" in report.markdown
-    )
-    assert f"Paper numbers: 1 of 12 cells typed in, from {path}" in report.markdown  # the shown row only
-    assert json.loads(report.json_path.read_text())["paper"]["rows"]["Zero-shot CLIP"]["noun|epic>epic|top1"] == 7.5
+    assert f"| ZS CLIP | nouns · Epic → Epic | 7.50 | {value:.2f} (n=1) | {value - 7.5:+.2f} |" in report.markdown
+    assert f"Paper numbers: all 12 cells, from {path} laid over {pn.CITATION}, Table 1." in report.markdown
+    assert json.loads(report.json_path.read_text())["paper"]["rows"]["ZS CLIP"]["noun|epic>epic|top1"] == 7.5
 
     path.write_text(text.replace(",x,7.5,", ",x,seven,"))
     bad = CliRunner().invoke(
@@ -218,18 +216,22 @@ def test_missing_group_is_extracted_with_the_runner(store, tmp_path, monkeypatch
                            vocab=vocab, split="test_split1", seed=5)  # fmt: skip
 
     monkeypatch.setattr(runner, "run_extraction", fake_run_extraction)
+    model = tmp_path / "hand_landmarker.task"
+    model.write_bytes(b"")
     settings = settings_for(
         cache, tmp_path / "out", rows=("zero-shot",), seeds=(0,), targets=("noun",),
         datasets={**NAMES, "egtea": "egtea"}, roots={"egtea": tmp_path / "EGTEA"}, hoa_dir=tmp_path / "hoa",
+        hand_model=model,
     )  # fmt: skip
     report = reproduce_table(3, settings, echo=lambda _: None)
     assert len(calls) == 1
     config = calls[0]
     assert (config.dataset, config.root, config.splits, config.cache) == ("egtea", tmp_path / "EGTEA", ("test",), cache)
-    assert config.hands == "none"  # the EPIC hand-object detections are for EPIC only
-    (r,) = report.results["Zero-shot CLIP"]
+    assert config.hands == "mediapipe"  # the EPIC hand-object detections are for EPIC only
+    assert config.hand_options == {"hand_model": str(model)}
+    (r,) = report.results["ZS CLIP"]
     assert r["datasets"]["egtea"]["n"] == 12 and r["datasets"]["egtea"]["kind"] == "cross"
-    assert "| Zero-shot CLIP | nouns · Ego4D → EGTEA |" in report.markdown
+    assert "| ZS CLIP | nouns · Ego4D → EGTEA |" in report.markdown
     reproduce_table(3, settings, echo=lambda _: None)
     assert len(calls) == 1  # the group is there now
 
@@ -243,14 +245,41 @@ def test_unknown_row_and_table(store, tmp_path):
 
 def test_table_specs_match_paper_rows():
     for number, spec in TABLE_SPECS.items():
-        assert [r.key for r in spec.rows] == list(pn.PAPER_TABLES[number].rows)
+        assert spec.keys == list(pn.PAPER_TABLES[number].rows)
         needed = {(pn.parse_column(c).train, pn.parse_column(c).test) for c in pn.PAPER_TABLES[number].columns}
         have = {(train, test) for train, tests in spec.directions for test in tests}
         assert needed <= have, f"table {number} needs directions it does not run"
     views = {r.key: r.overrides["views"] for r in TABLE_SPECS[4].rows}
     assert views == {"F": "F", "H": "H", "F+H": "F+H"}
     norms = {r.key: (r.overrides["n1"], r.overrides["n2"], r.overrides["n3"]) for r in TABLE_SPECS[6].rows}
-    assert norms["n1+n3"] == (True, False, True) and norms["none"] == (False, False, False)
+    assert norms == {
+        "n1": (True, False, False),
+        "none": (False, False, False),
+        "n2,n3": (False, True, True),
+        "n1,n2,n3": (True, True, True),
+        "n1,n2": (True, True, False),
+        "n1,n3": (True, False, True),
+    }
+    assert {r.encoder for r in TABLE_SPECS[5].rows} == {"clip-vit-b16", "clip-vit-l14", None}
+    assert all("LaViLa" in r.unavailable for r in TABLE_SPECS[5].rows if r.encoder is None)
+    templates = {(r.key, r.part): (r.method, r.overrides["template"]) for r in TABLE_SPECS[7].rows}
+    assert templates[("Egocentric image a <class>", "ZS")] == ("zero-shot", "Egocentric image a {}")
+    assert templates[("<class>", "X-MIC")] == ("xmic", "{}")
+    assert TABLE_SPECS[6].targets == ("noun",)
+    assert all(spec.directions == (("ego4d", ("ego4d", "epic")),) for n, spec in TABLE_SPECS.items() if n >= 4)
+
+
+class SpecReader:
+    """What resolve_row reads of a StoreReader: the spec, the group's name and its stored prompt templates."""
+
+    def __init__(self, spec, templates=None):
+        from xmic.cache.schema import PROMPT_TEMPLATES
+
+        self.spec, self.dataset = spec, spec.dataset
+        self.templates = list(PROMPT_TEMPLATES if templates is None else templates)
+
+    def text_templates(self, encoder, target):
+        return self.templates if encoder in self.spec.encoders else []
 
 
 def test_resolve_row_needs(tmp_path, monkeypatch):
@@ -263,14 +292,15 @@ def test_resolve_row_needs(tmp_path, monkeypatch):
     rows = {r.key: r for r in METHOD_ROWS}
     clip = {"clip-vit-b16": synthetic_encoder_spec("clip-vit-b16", 32)}
     with_dino = {**clip, "dinov2-vitb14": synthetic_encoder_spec("dinov2-vitb14", 48)}
-    plain = [StoreSpec("a", 8, clip), StoreSpec("b", 8, with_dino)]
-    both = [StoreSpec("a", 8, with_dino), StoreSpec("b", 8, with_dino)]
+    plain = [SpecReader(StoreSpec("a", 8, clip)), SpecReader(StoreSpec("b", 8, with_dino))]
+    both = [SpecReader(StoreSpec("a", 8, with_dino)), SpecReader(StoreSpec("b", 8, with_dino))]
     settings = ReproduceSettings(cache=tmp_path / "c.zarr")
+    b16 = {"encoder": "clip-vit-b16"}
 
     assert "visual encoder" in resolve_row(rows["Vita-CLIP"], settings, both)[1]
     assert "DINOv2" in resolve_row(rows["X-MIC+DINO"], settings, plain)[1]  # one group lacks DINOv2
     overrides, reason = resolve_row(rows["X-MIC+DINO"], settings, both)
-    assert reason is None and overrides == {"method": "xmic", "second_encoder": "dinov2-vitb14"}
+    assert reason is None and overrides == {"method": "xmic", "second_encoder": "dinov2-vitb14", **b16}
     assert "--model-dir" in resolve_row(rows["CoOp"], settings, both)[1]
     weights = tmp_path / "clip"
     weights.mkdir()
@@ -278,18 +308,56 @@ def test_resolve_row_needs(tmp_path, monkeypatch):
     (weights / "model.safetensors").write_bytes(b"")
     settings.model_dir = weights
     overrides, reason = resolve_row(rows["A5"], settings, both)
-    assert reason is None and overrides == {"method": "a5", "text_model_dir": str(weights)}
+    assert reason is None and overrides == {"method": "a5", "text_model_dir": str(weights), **b16}
 
     # no --model-dir: the folder the store was extracted from, when it still holds the weights
     settings.model_dir = None
     extracted = dataclasses.replace(with_dino["clip-vit-b16"], source=str(weights))
-    from_source = [StoreSpec("a", 8, {**with_dino, "clip-vit-b16": extracted})]
+    from_source = [SpecReader(StoreSpec("a", 8, {**with_dino, "clip-vit-b16": extracted}))]
     assert resolve_row(rows["CoOp"], settings, from_source) == (
-        {"method": "coop", "text_model_dir": str(weights)},
+        {"method": "coop", "text_model_dir": str(weights), **b16},
         None,
     )
     gone = dataclasses.replace(extracted, source=str(tmp_path / "moved"))
-    assert "--model-dir" in resolve_row(rows["CoOp"], settings, [StoreSpec("a", 8, {"clip-vit-b16": gone})])[1]
+    moved = [SpecReader(StoreSpec("a", 8, {"clip-vit-b16": gone}))]
+    assert "--model-dir" in resolve_row(rows["CoOp"], settings, moved)[1]
+
+
+def test_resolve_row_backbones_and_prompts(tmp_path):
+    from xmic.cache.schema import StoreSpec
+    from xmic.cache.synthetic import synthetic_encoder_spec
+    from xmic.evaluate.reproduce import resolve_row
+
+    settings = ReproduceSettings(cache=tmp_path / "c.zarr")
+    b16 = {"clip-vit-b16": synthetic_encoder_spec("clip-vit-b16", 32)}
+    both = {**b16, "clip-vit-l14": synthetic_encoder_spec("clip-vit-l14", 48)}
+    rows = {r.label: r for spec in (TABLE_SPECS[5], TABLE_SPECS[7]) for r in spec.rows}
+    only_b16 = [SpecReader(StoreSpec("e", 8, b16)), SpecReader(StoreSpec("k", 8, b16))]
+    with_l14 = [SpecReader(StoreSpec("e", 8, both)), SpecReader(StoreSpec("k", 8, both))]
+
+    reason = resolve_row(rows["CLIP ViT-L/14 | X-MIC"], settings, only_b16)[1]
+    assert "needs clip-vit-l14 features in every dataset group (e, k)" in reason and "--encoder clip-vit-l14" in reason
+    overrides, reason = resolve_row(rows["CLIP ViT-L/14 | X-MIC"], settings, with_l14)
+    assert reason is None and overrides == {
+        "method": "xmic",
+        "encoder": "clip-vit-l14",
+        "second_encoder": "clip-vit-l14",
+    }
+    overrides, reason = resolve_row(rows["CLIP ViT-L/14 | ZS"], settings, with_l14)
+    assert reason is None and overrides == {"method": "zero-shot", "encoder": "clip-vit-l14"}
+    assert "LaViLa" in resolve_row(rows["LaViLa ViT-L/14 | ZS"], settings, with_l14)[1]
+    # both CLIPs in the store: every other row classifies with the paper's default, ViT-B/16
+    assert resolve_row(rows["CLIP ViT-B/16 | X-MIC"], settings, with_l14)[0]["second_encoder"] == "clip-vit-b16"
+
+    prompt = rows["Egocentric image a <class> · X-MIC"]
+    assert resolve_row(prompt, settings, only_b16) == (
+        {"method": "xmic", "template": "Egocentric image a {}", "encoder": "clip-vit-b16"},
+        None,
+    )
+    old = [SpecReader(StoreSpec("e", 8, b16), templates=["{}", "Image of a {}"]), only_b16[1]]
+    reason = resolve_row(prompt, settings, old)[1]
+    assert "no clip-vit-b16 text embeddings for the prompt 'Egocentric image a {}' in e" in reason
+    assert resolve_row(rows["<class> · ZS"], settings, old)[1] is None
 
 
 def test_eval_splits_exclude_training_splits():
@@ -311,7 +379,7 @@ def test_cli_runs_and_parses(store, tmp_path):
         ],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
-    assert "## Table 1" in result.output and "| Zero-shot CLIP | nouns · Epic → Ego4D |" in result.output
+    assert "## Table 1" in result.output and "| ZS CLIP | nouns · Epic → Ego4D |" in result.output
     assert (tmp_path / "cli" / "table1.json").is_file()
     bad = CliRunner().invoke(reproduce_cmd, ["--table", "3", "--cache", str(store), "--out", str(tmp_path / "x")])
     assert bad.exit_code != 0 and "xmic extract --dataset ego4d" in bad.output
@@ -322,3 +390,61 @@ def test_cli_runs_and_parses(store, tmp_path):
 def test_settings_are_json_recordable(tmp_path):
     s = settings_for(tmp_path / "c.zarr", tmp_path / "o")
     assert json.loads(json.dumps(dataclasses.asdict(s), default=str))["datasets"] == NAMES
+
+
+def test_xmic_rows_refuse_groups_without_hand_boxes_unless_allowed(tmp_path):
+    from xmic.cache.schema import StoreSpec
+    from xmic.cache.synthetic import synthetic_encoder_spec
+    from xmic.evaluate.reproduce import hands_header, resolve_row
+
+    clip = {"clip-vit-b16": synthetic_encoder_spec("clip-vit-b16", 32)}
+    readers = [SpecReader(StoreSpec("e", 8, clip)), SpecReader(StoreSpec("k", 8, clip))]
+    no_hands = {"k": "dataset group 'k' was extracted with --hands none"}
+    settings = ReproduceSettings(cache=tmp_path / "c.zarr")
+    rows = {r.label: r for r in TABLE_SPECS[4].rows + TABLE_SPECS[1].rows}
+    reason = resolve_row(rows["F+H"], settings, readers, no_hands)[1]
+    assert "'k' was extracted with --hands none" in reason and "--allow-no-hands" in reason
+    assert resolve_row(rows["X-MIC"], settings, readers, no_hands)[1] == reason
+    assert resolve_row(rows["ZS CLIP"], settings, readers, no_hands)[1] is None  # no hand view: runs
+    assert resolve_row(rows["F+H"], settings, readers, {})[1] is None
+    settings.allow_no_hands = True
+    assert resolve_row(rows["F+H"], settings, readers, no_hands)[1] is None
+
+    lines = hands_header({"ego4d": readers[0], "epic": readers[1]}, no_hands, settings)
+    assert lines[0] == "Hand boxes: ego4d = none, epic = none."
+    assert lines[1].startswith("**Without hand boxes** (--allow-no-hands): k;")
+    settings.allow_no_hands = False
+    assert hands_header({"ego4d": readers[0]}, {}, settings) == ["Hand boxes: ego4d = none."]
+
+
+def test_a_run_with_the_old_flag_meanings_is_never_reused(tmp_path):
+    from xmic.adapt.config import TrainConfig
+    from xmic.cache.schema import StoreSpec
+    from xmic.evaluate.reproduce import finished_run
+
+    cfg = TrainConfig.from_preset("authors-code", dataset="e", method="xmic")
+    spec = StoreSpec("e", 8, {})
+    run = tmp_path / "run"
+    run.mkdir()
+    cfg.save(run / "config.json")
+    (run / "run.json").write_text(json.dumps({"store": {"spec": spec.to_json()}}))
+    assert finished_run(run, cfg, spec)
+    old = json.loads((run / "config.json").read_text())
+    del old["flags_version"]  # written before n2/n3 took the paper's meanings
+    (run / "config.json").write_text(json.dumps(old))
+    assert not finished_run(run, cfg, spec)
+
+
+def test_cli_hand_options(store, tmp_path, monkeypatch):
+    monkeypatch.delenv("XMIC_HAND_MODEL", raising=False)
+    monkeypatch.delenv("XMIC_MODEL_DIR", raising=False)
+    base = ["--table", "3", "--cache", str(store), "--datasets", "epic=syn-epic,ego4d=syn-ego4d", "--quiet"]
+    base += ["--out", str(tmp_path / "o"), "--egtea-root", str(tmp_path)]
+    bad = CliRunner().invoke(reproduce_cmd, [*base, "--hands", "egtea=hoa"])
+    assert bad.exit_code == 2 and "unknown hand-box provider 'hoa'" in bad.output
+    absent = tmp_path / "absent.task"
+    res = CliRunner().invoke(reproduce_cmd, [*base, "--hand-model", str(absent)])
+    assert res.exit_code == 1 and f"--hand-model {absent} does not exist" in res.output
+    assert "hand_landmarker.task" in res.output and "make HAND_MODEL=PATH" in res.output
+    res = CliRunner().invoke(reproduce_cmd, [*base, "--hands", "egtea=none"])
+    assert res.exit_code == 1 and "--allow-no-hands" in res.output

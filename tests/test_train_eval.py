@@ -292,3 +292,53 @@ def test_incomplete_store_is_refused_and_failed_rows_are_counted(tmp_path):
         train(cfg, path, tmp_path / "run2", progress=False)
     res = CliRunner().invoke(main, ["evaluate", "--run", str(tmp_path / "run"), "--cache", str(path)])
     assert res.exit_code == 1 and "re-run the same `xmic extract` command" in res.output
+
+
+def test_authors_code_warmup_steps_per_epoch(store):
+    """5-epoch linear warm-up in the authors' way: the lr is constant within an epoch, lr * (e + 1) / 5."""
+    from torch.optim.optimizer import register_optimizer_step_pre_hook
+
+    cfg = config(epochs=7, warmup_epochs=5, lr=5e-4, batch_size=64)  # 240 rows: 4 steps per epoch
+    assert TrainConfig.from_preset("authors-code").warmup_epochs == 5
+    used = []
+    handle = register_optimizer_step_pre_hook(lambda opt, args, kwargs: used.append(opt.param_groups[0]["lr"]))
+    try:
+        result = train(cfg, store, None, progress=False)
+    finally:
+        handle.remove()
+    per_epoch = [5e-4 * min(1.0, (e + 1) / 5) for e in range(7)]
+    assert used == pytest.approx([lr for lr in per_epoch for _ in range(4)], rel=1e-12)
+    assert [m["lr"] for m in result.metrics] == pytest.approx(per_epoch, rel=1e-12)
+
+
+def test_evaluation_is_fp32_even_where_bf16_autocast_is_available(store, tmp_path, monkeypatch):
+    """Evaluation ignores ``amp``: with bf16 support forced on, its logits equal an fp32 forward by hand."""
+    import xmic.adapt.config as config_module
+    import xmic.evaluate.evaluator as evaluator
+    from xmic.adapt.data import frame_slots
+    from xmic.adapt.trainer import class_text
+    from xmic.cache.reader import StoreReader
+
+    train(config(epochs=2), store, tmp_path / "run", progress=False)
+    monkeypatch.setattr(config_module, "amp_supported", lambda device: True)
+    seen = []
+    real_scores = evaluator.scores
+    monkeypatch.setattr(evaluator, "scores", lambda logits, labels: seen.append(logits) or real_scores(logits, labels))
+    evaluate_run(tmp_path / "run", store, ["alpha"])
+
+    model, cfg, _ = load_run(tmp_path / "run")
+    assert cfg.amp and cfg.autocast_enabled(torch.device("cpu"))  # training would use bf16 here
+    reader = StoreReader(store, "alpha")
+    bank = evaluator.run_bank(reader, cfg, ("validation",), torch.device("cpu"))
+    classes = class_text(reader, cfg.encoder, cfg.target, cfg.template, "cpu")
+    slots = frame_slots(bank.rows.numel(), bank.store_frames, cfg.frames, train=False, generator=None, device="cpu")
+    batch = bank.batch(bank.rows, slots)
+    with torch.no_grad():
+        reference = model(batch, classes)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            reduced = model(batch, classes).float()
+            inside_autocast = evaluator.predict_logits(model, bank, classes, frames=cfg.frames)
+    assert reference.dtype == torch.float32 and len(seen) == 1 and seen[0].dtype == torch.float32
+    assert not torch.allclose(reduced, reference, rtol=0, atol=1e-4)  # bf16 would be seen by the checks below
+    torch.testing.assert_close(seen[0], reference, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(inside_autocast, reference, rtol=1e-6, atol=1e-6)

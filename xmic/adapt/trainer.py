@@ -60,6 +60,13 @@ def class_text(reader, encoder: str, target: str, template: str, device) -> Clas
     return ClassText(emb=emb, names=list(reader.vocab[target]), template=template)
 
 
+def warmup_factor(epoch: int, warmup_epochs: int) -> float:
+    """The learning-rate multiplier of 0-based ``epoch``: ``(epoch + 1) / warmup_epochs``, then 1 after the warm-up."""
+    if warmup_epochs <= 0:
+        return 1.0
+    return min(1.0, (epoch + 1) / warmup_epochs)
+
+
 class EpochTrainer:
     """The optimisation state of one run; ``epoch()`` runs one pass over ``bank.rows`` on the device."""
 
@@ -77,10 +84,9 @@ class EpochTrainer:
         self.opt = torch.optim.AdamW(params, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
         self.n = bank.rows.numel()
         self.steps_per_epoch = max(1, math.ceil(self.n / cfg.batch_size))
-        warmup = cfg.warmup_epochs * self.steps_per_epoch
-        self.sched = torch.optim.lr_scheduler.LambdaLR(
-            self.opt, lambda s: min(1.0, (s + 1) / warmup) if warmup else 1.0
-        )
+        # Stepped once per epoch, as in the authors' code: epoch e (0-based) of a W-epoch warm-up trains at the
+        # constant lr * (e + 1) / W, then at lr.
+        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lambda e: warmup_factor(e, cfg.warmup_epochs))
         self.gen = torch.Generator(device=device).manual_seed(cfg.seed)
         self.use_amp = cfg.autocast_enabled(device)
         self.epochs_done = 0
@@ -106,19 +112,20 @@ class EpochTrainer:
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
             self.opt.step()
-            self.sched.step()
             loss_sum += loss.detach() * rows.numel()
             correct += (logits.detach().argmax(dim=1) == labels).sum()
             if self.bar is not None:
                 self.bar.update(1)
                 self.bar.set_postfix(epoch=self.epochs_done + 1, loss=f"{loss.item():.3f}")
+        lr = self.opt.param_groups[0]["lr"]  # the epoch's learning rate
+        self.sched.step()
         self.epochs_done += 1
         seconds = time.perf_counter() - t0
         return {
             "epoch": self.epochs_done,
             "loss": loss_sum.item() / self.n,
             "train_top1": correct.item() / self.n,
-            "lr": self.opt.param_groups[0]["lr"],
+            "lr": lr,
             "seconds": seconds,
             "clips_per_s": self.n / seconds,
         }

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 Echo = Callable[[str], None]
-BASELINES = ("Zero-shot CLIP", "CLIP-Adapter")
+BASELINES = ("ZS CLIP", "CLIP-Adapter")
 
 
 def write_outputs(

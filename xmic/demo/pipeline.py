@@ -162,7 +162,7 @@ def _run_steps(config: DemoConfig, echo: Echo) -> DemoResult:
     settings = ReproduceSettings(
         cache=out / "cache", out=out, runs=out / "runs", seeds=(config.seed,), datasets=dict(DEMO_GROUPS),
         targets=config.targets, rows=config.rows, epochs=config.epochs, batch_size=config.batch_size, device="cpu",
-        model_dir=out / "models", progress=config.progress,
+        model_dir=out / "models", demo=True, progress=config.progress,
         xmic_options={} if config.adapter_hidden is None else {"mlp_hidden": config.adapter_hidden},
     )  # fmt: skip
     what = " and ".join(f"{t}s" for t in config.targets)

@@ -35,17 +35,19 @@ def predict_logits(
     *,
     frames: int,
     batch_size: int = 1024,
-    amp: bool = False,
 ) -> torch.Tensor:
-    """Logits (M, K) for ``bank.rows`` with the fixed evaluation slots."""
+    """Logits (M, K) for ``bank.rows`` with the fixed evaluation slots, computed in fp32.
+
+    Autocast is switched off here even inside a caller's autocast block: CLIP's cosines to the K classes sit
+    close together and bf16 rounding flips the top classes. (Training may use bf16; evaluation never does.)
+    """
     device = bank.cls.device
     out = []
     for start in range(0, bank.rows.numel(), batch_size):
         rows = bank.rows[start : start + batch_size]
         slots = frame_slots(rows.numel(), bank.store_frames, frames, train=False, generator=None, device=device)
-        batch = bank.batch(rows, slots)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-            out.append(model(batch, classes).float())
+        with torch.autocast(device.type, enabled=False):
+            out.append(model(bank.batch(rows, slots), classes).float())
     return torch.cat(out) if out else torch.zeros(0, len(classes.names), device=device)
 
 
@@ -65,6 +67,7 @@ def run_bank(reader, cfg, splits: tuple[str, ...], device: torch.device) -> Feat
 
 def check_store_matches_run(reader, meta: dict[str, Any]) -> None:
     """Refuse a store whose encoders or frame sampling differ from those the run was trained on."""
+    reader.check_bin_centres()  # an old store without bin-centre frames: say how to re-extract it first
     spec = reader.spec
     for name, identity in meta["encoders"].items():
         have = spec.encoders.get(name)
@@ -105,7 +108,7 @@ def evaluate_dataset(
             f"no labelled evaluation rows (splits {', '.join(eval_splits)}) in dataset {reader.spec.dataset!r}"
         )
     classes = class_text(reader, cfg.encoder, cfg.target, cfg.template, device)
-    logits = predict_logits(model, bank, classes, frames=cfg.frames, amp=cfg.autocast_enabled(device))
+    logits = predict_logits(model, bank, classes, frames=cfg.frames)
     labels = bank.labels[bank.rows]
     result: dict[str, Any] = {"dataset": reader.spec.dataset, "classes": len(classes.names), **scores(logits, labels)}
     result["failed_left_out"] = bank.failed

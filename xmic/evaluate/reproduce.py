@@ -20,8 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from xmic.adapt.config import PRESETS, TrainConfig
+from xmic.adapt.config import PRESETS, StaleRunError, TrainConfig
 from xmic.evaluate import paper_numbers as pn
+from xmic.evaluate.hand_policy import hand_boxes_line, no_hands_reason
 from xmic.evaluate.paper_file import load_paper_table
 from xmic.evaluate.reproduce_data import (  # noqa: F401 - re-exported: part of this module's interface
     EXTRACT_SPLITS,
@@ -43,49 +44,113 @@ EVAL_FILE = "eval-{key}.json"
 
 @dataclass(frozen=True)
 class RowSpec:
-    """One row: ``key`` as in the paper table, the method and its TrainConfig overrides."""
+    """One run configuration of a table row: ``key`` as printed in the paper, the method and its overrides.
+
+    ``part`` names the block of the row's columns this configuration answers when one printed row holds two
+    methods (Table 7: "ZS" and "X-MIC"); ``encoder`` pins the backbone (the classified/text encoder and, for
+    X-MIC, the conditioning encoder too: Table 5's "X-MIC without DINO"); ``unavailable`` says why the row can
+    never run with this version of xmic.
+    """
 
     key: str
     method: str
     overrides: Mapping[str, Any] = field(default_factory=dict)
     needs_dino: bool = False
+    part: str | None = None
+    encoder: str | None = None
+    unavailable: str | None = None
+
+    @property
+    def label(self) -> str:
+        """The row key, with the block for a row that holds two (``"<class> · ZS"``)."""
+        return f"{self.key} · {self.part}" if self.part else self.key
 
 
 @dataclass(frozen=True)
 class TableSpec:
-    """The rows of a table and its directions: (train dataset, test datasets), logical names."""
+    """The run configurations of a table, its directions ((train dataset, test datasets), logical names) and
+    the targets it reports (Table 6: nouns only)."""
 
     number: int
     rows: tuple[RowSpec, ...]
     directions: tuple[tuple[str, tuple[str, ...]], ...]
+    targets: tuple[str, ...] = ("noun", "verb")
+
+    @property
+    def keys(self) -> list[str]:
+        """Row keys in order, each once."""
+        return list(dict.fromkeys(r.key for r in self.rows))
 
 
+#: CLIP ViT-B/16, the paper's backbone wherever a table does not name another.
+DEFAULT_CLIP = "clip-vit-b16"
+LAVILA_MESSAGE = (
+    "LaViLa is not an xmic backbone yet: its encoder registry entry and checkpoint loader are the open issue "
+    "'LaViLa as a backbone' (Table 5 needs LaViLa's TimeSformer-L/14 Ego4D checkpoint)"
+)
 METHOD_ROWS = (
-    RowSpec("Zero-shot CLIP", "zero-shot"),
-    RowSpec("CLIP-Adapter", "clip-adapter"),
-    RowSpec("CLIP-Adapter*", "clip-adapter-star"),
+    RowSpec("ZS CLIP", "zero-shot"),
     RowSpec("CoOp", "coop"),
     RowSpec("Co-CoOp", "cocoop"),
-    RowSpec("Vita-CLIP", "vita-clip"),
+    RowSpec("CLIP-Adapter", "clip-adapter"),
+    RowSpec("CLIP-Adapter*", "clip-adapter-star"),
     RowSpec("A5", "a5"),
+    RowSpec("Vita-CLIP", "vita-clip"),
     RowSpec("X-MIC", "xmic"),
     RowSpec("X-MIC+DINO", "xmic", needs_dino=True),
 )
 BOTH = (("ego4d", ("ego4d", "epic")), ("epic", ("epic", "ego4d")))
-NORMS = {"none": (False, False, False), "n1": (True, False, False), "n3": (False, False, True)}
-NORMS |= {"n1+n3": (True, False, True), "n1+n2+n3": (True, True, True)}
+#: The ablation protocol of Tables 4-7: train on Ego4D, evaluate on Ego4D and Epic-Kitchens.
+EGO4D_TO_EPIC = (("ego4d", ("ego4d", "epic")),)
+VIEW_ROWS = ("F", "H", "F+H")
+#: Table 6's rows as printed -> (n1, n2, n3) with the paper's meanings (see xmic.adapt.xmic_model).
+NORM_ROWS = {
+    "n1": (True, False, False),
+    "none": (False, False, False),
+    "n2,n3": (False, True, True),
+    "n1,n2,n3": (True, True, True),
+    "n1,n2": (True, True, False),
+    "n1,n3": (True, False, True),
+}
+BACKBONES = {"CLIP ViT-B/16": "clip-vit-b16", "CLIP ViT-L/14": "clip-vit-l14", "LaViLa ViT-L/14": None}
+
+
+def prompt_template(row: str) -> str:
+    """Table 7's printed prompt -> the store's template: ``"Image of a <class>"`` -> ``"Image of a {}"``."""
+    return row.replace("<class>", "{}")
+
+
+def _backbone_rows() -> tuple[RowSpec, ...]:
+    rows = []
+    for name, encoder in BACKBONES.items():
+        reason = LAVILA_MESSAGE if encoder is None else None
+        rows.append(RowSpec(f"{name} | ZS", "zero-shot", encoder=encoder, unavailable=reason))
+        rows.append(RowSpec(f"{name} | X-MIC", "xmic", encoder=encoder, unavailable=reason))
+    return tuple(rows)
+
+
+def _prompt_rows() -> tuple[RowSpec, ...]:
+    rows = []
+    for prompt in pn.PAPER_TABLES[7].rows:
+        overrides = {"template": prompt_template(prompt)}
+        rows.append(RowSpec(prompt, "zero-shot", overrides, part="ZS"))
+        rows.append(RowSpec(prompt, "xmic", overrides, part="X-MIC"))
+    return tuple(rows)
+
+
 TABLE_SPECS: dict[int, TableSpec] = {
     1: TableSpec(1, METHOD_ROWS, BOTH),
     2: TableSpec(2, METHOD_ROWS, BOTH),
-    3: TableSpec(3, METHOD_ROWS, (("ego4d", ("ego4d", "egtea")),)),
-    4: TableSpec(4, tuple(RowSpec(v, "xmic", {"views": v}) for v in pn.VIEW_ROWS), BOTH),
-    5: TableSpec(
-        5, (RowSpec(pn.BACKBONE_ROWS[0], "xmic"), RowSpec(pn.BACKBONE_ROWS[1], "xmic", needs_dino=True)), BOTH
-    ),
+    3: TableSpec(3, tuple(r for r in METHOD_ROWS if not r.needs_dino), (("ego4d", ("ego4d", "egtea")),)),
+    4: TableSpec(4, tuple(RowSpec(v, "xmic", {"views": v}) for v in VIEW_ROWS), EGO4D_TO_EPIC),
+    5: TableSpec(5, _backbone_rows(), EGO4D_TO_EPIC),
     6: TableSpec(
-        6, tuple(RowSpec(k, "xmic", dict(zip(("n1", "n2", "n3"), v, strict=True))) for k, v in NORMS.items()), BOTH
+        6,
+        tuple(RowSpec(k, "xmic", dict(zip(("n1", "n2", "n3"), v, strict=True))) for k, v in NORM_ROWS.items()),
+        EGO4D_TO_EPIC,
+        targets=("noun",),
     ),
-    7: TableSpec(7, tuple(RowSpec(t, "xmic", {"template": t}) for t in pn.TEMPLATE_ROWS), BOTH),
+    7: TableSpec(7, _prompt_rows(), EGO4D_TO_EPIC),
 }
 
 
@@ -114,10 +179,15 @@ class ReproduceSettings:
     model_dir: Path | None = None
     roots: dict[str, Path] = field(default_factory=dict)
     hoa_dir: Path | None = None
+    hands: dict[str, str] = field(default_factory=dict)  # extraction: hand provider per dataset (reproduce_data)
+    hand_model: Path | None = None  # extraction: MediaPipe hand_landmarker.task (default: find_hand_model)
+    yolo_weights: Path | None = None  # extraction: weights for hands = yolo
+    allow_no_hands: bool = False  # X-MIC rows / Table 4 on a group without hand boxes (hand_policy.no_hands_reason)
     second_encoder: str | None = None
     skip_bad: bool = False  # extraction: record rows without media as failed instead of stopping
     paper_numbers: Path | None = None
     xmic_options: dict[str, Any] = field(default_factory=dict)  # XMICConfig fields for the X-MIC rows
+    demo: bool = False  # the generated demo data: the header says its numbers are not comparable with the paper's
     progress: bool = True
 
     @property
@@ -144,25 +214,65 @@ class ReproduceReport:
 
 
 def select_rows(spec: TableSpec, wanted: tuple[str, ...] | None) -> tuple[RowSpec, ...]:
+    """The run configurations whose row key, label or method is in ``wanted`` (all when ``wanted`` is empty)."""
     if not wanted:
         return spec.rows
     names = {w.strip().lower() for w in wanted if w.strip()}
-    rows = tuple(r for r in spec.rows if r.key.lower() in names or r.method in names)
-    known = {r.key.lower() for r in spec.rows} | {r.method for r in spec.rows}
-    unknown = sorted(names - known)
+
+    def names_of(r: RowSpec) -> set[str]:
+        return {r.key.lower(), r.label.lower(), r.method}
+
+    rows = tuple(r for r in spec.rows if names & names_of(r))
+    unknown = sorted(names - set().union(*(names_of(r) for r in spec.rows)))
     if unknown or not rows:
-        choices = ", ".join(f"{r.key!r} ({r.method})" for r in spec.rows)
+        choices = ", ".join(f"{r.label!r} ({r.method})" for r in spec.rows)
         raise ReproduceError(f"table {spec.number} has no row {', '.join(unknown) or wanted}; its rows: {choices}")
     return rows
 
 
-def resolve_row(row: RowSpec, settings: ReproduceSettings, specs: list[Any]) -> tuple[dict[str, Any], str | None]:
-    """The row's TrainConfig overrides (method included), or why it cannot run here (``specs``: the StoreSpecs)."""
+def _clip_encoders(spec: Any) -> list[str]:
+    return [name for name, e in spec.encoders.items() if e.family == "clip"]
+
+
+def resolve_row(
+    row: RowSpec, settings: ReproduceSettings, readers: list[Any], no_hands: Mapping[str, str] | None = None
+) -> tuple[dict[str, Any], str | None]:
+    """The row's TrainConfig overrides (method included), or why it cannot run on these dataset groups.
+
+    Args:
+        row: the run configuration.
+        settings: the rebuild's settings (``model_dir`` for the prompt learners' text encoder, ``allow_no_hands``).
+        readers: :class:`~xmic.cache.reader.StoreReader` of every group the table trains or evaluates on.
+        no_hands: group -> why it has no usable hand boxes (:func:`~xmic.evaluate.hand_policy.no_hands_reason`);
+            X-MIC rows refuse such groups unless ``settings.allow_no_hands``.
+    """
     from xmic.adapt.baselines import VITA_CLIP_MESSAGE
 
-    overrides = {"method": row.method, **row.overrides}
+    specs = [r.spec for r in readers]
+    overrides: dict[str, Any] = {"method": row.method, **row.overrides}
+    if row.unavailable:
+        return overrides, row.unavailable
     if row.method == "vita-clip":
         return overrides, VITA_CLIP_MESSAGE
+    if row.method == "xmic" and no_hands and not settings.allow_no_hands:
+        return overrides, (
+            "X-MIC conditions on hand crops: "
+            + "; ".join(no_hands.values())
+            + ". Or pass --allow-no-hands (make ALLOW_NO_HANDS=1) to run it on the full frame, marked in the table"
+        )
+    groups = ", ".join(s.dataset for s in specs)
+    if row.encoder is not None:
+        if not all(row.encoder in s.encoders for s in specs):
+            have = ", ".join(sorted(specs[0].encoders))
+            return overrides, (
+                f"needs {row.encoder} features in every dataset group ({groups}); the store has {have}: extract "
+                f"them with `xmic extract ... --encoder {row.encoder}`"
+            )
+        overrides["encoder"] = row.encoder
+        if row.method == "xmic":
+            overrides["second_encoder"] = row.encoder  # X-MIC without DINO: the backbone conditions itself
+    elif all(DEFAULT_CLIP in s.encoders for s in specs):
+        overrides["encoder"] = DEFAULT_CLIP
     if row.needs_dino:
         common = set.intersection(*({n for n, e in s.encoders.items() if e.family == "dinov2"} for s in specs))
         if not common:
@@ -172,18 +282,26 @@ def resolve_row(row: RowSpec, settings: ReproduceSettings, specs: list[Any]) -> 
                 "`xmic extract ... --second-encoder dinov2-vitb14`"
             )
         overrides["second_encoder"] = sorted(common)[0]
+    clip = overrides.get("encoder") or next(iter(_clip_encoders(specs[0])), None)
+    if clip is None:
+        return overrides, f"needs a CLIP encoder, and the store groups ({groups}) hold none"
+    template = overrides.get("template", "{}")
+    lacking = [r.dataset for r in readers if template not in r.text_templates(clip, "noun")]
+    if lacking:
+        return overrides, (
+            f"the store holds no {clip} text embeddings for the prompt {template!r} in {', '.join(lacking)}; "
+            "re-run `xmic extract` on those groups (it adds the missing prompts and keeps the features)"
+        )
     if row.method in PROMPT_LEARNERS:
         from xmic.extract.encoders import ModelNotFoundError, find_model_dir
 
-        clip = [e for e in specs[0].encoders.values() if e.family == "clip"]
-        if not clip:
-            return overrides, "runs the frozen CLIP text encoder, and the store holds no CLIP encoder"
-        source = clip[0].source
+        entry = specs[0].encoders[clip]
+        source = entry.source
         if settings.model_dir is None and source and (Path(source) / "config.json").is_file():
             overrides["text_model_dir"] = source  # the weights the store was extracted with, still in place
             return overrides, None
         try:
-            overrides["text_model_dir"] = str(find_model_dir(clip[0], settings.model_dir))
+            overrides["text_model_dir"] = str(find_model_dir(entry, settings.model_dir))
         except ModelNotFoundError as exc:
             first = str(exc).splitlines()[0]
             return overrides, f"runs the frozen CLIP text encoder and needs its local weights (--model-dir): {first}"
@@ -203,7 +321,11 @@ def finished_run(run_dir: Path, cfg: TrainConfig, spec: Any) -> bool:
 
     if not (run_dir / CONFIG).is_file() or not (run_dir / META).is_file():
         return False
-    mine, theirs = cfg.to_dict(), TrainConfig.load(run_dir / CONFIG).to_dict()
+    try:
+        theirs = TrainConfig.load(run_dir / CONFIG).to_dict()
+    except StaleRunError:
+        return False  # trained with the old n2/n3 meanings: trained again, never reinterpreted
+    mine = cfg.to_dict()
     mine.pop("device")
     theirs.pop("device")
     meta = json.loads((run_dir / META).read_text())
@@ -291,11 +413,51 @@ class _Runner:
         return result
 
 
+def merge_skipped(spec: TableSpec, rows: tuple[RowSpec, ...], skipped: dict[str, str]) -> dict[str, str]:
+    """Skip reasons keyed by row, or by ``"row · part"`` when only one block of a two-block row is not run."""
+    out: dict[str, str] = {}
+    for key in dict.fromkeys(r.key for r in rows):
+        mine = [r for r in rows if r.key == key]
+        reasons = {r.label: skipped[r.label] for r in mine if r.label in skipped}
+        if len(reasons) == len(mine) and len(set(reasons.values())) == 1:
+            out[key] = next(iter(reasons.values()))
+        else:
+            out.update(reasons)
+    return out
+
+
+def _blocks_not_run(key: str, skipped: Mapping[str, str]) -> dict[str, str]:
+    return {label: reason for label, reason in skipped.items() if label.startswith(f"{key} · ")}
+
+
+def hands_header(readers: Mapping[str, Any], no_hands: Mapping[str, str], settings: ReproduceSettings) -> list[str]:
+    """The hand-box source of every dataset the table uses, and a mark when X-MIC ran without hand boxes."""
+    lines = [hand_boxes_line(readers) + "."]
+    if no_hands and settings.allow_no_hands:
+        lines.append(
+            f"**Without hand boxes** (--allow-no-hands): {', '.join(no_hands)}; X-MIC's hand view there is the full "
+            "frame, so its rows (and Table 4's F, H, F+H) are not the paper's setting."
+        )
+    return lines
+
+
 def extra_header(settings: ReproduceSettings, number: int) -> list[str]:
     """Header lines that say how this rebuild departs from the paper's protocol or names its data."""
     preset = PRESETS[settings.preset]
-    used = sorted({d for _, tests in TABLE_SPECS[number].directions for d in tests})
-    lines = ["Datasets: " + ", ".join(f"{d} = store group {settings.group(d)!r}" for d in used) + "."]
+    spec = TABLE_SPECS[number]
+    used = sorted({d for _, tests in spec.directions for d in tests})
+    lines = []
+    if settings.demo:
+        lines.append(
+            "**Demo data**: generated videos and tiny encoders. The paper's numbers are shown for the table's shape "
+            "only; demo numbers are not comparable with them."
+        )
+    trained = " and ".join(sorted({t for t, _ in spec.directions}))
+    lines.append(
+        f"Trained on {trained}; "
+        + ", ".join(f"{d} = store group {settings.group(d)!r}" for d in used)
+        + f"; preset {settings.preset}."
+    )
     if settings.epochs is not None and settings.epochs != preset["epochs"]:
         lines.append(f"Epochs overridden to {settings.epochs} (preset: {preset['epochs']}): not the paper's protocol.")
     if settings.frames is not None and settings.frames != 16:
@@ -317,21 +479,26 @@ def reproduce_table(number: int, settings: ReproduceSettings, echo: Echo = print
         raise ReproduceError(f"no table {number}; the paper's tables are {', '.join(map(str, TABLE_SPECS))}")
     spec, paper = TABLE_SPECS[number], load_paper_table(number, settings.paper_numbers)
     rows = select_rows(spec, settings.rows)
+    targets = tuple(t for t in settings.targets if t in spec.targets)
+    if not targets:
+        raise ReproduceError(f"table {number} reports {' and '.join(spec.targets)}s only, not {settings.targets}")
     logical = sorted({d for train, tests in spec.directions for d in (train, *tests)})
     ensure_datasets(settings, logical, echo)
     readers = {d: StoreReader(settings.cache, settings.group(d)) for d in logical}
-    specs = [r.spec for r in readers.values()]
     eval_splits = eval_splits_of([readers[d] for _, tests in spec.directions for d in tests])
     runner = _Runner(settings, echo)
     results: dict[str, list[dict[str, Any]]] = {}
     skipped: dict[str, str] = {}
+    no_hands = {}
+    if any(r.method == "xmic" for r in rows):
+        no_hands = {r.dataset: why for r in readers.values() if (why := no_hands_reason(r)) is not None}
     for row in rows:
-        overrides, reason = resolve_row(row, settings, specs)
+        overrides, reason = resolve_row(row, settings, list(readers.values()), no_hands)
         if reason is not None:
-            skipped[row.key] = reason
+            skipped[row.label] = reason
             continue
-        results[row.key] = []
-        for target in settings.targets:
+        results.setdefault(row.key, [])
+        for target in targets:
             for train, tests in spec.directions:
                 reader = readers[train]
                 groups = [settings.group(d) for d in tests]
@@ -339,16 +506,20 @@ def reproduce_table(number: int, settings: ReproduceSettings, echo: Echo = print
                     cfg = runner.config(overrides, reader.dataset, target, seed, reader.spec)
                     run_dir, reused = runner.run(cfg, reader)
                     result = runner.evaluate(run_dir, groups, eval_splits)
-                    result.update(row=row.key, seed=seed, reused=reused, epochs=cfg.epochs, frames=cfg.frames)
+                    result.update(
+                        row=row.key, part=row.part, seed=seed, reused=reused, epochs=cfg.epochs, frames=cfg.frames
+                    )
                     results[row.key].append(result)
-    shown = dataclasses.replace(paper, rows={r.key: paper.rows[r.key] for r in rows})
+    skipped = merge_skipped(spec, rows, skipped)
+    keys = list(dict.fromkeys(r.key for r in rows))
+    shown = dataclasses.replace(paper, rows={key: paper.rows[key] for key in keys})
     summaries = collect(shown, results, settings.datasets)
     markdown = render_markdown(
         shown,
         results,
         datasets=settings.datasets,
         skipped=skipped,
-        extra_header=extra_header(settings, number),
+        extra_header=extra_header(settings, number) + hands_header(readers, no_hands, settings),
         summaries=summaries,
     )
     settings.out.mkdir(parents=True, exist_ok=True)
@@ -359,10 +530,10 @@ def reproduce_table(number: int, settings: ReproduceSettings, echo: Echo = print
         "paper": {"source": paper.source, "rows": shown.rows},
         "settings": {k: v for k, v in dataclasses.asdict(settings).items() if k != "progress"},
         "rows": {
-            r.key: {"status": "not run", "reason": skipped[r.key]}
-            if r.key in skipped
-            else {"status": "ok", "results": results[r.key]}
-            for r in rows
+            key: {"status": "not run", "reason": skipped[key]}
+            if key in skipped
+            else {"status": "ok", "results": results.get(key, []), "not_run": _blocks_not_run(key, skipped)}
+            for key in keys
         },
     }
     json_path.write_text(json.dumps(_clean(record), indent=2, sort_keys=True, default=str))

@@ -163,8 +163,8 @@ def short_label(column: Column) -> str:
 
 
 def md_text(text: str) -> str:
-    """``text`` for a Markdown cell: angle brackets escaped so that Table 7's ``<class>`` is not read as HTML."""
-    return text.replace("<", "\\<").replace(">", "\\>")
+    """``text`` for a Markdown cell: Table 7's ``<class>`` not read as HTML, Table 5's ``|`` not as a cell border."""
+    return text.replace("<", "\\<").replace(">", "\\>").replace("|", "\\|")
 
 
 def skip_reason(skipped: Mapping[str, str], row: str, column: Column) -> str | None:
