@@ -22,6 +22,7 @@ def _register() -> None:
     from xmic.adapt.train_cli import evaluate_cmd, train_cmd
     from xmic.bench.decode import decode_bench_cmd
     from xmic.bench.extract import extract_bench_cmd
+    from xmic.bench.store import store_bench_cmd
     from xmic.bench.train import train_bench_cmd
     from xmic.cache.cli import cache
     from xmic.demo.cli import demo_cmd
@@ -47,6 +48,7 @@ def _register() -> None:
     bench.add_command(train_bench_cmd)
     bench.add_command(decode_bench_cmd)
     bench.add_command(extract_bench_cmd)
+    bench.add_command(store_bench_cmd)
 
 
 _register()
