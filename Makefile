@@ -14,8 +14,8 @@ EPIC_ROOT ?=
 EGO4D_ROOT ?=
 EGTEA_ROOT ?=
 HOA_DIR ?=
-# hand boxes of the groups a table extracts: HANDS=ego4d=mediapipe,egtea=yolo,epic=epic-hoa (default: epic epic-hoa
-# with HOA_DIR, else mediapipe); HAND_MODEL=.../hand_landmarker.task (default: env XMIC_HAND_MODEL, or the file in
+# hand boxes of the groups a table extracts: HANDS=ego4d=mediapipe,egtea=yolo,epic=epic-hoa (default: hoa for the
+# datasets HOA_DIR gives a folder, HOA_DIR=DIR (EPIC) or HOA_DIR=epic=DIR,ego4d=DIR,egtea=DIR; else mediapipe); HAND_MODEL=.../hand_landmarker.task (default: env XMIC_HAND_MODEL, or the file in
 # MODEL_DIR); YOLO_WEIGHTS for yolo; ALLOW_NO_HANDS=1 lets X-MIC rows and Table 4 use groups without hand boxes
 HANDS ?=
 HAND_MODEL ?=

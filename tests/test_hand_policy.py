@@ -56,8 +56,9 @@ def test_parse_hands_one_for_all_or_per_dataset():
     }
     assert parse_hands("yolo,egtea=none") == {"epic": "yolo", "ego4d": "yolo", "egtea": "none"}
     assert parse_hands("") == parse_hands(None) == {}
-    with pytest.raises(ValueError, match="unknown hand-box provider 'hoa'.*epic-hoa, mediapipe, yolo, none"):
-        parse_hands("ego4d=hoa")
+    assert parse_hands("ego4d=hoa") == {"ego4d": "hoa"}
+    with pytest.raises(ValueError, match="unknown hand-box provider 'doh'.*hoa, epic-hoa, mediapipe, yolo, none"):
+        parse_hands("ego4d=doh")
     with pytest.raises(ValueError, match="unknown dataset 'ek100'"):
         parse_hands("ek100=mediapipe")
     with pytest.raises(ValueError, match="unknown hand-box provider 'given'"):
@@ -102,10 +103,13 @@ def test_explicit_choices_per_dataset(tmp_path):
     assert hand_plan(s, "epic").hands == "mediapipe"  # explicit beats the HOA default
 
     s.hands = {"ego4d": "epic-hoa"}
-    with pytest.raises(ReproduceError, match="hand-object detections exist for EPIC only"):
+    with pytest.raises(ReproduceError, match="epic-hoa reads EPIC's pickles; for ego4d use ego4d=hoa"):
+        hand_plan(s, "ego4d")
+    s.hands = {"ego4d": "hoa"}  # a folder alone is EPIC's
+    with pytest.raises(ReproduceError, match=r"--hands ego4d=hoa needs --hoa-dir ego4d=DIR"):
         hand_plan(s, "ego4d")
     s.hands, s.hoa_dir = {"epic": "epic-hoa"}, None
-    with pytest.raises(ReproduceError, match=r"needs --hoa-dir DIR \(make HOA_DIR=DIR\)"):
+    with pytest.raises(ReproduceError, match=r"needs --hoa-dir DIR \(make HOA_DIR=DIR; one folder per dataset"):
         hand_plan(s, "epic")
     s.hands, s.yolo_weights = {"egtea": "yolo"}, None
     with pytest.raises(ReproduceError, match=r"no --yolo-weights given.*make YOLO_WEIGHTS=PATH"):
@@ -289,3 +293,30 @@ def test_extract_finds_the_hand_model_and_mediapipe_boxes_the_drawn_hand(tiny, m
     rows = {str(v): k for k, v in enumerate(reader.segments["video_id"])}
     assert found[rows["hands"]].all() and not found[rows["bars"]].any()
     assert no_hands_reason(reader) is None and hand_coverage(reader) == 0.5
+
+
+def test_one_hoa_folder_per_dataset(tmp_path):
+    """--hoa-dir epic=DIR,ego4d=DIR,egtea=DIR: each dataset with a folder gets HOA boxes, the others MediaPipe."""
+    from xmic.evaluate.reproduce_data import parse_hoa_dirs
+
+    assert parse_hoa_dirs("/d/epic") == {"epic": Path("/d/epic")}  # the old form: EPIC's folder
+    dirs = parse_hoa_dirs("ego4d=/d/e4, egtea=/d/eg")
+    assert dirs == {"ego4d": Path("/d/e4"), "egtea": Path("/d/eg")} and parse_hoa_dirs("") == {}
+    for bad, match in [("ek=/d", "expected DIR or dataset=DIR"), ("ego4d=/a,ego4d=/b", "ego4d is given twice")]:
+        with pytest.raises(ValueError, match=match):
+            parse_hoa_dirs(bad)
+    model = _file(tmp_path / "hand_landmarker.task")
+    s = ReproduceSettings(cache=tmp_path / "c.zarr", hand_model=model, hoa_dir=dirs)
+    assert hand_plan(s, "ego4d") == HandPlan("hoa", {"hoa_dir": "/d/e4"})
+    assert hand_plan(s, "egtea") == HandPlan("hoa", {"hoa_dir": "/d/eg"})
+    assert hand_plan(s, "epic") == HandPlan("mediapipe", {"hand_model": str(model)})
+    assert hand_plan(s, "ego4d").flags() == "--hands hoa --hoa-dir /d/e4"
+    s.hoa_dir = {"epic": Path("/d/ep"), **dirs}
+    assert hand_plan(s, "epic") == HandPlan("epic-hoa", {"hoa_dir": "/d/ep"})
+
+
+def test_reproduce_cli_rejects_a_bad_hoa_dir(tmp_path):
+    from xmic.evaluate.reproduce_cli import reproduce_cmd
+
+    res = CliRunner().invoke(reproduce_cmd, ["--table", "3", "--cache", str(tmp_path / "c.zarr"), "--hoa-dir", "k=/x"])
+    assert res.exit_code == 2 and "--hoa-dir" in res.output and "expected DIR or dataset=DIR" in res.output

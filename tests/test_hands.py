@@ -78,10 +78,17 @@ def test_union_and_finalize():
 
 def test_factory_errors_name_the_choices_and_flags(tmp_path):
     with pytest.raises(
-        ValueError, match="unknown --hands 'hoa'; choose one of: epic-hoa, mediapipe, yolo, given, none"
+        ValueError, match="unknown --hands 'doh'; choose one of: hoa, epic-hoa, mediapipe, yolo, given, none"
     ):
-        make_hand_provider("hoa")
-    for name, flag in [("epic-hoa", "--hoa-dir"), ("mediapipe", "--hand-model"), ("yolo", "--yolo-weights")]:
+        make_hand_provider("doh")
+    with pytest.raises(ValueError, match="--hands hoa needs --hoa-dataset epic|ego4d|egtea"):
+        make_hand_provider("hoa", hoa_dir=str(tmp_path))
+    for name, flag in [
+        ("hoa", "--hoa-dir"),
+        ("epic-hoa", "--hoa-dir"),
+        ("mediapipe", "--hand-model"),
+        ("yolo", "--yolo-weights"),
+    ]:
         with pytest.raises(ValueError, match=f"--hands {name} needs {flag}"):
             make_hand_provider(name)
     with pytest.raises(ValueError, match="--hands given needs --hand-boxes"):
@@ -93,8 +100,13 @@ def test_factory_errors_name_the_choices_and_flags(tmp_path):
     with pytest.raises(FileNotFoundError, match="--hoa-dir .*missing is not a directory"):
         make_hand_provider("epic-hoa", hoa_dir=str(tmp_path / "missing"))
     p = make_hand_provider("epic-hoa", hoa_dir=str(tmp_path), hoa_hand_threshold=0.5, yolo_weights=None)
-    assert (p.hand_threshold, p.object_threshold, p.first_frame) == (0.5, 0.01, 1)
-    assert set(HAND_PROVIDERS) == {"epic-hoa", "mediapipe", "yolo", "given", "none"}
+    assert (p.hand_threshold, p.object_threshold, p.first_frame, p.dataset) == (0.5, 0.01, 1, "epic")
+    assert set(HAND_PROVIDERS) == {"hoa", "epic-hoa", "mediapipe", "yolo", "given", "none"}
+    # each dataset's numbering: EPIC frame numbers count from 1, Ego4D / EGTEA frames from 0
+    for data, first in [("epic", 1), ("ego4d", 0), ("egtea", 0)]:
+        q = make_hand_provider("hoa", hoa_dir=str(tmp_path), hoa_dataset=data)
+        assert (q.name, q.first_frame, q.describe()["dataset"]) == ("hoa", first, data)
+    assert make_hand_provider("hoa", hoa_dir=str(tmp_path), hoa_dataset="ego4d", hoa_first_frame=1).first_frame == 1
 
 
 def test_click_options_build_the_provider(tmp_path):
@@ -563,10 +575,10 @@ def test_mediapipe_finds_a_drawn_hand_and_nothing_in_an_empty_frame(hand_model, 
     frames = np.stack([hand, empty, hand])
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # the known model: no checksum warning
-        p = make_hand_provider("mediapipe", hand_model=str(hand_model), hand_mode=mode)
+        p = make_hand_provider("mediapipe", hand_model=str(hand_model), hand_mode=mode, hand_gap=0)
     with p:
-        out = p.boxes("synthetic", np.array([0, 1, 1]) if mode == "image" else np.array([0, 3, 6]), frames)
-    assert np.isnan(out[1]).all()
+        out = p.boxes("synthetic", np.array([0, 3, 6]), frames)
+    assert np.isnan(out[1]).all() and not p.last_interpolated.any()
     for row in (0, 2):
         box = out[row]
         assert np.isfinite(box).all() and (box >= 0).all() and (box <= 1).all()
@@ -574,6 +586,44 @@ def test_mediapipe_finds_a_drawn_hand_and_nothing_in_an_empty_frame(hand_model, 
         assert _iou(box, skin) > 0.5, (box, skin)
         assert box[0] <= skin[0] + 0.03 and box[2] >= skin[2] - 0.03 and box[1] <= skin[1] + 0.05
     assert p.describe()["model_sha256"].startswith("fbc2a300")
+
+
+def test_mediapipe_defaults_track_and_fill_a_lost_hand(hand_model):
+    """The default provider: video mode, measured confidence, a hand lost between two frames is interpolated."""
+    from xmic.extract.hands.mediapipe_hands import DEFAULT_MAX_GAP, DEFAULT_MIN_CONF
+
+    left, _ = _draw_hand(cx=150)
+    right, _ = _draw_hand(cx=300)
+    empty = np.broadcast_to(np.linspace(40, 200, 456, dtype=np.uint8)[None, :, None], (256, 456, 3))
+    frames = np.stack([left, empty, right, empty, empty, empty, empty, left])
+    idx = np.arange(8) * 3  # 0.1 s apart at 30 fps: one lost frame, then a run of four (longer than the gap)
+    with make_hand_provider("mediapipe", hand_model=str(hand_model)) as p:
+        d = p.describe()
+        assert (d["running_mode"], d["min_detection_confidence"], d["max_gap"]) == ("video", DEFAULT_MIN_CONF, 3)
+        assert DEFAULT_MAX_GAP == 3
+        out = p.boxes("synthetic", idx, frames)
+        flags = p.last_interpolated.copy()
+        # the rows go back in time (a segment's slots need not be sorted): the same boxes, row for row
+        order = np.array([7, 2, 0, 1, 3, 4, 5, 6])
+        again = p.boxes("synthetic", idx[order], frames[order])
+    assert flags.tolist() == [False, True, False, False, False, False, False, False]
+    np.testing.assert_allclose(out[1], (out[0] + out[2]) / 2, atol=1e-6)  # halfway in time, halfway in space
+    assert np.isnan(out[3:7]).all()  # four frames lost: longer than the gap, left as the full frame
+    np.testing.assert_allclose(again, out[order], atol=1e-6)
+    assert p.interpolated == {"synthetic": 2}
+
+
+def test_fill_gaps_rules():
+    from xmic.extract.hands.mediapipe_hands import fill_gaps
+
+    nan = [np.nan] * 4
+    boxes = np.array([[0, 0, 0.2, 0.2], nan, nan, [0.4, 0.4, 0.6, 0.6], nan, [0.1, 0.1, 0.3, 0.3], nan])
+    times = np.array([0.0, 0.1, 0.2, 0.3, 0.4, 2.0, 2.1])
+    out, filled = fill_gaps(times, boxes, max_gap=2, max_seconds=1.0)
+    assert filled.tolist() == [False, True, True, False, False, False, False]  # 0.3 -> 2.0 s is too far apart
+    np.testing.assert_allclose(out[1], [0.4 / 3, 0.4 / 3, 0.2 + 0.4 / 3, 0.2 + 0.4 / 3])
+    assert np.isnan(out[4]).all() and np.isnan(out[6]).all()  # never past the last frame that found the hand
+    assert not fill_gaps(times, boxes, max_gap=1, max_seconds=1.0)[1].any()  # a run of two is longer than 1
 
 
 def test_mediapipe_model_checks(tmp_path):
@@ -625,13 +675,13 @@ def test_choose_hands_without_a_silent_none(tmp_path, monkeypatch):
         choose_hands(None, {"hand_margin": None})
     assert str(err.value) == NO_HAND_CHOICE and "--hands none" in NO_HAND_CHOICE
     assert choose_hands(None, {"hoa_dir": "hoa", "hoa_hand_threshold": 0.5}) == (
-        "epic-hoa",
+        "hoa",
         {"hoa_dir": "hoa", "hoa_hand_threshold": 0.5},
     )
     assert choose_hands(None, {"yolo_weights": "w.pt"})[0] == "yolo"
     assert choose_hands(None, {"hand_boxes": "boxes"})[0] == "given"
     assert choose_hands(None, {"hand_model": "m.task"}) == ("mediapipe", {"hand_model": "m.task"})
-    with pytest.raises(NoHandChoiceError, match=r"several hand-box sources \(epic-hoa, yolo\)"):
+    with pytest.raises(NoHandChoiceError, match=r"several hand-box sources \(hoa, yolo\)"):
         choose_hands(None, {"hoa_dir": "hoa", "yolo_weights": "w.pt"})
     assert choose_hands("none", {}) == ("none", {})  # an explicit choice
     with pytest.raises(

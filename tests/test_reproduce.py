@@ -440,8 +440,10 @@ def test_cli_hand_options(store, tmp_path, monkeypatch):
     monkeypatch.delenv("XMIC_MODEL_DIR", raising=False)
     base = ["--table", "3", "--cache", str(store), "--datasets", "epic=syn-epic,ego4d=syn-ego4d", "--quiet"]
     base += ["--out", str(tmp_path / "o"), "--egtea-root", str(tmp_path)]
-    bad = CliRunner().invoke(reproduce_cmd, [*base, "--hands", "egtea=hoa"])
-    assert bad.exit_code == 2 and "unknown hand-box provider 'hoa'" in bad.output
+    bad = CliRunner().invoke(reproduce_cmd, [*base, "--hands", "egtea=doh"])
+    assert bad.exit_code == 2 and "unknown hand-box provider 'doh'" in bad.output
+    no_folder = CliRunner().invoke(reproduce_cmd, [*base, "--hands", "egtea=hoa", "--hoa-dir", str(tmp_path)])
+    assert no_folder.exit_code == 1 and "--hands egtea=hoa needs --hoa-dir egtea=DIR" in no_folder.output
     absent = tmp_path / "absent.task"
     res = CliRunner().invoke(reproduce_cmd, [*base, "--hand-model", str(absent)])
     assert res.exit_code == 1 and f"--hand-model {absent} does not exist" in res.output

@@ -249,8 +249,10 @@ def test_verify_catches_nan_in_ok_row(tmp_path, fmt):
     report = verify_store(path)
     assert not report.ok
     assert report.problems == [
-        "dataset epic: epic/features/dinov2-vitb14/hand has NaN/inf features in 1 ok rows: 12 (P01_012_é)"
+        "dataset epic: epic/features/dinov2-vitb14/hand has NaN/inf features in 1 ok rows: 12 (P01_012_é) "
+        "(chunks 2: missing or damaged)"
     ]
+    assert report.damaged == {"epic": [2]}
 
 
 def test_verify_pending_rows_and_bad_text(tmp_path, fmt):

@@ -76,7 +76,7 @@ def load_run_encoders(meta: dict[str, Any], names: set[str], model_dir: str | Pa
         ModelNotFoundError: the weights are not where the store said and no ``model_dir`` holds them.
         ValueError: a loaded encoder differs from the one the run was trained on.
     """
-    from xmic.cache.schema import StoreSpec
+    from xmic.cache.schema import StoreSpec, same_identity
     from xmic.extract.encoders import load_encoder
 
     spec = StoreSpec.from_json(meta["store"]["spec"])
@@ -85,7 +85,7 @@ def load_run_encoders(meta: dict[str, Any], names: set[str], model_dir: str | Pa
         folder = model_dir if model_dir is not None else (spec.encoders[name].source or None)
         enc = load_encoder(name, folder, device)
         trained = meta["encoders"][name]
-        if enc.spec.identity() != trained:
+        if not same_identity(enc.spec.identity(), trained):  # the weights' hash too, when the run recorded one
             diff = {k: (trained.get(k), v) for k, v in enc.spec.identity().items() if trained.get(k) != v}
             raise ValueError(
                 f"encoder {name} loaded from {enc.spec.source} is not the one the run was trained on "

@@ -71,11 +71,22 @@ class FeatureBank:
         return self.cls.shape[1]
 
     def batch(self, rows: torch.Tensor, slots: torch.Tensor, dtype: torch.dtype = torch.float32) -> FeatureBatch:
-        """Gather B rows and their slots: ``rows`` (B,), ``slots`` (B, T) -> FeatureBatch."""
-        r = rows[:, None]
-        cls = self.cls[r, slots].to(dtype)
-        cond = torch.stack([v[r, slots] for v in self.cond], dim=2).to(dtype)
-        return FeatureBatch(cls=cls, cond=cond)
+        """Gather B rows and their slots: ``rows`` (B,), ``slots`` (B, T) -> FeatureBatch.
+
+        Each stored array is gathered once per batch (X-MIC's classified hand view is also a conditioning view),
+        as ``index_select`` of the (B*T) frame rows of the array seen as (N*T_s, D).
+        """
+        b, t = slots.shape
+        frames = (rows[:, None] * self.store_frames + slots).reshape(-1)  # (B*T,) rows of the (N*T_s, D) view
+        taken: dict[int, torch.Tensor] = {}
+
+        def take(arr: torch.Tensor) -> torch.Tensor:
+            if id(arr) not in taken:
+                flat = arr.reshape(-1, arr.shape[-1])
+                taken[id(arr)] = flat.index_select(0, frames).to(dtype).view(b, t, -1)
+            return taken[id(arr)]
+
+        return FeatureBatch(cls=take(self.cls), cond=torch.stack([take(v) for v in self.cond], dim=2))
 
 
 def load_bank(
@@ -98,7 +109,9 @@ def load_bank(
     Raises:
         StoreSpecError: the store's frames hold no bin centres (extracted with an even number of candidates per
             bin, e.g. the old ``uniform-bins:16x2``); the message says how to re-extract it.
-        StoreError: chunks are not extracted yet.
+        StoreError: chunks are not extracted yet; a row of a done chunk reads as pending (its ``row_status`` chunk
+            is lost); a used row has NaN/inf features (a lost or damaged feature chunk). The message names the rows
+            and chunks and says how to recompute them.
     """
     reader.check_bin_centres()
     done = np.asarray(reader.done)
@@ -116,14 +129,64 @@ def load_bank(
             cache[(enc, view)] = reader.load_features(enc, view, device=device)
         return cache[(enc, view)]
 
-    cls = get(encoder, classified_view)
-    cond = [get(second_encoder, v) for v in cond_views(views)]
     labels_np = np.asarray(reader.segments[target], dtype=np.int64)
     status = np.asarray(reader.row_status)
+    _check_row_status(reader, status)
+    cls = get(encoder, classified_view)
+    cond = [get(second_encoder, v) for v in cond_views(views)]
     in_split = np.ones(status.shape, dtype=bool)
     if splits is not None:
         in_split = np.isin(np.asarray(reader.segments["split"]).astype(str), list(splits))
     keep = in_split & (status == ROW_OK) & (labels_np >= 0)
+    for (enc, view), arr in cache.items():
+        _check_finite(reader, arr, np.flatnonzero(keep), f"features/{enc}/{view}")
     failed = int(np.count_nonzero(in_split & (status == ROW_FAILED)))
     rows = torch.from_numpy(np.flatnonzero(keep)).to(device)
     return FeatureBank(cls=cls, cond=cond, labels=torch.from_numpy(labels_np).to(device), rows=rows, failed=failed)
+
+
+def _repair_hint(reader) -> str:
+    return (
+        f"run `xmic cache verify {reader.path}` to list the damaged chunks, `xmic cache verify {reader.path} "
+        "--reset-damaged` to mark them not done, then re-run the same `xmic extract` command (it recomputes them)"
+    )
+
+
+def _chunk_list(rows: np.ndarray, chunk_rows: int) -> str:
+    chunks = sorted({int(r) // chunk_rows for r in rows})
+    return ", ".join(map(str, chunks[:10])) + (f", … ({len(chunks)} chunks)" if len(chunks) > 10 else "")
+
+
+def _row_list(reader, rows: np.ndarray) -> str:
+    ids = np.asarray(reader.segments["segment_id"])
+    shown = ", ".join(f"{int(r)} ({ids[r]})" for r in rows[:5])
+    return shown + (f", … {rows.size - 5} more" if rows.size > 5 else "")
+
+
+def _check_row_status(reader, status: np.ndarray) -> None:
+    """Every row of a (done) chunk is ok or failed; pending there means the chunk's ``row_status`` object is gone."""
+    bad = np.flatnonzero((status != ROW_OK) & (status != ROW_FAILED))
+    if bad.size:
+        raise StoreError(
+            f"{reader.path} / {reader.dataset}: row_status of {bad.size} rows of done chunks is neither ok nor failed "
+            f"(rows {_row_list(reader, bad)}; chunks {_chunk_list(bad, reader.spec.chunk_rows)}): the chunk is "
+            f"missing or damaged, and training would silently leave those rows out; {_repair_hint(reader)}"
+        )
+
+
+def _check_finite(reader, arr: torch.Tensor, rows: np.ndarray, name: str, step: int = 4096) -> None:
+    """StoreError naming rows and chunks when ``arr[rows]`` holds NaN/inf (checked ``step`` rows at a time)."""
+    bad = []
+    idx = torch.from_numpy(rows).to(arr.device)
+    for start in range(0, idx.numel(), step):
+        part = idx[start : start + step]
+        finite = torch.isfinite(arr[part]).flatten(1).all(dim=1)
+        if not bool(finite.all()):
+            bad.append(part[~finite].cpu().numpy())
+    if bad:
+        rows_bad = np.concatenate(bad)
+        raise StoreError(
+            f"{reader.path} / {reader.dataset}: {name} has NaN/inf values in {rows_bad.size} rows this run uses "
+            f"(rows {_row_list(reader, rows_bad)}; chunks {_chunk_list(rows_bad, reader.spec.chunk_rows)}): a "
+            f"feature chunk is missing or damaged; {_repair_hint(reader)}"
+        )

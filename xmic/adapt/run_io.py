@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from xmic.adapt.config import TrainConfig
+from xmic.cache.hashing import file_sha256
 
 CHECKPOINT = "model.safetensors"
 CONFIG = "config.json"
@@ -35,8 +36,10 @@ def save_run(run_dir: Path, model: nn.Module, cfg: TrainConfig, meta: dict[str, 
 
     run_dir.mkdir(parents=True, exist_ok=True)
     state = trainable_state(model)
+    meta = dict(meta)
     if state:
         save_file(state, str(run_dir / CHECKPOINT))
+        meta["checkpoint_sha256"] = file_sha256(run_dir / CHECKPOINT)
     cfg.save(run_dir / CONFIG)
     (run_dir / META).write_text(json.dumps(meta, indent=2, sort_keys=True))
 
@@ -75,7 +78,16 @@ def load_run(
     if ckpt.exists():
         from safetensors.torch import load_file
 
-        state = load_file(str(ckpt))
+        want = meta.get("checkpoint_sha256")
+        if want and (got := file_sha256(ckpt)) != want:
+            raise ValueError(
+                f"{ckpt} is damaged or was replaced: its sha256 is {got}, the run recorded {want} in {run_dir / META}; "
+                "train the run again (or restore the file)"
+            )
+        try:
+            state = load_file(str(ckpt))
+        except Exception as exc:  # noqa: BLE001 - safetensors raises its own error type for every defect
+            raise ValueError(f"{ckpt} is not a readable safetensors file ({exc}); train the run again") from None
         missing, unexpected = model.load_state_dict(state, strict=False)
         missing = [k for k in missing if not k.startswith(FROZEN_PREFIXES)]
         if missing or unexpected:

@@ -20,6 +20,10 @@ from xmic.adapt.run_io import append_metrics, save_run
 from xmic.cache.errors import StoreSpecError
 
 
+class NonFiniteLossError(ValueError):
+    """The training loss became NaN/inf; the run stops before saving weights that are no longer finite."""
+
+
 @dataclass
 class TrainResult:
     run_dir: Path | None
@@ -46,6 +50,21 @@ def resolve_encoders(cfg: TrainConfig, spec) -> tuple[str, str]:
             f"--encoder must be a CLIP encoder (text embeddings); {encoder!r} is {spec.encoders[encoder].family}"
         )
     return encoder, second
+
+
+def check_text_weights(cfg: TrainConfig, enc) -> None:
+    """StoreSpecError when the CLIP text tower a prompt-learning run would load is not the one the store's text
+    embeddings and features came from (compared by the weights' sha256 the store recorded, when it did)."""
+    from xmic.cache.hashing import weights_sha256
+
+    if not (enc.weights_sha256 and cfg.text_model_dir and Path(cfg.text_model_dir).is_dir()):
+        return
+    got = weights_sha256(cfg.text_model_dir)
+    if got != enc.weights_sha256:
+        raise StoreSpecError(
+            f"the CLIP weights in {cfg.text_model_dir} (sha256 {got[:16]}…) are not those the store was extracted "
+            f"with ({enc.source}, sha256 {enc.weights_sha256[:16]}…); give --model-dir the store's {enc.name} weights"
+        )
 
 
 def seed_everything(seed: int) -> None:
@@ -99,6 +118,7 @@ class EpochTrainer:
         order = bank.rows[torch.randperm(self.n, generator=self.gen, device=device)]
         loss_sum = torch.zeros((), device=device)
         correct = torch.zeros((), device=device, dtype=torch.long)
+        bad_steps = torch.zeros((), device=device, dtype=torch.long)
         for start in range(0, self.n, cfg.batch_size):
             rows = order[start : start + cfg.batch_size]
             slots = frame_slots(
@@ -112,11 +132,18 @@ class EpochTrainer:
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
             self.opt.step()
+            bad_steps += ~torch.isfinite(loss.detach())
             loss_sum += loss.detach() * rows.numel()
             correct += (logits.detach().argmax(dim=1) == labels).sum()
             if self.bar is not None:
                 self.bar.update(1)
                 self.bar.set_postfix(epoch=self.epochs_done + 1, loss=f"{loss.item():.3f}")
+        if int(bad_steps):
+            raise NonFiniteLossError(
+                f"training stopped: the loss became NaN/inf in {int(bad_steps)} of {self.steps_per_epoch} steps of "
+                f"epoch {self.epochs_done + 1} ({cfg.method}, lr {self.opt.param_groups[0]['lr']:g}); the weights "
+                "are no longer finite and nothing was saved. Check the store with `xmic cache verify`, or lower --lr"
+            )
         lr = self.opt.param_groups[0]["lr"]  # the epoch's learning rate
         self.sched.step()
         self.epochs_done += 1
@@ -175,6 +202,8 @@ def train(cfg: TrainConfig, cache: Path, out: Path | None = None, *, progress: b
         source = spec.encoders[encoder].source
         if source and Path(source).is_dir():
             cfg.text_model_dir = source  # the same local weights the store was extracted with
+    if cfg.method in TEXT_METHODS:
+        check_text_weights(cfg, spec.encoders[encoder])
     device = torch.device(cfg.device)
     seed_everything(cfg.seed)
     bank = load_bank(

@@ -28,12 +28,14 @@ H5_SUFFIXES = (".h5", ".hdf5")
 
 @dataclass(frozen=True)
 class ArrayInfo:
-    """Shape, dtype (numpy name or ``"str"``), chunk shape (``None`` = contiguous) and fill value of an array."""
+    """Shape, dtype (numpy name or ``"str"``), chunk shape (``None`` = contiguous), fill value of an array, and
+    whether the storage library checksums its chunks (Zarr crc32c codec, HDF5 fletcher32 filter)."""
 
     shape: tuple[int, ...]
     dtype: str
     chunks: tuple[int, ...] | None
     fill_value: Any = None
+    checksum: bool = False
 
 
 def detect_format(path: str | os.PathLike, fmt: str | None = None) -> str:
@@ -219,15 +221,21 @@ class ZarrSession(_RootSession):
         parent, _, _ = key.rpartition("/")
         if parent:
             self.root.require_group(parent)
+        from zarr.codecs import Crc32cCodec, ZstdCodec
+
         kind = np.dtype(dtype).kind if dtype != STR else "T"
+        # fp16 embeddings hardly compress (~10 %); raw chunks make the trainer's whole-array read cheaper.
+        # Every chunk ends with a crc32c checksum, checked by zarr on every read.
+        raw = kind == "f" and len(shape) == 3
         arr = self.root.create_array(
             key,
             shape=shape,
             chunks=_clamp_chunks(shape, chunks),
             dtype=str if dtype == STR else dtype,
             fill_value=fill_value,
-            # fp16 embeddings hardly compress (~10 %); raw chunks make the trainer's whole-array read cheaper
-            compressors=None if kind == "f" and len(shape) == 3 else "auto",
+            compressors=[Crc32cCodec()] if raw else [ZstdCodec(), Crc32cCodec()],
+            # a chunk that equals the fill value is still written, so a missing chunk object means damage
+            config={"write_empty_chunks": True},
             overwrite=True,
         )
         if data is not None and data.size:
@@ -237,7 +245,8 @@ class ZarrSession(_RootSession):
         arr = self.root[key]
         dtype = STR if arr.dtype.kind in "TUO" else str(arr.dtype)
         fill = None if dtype == STR else arr.fill_value
-        return ArrayInfo(tuple(arr.shape), dtype, tuple(arr.chunks), fill)
+        checksum = any(type(c).__name__ == "Crc32cCodec" for c in arr.compressors)
+        return ArrayInfo(tuple(arr.shape), dtype, tuple(arr.chunks), fill, checksum)
 
     def read(self, key: str, sel: Any = ...) -> np.ndarray:
         out = np.asarray(self.root[key][sel])
@@ -289,6 +298,8 @@ class H5Session(_RootSession):
             dtype=h5_dtype,
             chunks=_clamp_chunks(shape, chunks) if chunked else None,
             fillvalue=fill_value,
+            # HDF5 filters cannot apply to variable-length strings, nor to an array without elements
+            fletcher32=dtype != STR and all(s > 0 for s in shape),
         )
         if data is not None and data.size:
             ds[...] = data.astype(object) if dtype == STR else data
@@ -299,7 +310,7 @@ class H5Session(_RootSession):
         ds = self.root[key]
         is_str = h5py.check_string_dtype(ds.dtype) is not None
         dtype = STR if is_str else str(ds.dtype)
-        return ArrayInfo(tuple(ds.shape), dtype, ds.chunks, None if is_str else ds.fillvalue)
+        return ArrayInfo(tuple(ds.shape), dtype, ds.chunks, None if is_str else ds.fillvalue, bool(ds.fletcher32))
 
     def read(self, key: str, sel: Any = ...) -> np.ndarray:
         import h5py

@@ -1,4 +1,4 @@
-"""``xmic cache {info, verify, export}``: look inside a store, check it, copy it to the other backend."""
+"""``xmic cache {info, verify, export, show-boxes}``: look inside a store, check it, copy it, draw its hand boxes."""
 
 from __future__ import annotations
 
@@ -34,11 +34,14 @@ def format_info(info: dict[str, Any]) -> str:
             + ", ".join(f"{k} {v}" for k, v in d["splits"].items()),
             f"  frames     T={d['num_frames']}  sampling {d['sampling']}  hands {d['hands']}",
             f"  chunks     {chunks['done']}/{chunks['total']} done ({d['chunk_rows']} rows each)",
-            f"  rows       ok {rows['ok']}  failed {rows['failed']}  pending {rows['pending']}",
+            f"  rows       ok {rows['ok']}  failed {rows['failed']}  pending {rows['pending']}"
+            + (f"  (+{len(d['skipped'])} annotation rows skipped by --skip-bad)" if d.get("skipped") else ""),
             f"  vocab      {d['vocab']['verb']} verbs, {d['vocab']['noun']} nouns",
         ]
         for enc, e in d["encoders"].items():
             lines.append(f"  encoder    {enc:<16} D={e['dim']:<5} {e['model_id']}")
+        for rec in d.get("skipped", [])[:20]:
+            lines.append(f"  skipped    {rec.get('file')}: {rec.get('where')}: {rec.get('reason')}")
     for enc, per_ds in info["text"].items():
         for ds, per_target in per_ds.items():
             for target, t in per_target.items():
@@ -77,17 +80,38 @@ def info_cmd(path: Path, as_json: bool) -> None:
     default=None,
     help="Also write the failed rows (with reasons) to this JSON-lines file.",
 )
-def verify_cmd(path: Path, failed_out: Path | None) -> None:
-    """Check every done flag, shape, spec, NaN and failed row of PATH; exit status 1 unless it is OK."""
+@click.option(
+    "--quick", is_flag=True, help="Skip reading every chunk (no checksum or NaN check): flags and shapes only."
+)
+@click.option(
+    "--reset-damaged",
+    is_flag=True,
+    help="Mark the chunks found lost or damaged as not done, so that re-running the same `xmic extract` redoes them.",
+)
+def verify_cmd(path: Path, failed_out: Path | None, quick: bool, reset_damaged: bool) -> None:
+    """Check every done flag, shape, spec, checksum, NaN and failed row of PATH; exit status 1 unless it is OK.
+
+    Every chunk of every array is read once, so that the storage library checks its checksum (Zarr crc32c, HDF5
+    fletcher32); each chunk that fails is named by array and index. Rows skipped on purpose (`--skip-bad`) are
+    listed with their reasons but do not make the store fail.
+    """
+    from xmic.cache.verify import reset_damaged as reset
     from xmic.cache.verify import verify_store
 
-    report = verify_store(path)
+    report = verify_store(path, quick=quick)
     if failed_out is not None:
         with open(failed_out, "w", encoding="utf-8") as fh:
             for rec in report.failed_rows:
                 fh.write(json.dumps(rec, sort_keys=True, default=str) + "\n")
         click.echo(f"{len(report.failed_rows)} failed rows written to {failed_out}", err=True)
     click.echo(report.summary())
+    if report.skipped_rows:
+        click.echo(f"{len(report.skipped_rows)} rows skipped on purpose (--skip-bad):")
+        for rec in report.skipped_rows[:20]:
+            click.echo(f"  {rec.get('dataset')}: {rec.get('file')}: {rec.get('where')}: {rec.get('reason')}")
+    if reset_damaged and report.damaged:
+        n = reset(path, report.damaged)
+        click.echo(f"marked {n} damaged chunks not done; re-run the same `xmic extract` command to recompute them")
     if not report.ok:
         raise SystemExit(1)
 
@@ -112,3 +136,33 @@ def export_cmd(path: Path, out: Path, fmt: str | None, overwrite: bool) -> None:
     except StoreError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"exported {path} -> {out}")
+
+
+@cache.command("show-boxes")
+@click.argument("path", type=click.Path(exists=True, path_type=Path))
+@click.option("--dataset", required=True, help="Store group (epic, ego4d, egtea, ...).")
+@click.option("--rows", default=None, help="Store rows to draw, comma-separated (default: 4 ok rows spread out).")
+@click.option("--count", default=4, show_default=True, help="Rows drawn when --rows is not given.")
+@click.option("--per-row", default=8, show_default=True, help="Sampled frames shown per segment.")
+@click.option(
+    "--root",
+    default=None,
+    type=click.Path(path_type=Path),
+    help="Dataset root to decode the frames from (default: the root `xmic extract` recorded in the store).",
+)
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="PNG to write, e.g. boxes.png.")
+def show_boxes_cmd(
+    path: Path, dataset: str, rows: str | None, count: int, per_row: int, root: Path | None, out: Path
+) -> None:
+    """Contact sheet of sampled frames with their stored hand boxes and the hand crops the encoder saw."""
+    from xmic.extract.boxsheet import BoxSheetError, show_boxes
+
+    try:
+        picked = None if rows is None else [int(r) for r in rows.split(",") if r.strip()]
+    except ValueError:
+        raise click.BadParameter(f"expected row numbers, comma-separated; got {rows!r}", param_hint="--rows") from None
+    try:
+        written, drawn = show_boxes(path, dataset, out, rows=picked, root=root, count=count, per_row=per_row)
+    except (BoxSheetError, StoreError, FileNotFoundError, KeyError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"wrote {written} (rows {', '.join(map(str, drawn))})")

@@ -12,6 +12,8 @@ from xmic.cache.schema import StoreSpec, num_chunks, template_key
 
 #: Attribute of a dataset group that holds its StoreSpec as JSON.
 SPEC_ATTR = "xmic"
+#: Attribute of a dataset group: JSON list of the annotation rows ``--skip-bad`` left out, with their reasons.
+SKIPPED_ATTR = "xmic_skipped"
 #: Attribute of the root group: layout version of the store.
 LAYOUT_ATTR = "xmic_store_layout"
 LAYOUT_VERSION = 1
@@ -71,6 +73,12 @@ def read_spec(session: Session, dataset: str, where: str) -> StoreSpec:
         return StoreSpec.from_json(text)
     except (ValueError, TypeError, KeyError) as exc:
         raise StoreError(f"{where}: the spec attribute of group {dataset!r} does not parse: {exc}") from None
+
+
+def read_skipped(session: Session, dataset: str) -> list[dict[str, Any]]:
+    """The skipped-row records of group ``dataset`` (``status``, ``file``, ``where``, ``reason``); [] when none."""
+    text = session.get_attrs(dataset).get(SKIPPED_ATTR)
+    return list(json.loads(text)) if text else []
 
 
 def dataset_groups(session: Session) -> list[str]:

@@ -18,6 +18,7 @@ from xmic.cache import layout
 from xmic.cache.backend import Backend, Session
 from xmic.cache.errors import StoreError, StoreSpecError, spec_differences
 from xmic.cache.schema import (
+    HAND_BOX_UNWRITTEN,
     PROMPT_TEMPLATES,
     ROW_OK,
     TARGETS,
@@ -103,8 +104,33 @@ class StoreReader(layout.GroupView):
 
     @property
     def hand_box(self) -> np.ndarray:
-        """(N, T, 4) float32 normalised xyxy, NaN where no box (or unwritten)."""
-        return self._read(f"{self.dataset}/hand_box")
+        """(N, T, 4) float32 normalised xyxy, NaN where no box (or unwritten); see :meth:`read_hand_box`."""
+        return self.read_hand_box()
+
+    def read_hand_box(self, rows: slice = slice(None)) -> np.ndarray:
+        """``hand_box[rows]``: NaN where no box, and NaN for the rows of chunks not extracted yet.
+
+        Raises:
+            StoreError: a row of a done chunk reads as never written (:data:`HAND_BOX_UNWRITTEN`): its chunk object
+                is gone (a partial copy), which would otherwise read as "no box".
+        """
+        box = self._read(f"{self.dataset}/hand_box", rows)
+        start = rows.indices(self.n_rows)[0]
+        unwritten = (box == HAND_BOX_UNWRITTEN).reshape(len(box), -1).any(axis=1)
+        if not unwritten.any():
+            return box
+        chunk_of = (np.arange(len(box)) + start) // self.spec.chunk_rows
+        lost = unwritten & (self.done[chunk_of] == 1)
+        if lost.any():
+            chunks = sorted({int(c) for c in chunk_of[lost]})
+            raise StoreError(
+                f"{self.path} / {self.dataset}: hand_box of {int(lost.sum())} rows of done chunk(s) "
+                f"{', '.join(map(str, chunks[:10]))} reads as never written (the chunk is missing); "
+                f"run `xmic cache verify {self.path} --reset-damaged`, then re-run the same `xmic extract` command"
+            )
+        box = box.copy()
+        box[unwritten] = np.nan
+        return box
 
     def ok_rows(self) -> np.ndarray:
         """Indices of the rows with status ROW_OK, ascending (int64)."""
@@ -174,7 +200,17 @@ class StoreReader(layout.GroupView):
                 f"{self.path} has no {target} text embeddings of {encoder} for dataset "
                 f"{dataset or self.dataset!r} with template {template!r}; stored templates: {have or 'none'}"
             )
+        if not np.isfinite(arr).all():
+            raise StoreError(
+                f"{self.path}: text array {key} has NaN/inf values (damaged); run `xmic cache verify {self.path}` "
+                "and re-extract the text embeddings with the same `xmic extract` command on a fresh --cache"
+            )
         return torch.from_numpy(arr.astype(np.float32, copy=False))
+
+    def skipped(self) -> list[dict[str, Any]]:
+        """Annotation rows ``--skip-bad`` left out of this group: ``status`` "skipped", ``file``, ``where``, ``reason``."""
+        with self._backend.session("r") as s:
+            return layout.read_skipped(s, self.dataset)
 
     def failures(self) -> list[dict[str, Any]]:
         """Failure records of the done chunks, in row order (each has row, segment_id, video_id, reason)."""

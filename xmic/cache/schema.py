@@ -7,7 +7,8 @@ Layout (Zarr v3 group, or the same tree inside one HDF5 file)::
         segments/<column>             (N,) one array per SEGMENT_COLUMNS entry
         vocab/verb, vocab/noun        (C,) class names in label order
         frame_index                   (N, T) int32
-        hand_box                      (N, T, 4) float32, normalised xyxy, NaN = no box (full frame used)
+        hand_box                      (N, T, 4) float32, normalised xyxy, NaN = no box (full frame used),
+                                      HAND_BOX_UNWRITTEN (-1) = never written (older stores: NaN)
         features/<encoder>/full       (N, T, D) float16
         features/<encoder>/hand       (N, T, D) float16
         row_status                    (N,) uint8, ROW_PENDING / ROW_OK / ROW_FAILED
@@ -26,6 +27,9 @@ from typing import Any
 ROW_PENDING = 0
 ROW_OK = 1
 ROW_FAILED = 2
+#: Fill value of ``hand_box``: what a slot reads before its chunk is written, or when the chunk's object is gone.
+#: Written boxes are in [0, 1] or NaN (no box), so this can never be mistaken for "no box".
+HAND_BOX_UNWRITTEN = -1.0
 
 #: Segment columns and their numpy dtypes ("str" = variable-length unicode).
 SEGMENT_COLUMNS: dict[str, str] = {
@@ -70,6 +74,7 @@ class EncoderSpec:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     source: str = ""  # where the weights were loaded from (directory), informational
+    weights_sha256: str = ""  # content hash of the weight files (both towers of CLIP); "" = not recorded (old store)
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -89,6 +94,16 @@ class EncoderSpec:
         d = self.to_dict()
         d.pop("source")
         return d
+
+
+def same_identity(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Whether two ``EncoderSpec.identity()`` dicts match; a weights hash absent or empty on either side (a store or
+    run from before hashes were recorded) is not compared."""
+    a, b = dict(a), dict(b)
+    if not a.get("weights_sha256") or not b.get("weights_sha256"):
+        a.pop("weights_sha256", None)
+        b.pop("weights_sha256", None)
+    return a == b
 
 
 @dataclass

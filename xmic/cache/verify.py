@@ -1,4 +1,8 @@
-"""Checking a store (every flag, shape, spec and NaN) and summarising what it holds.
+"""Checking a store (every flag, shape, spec, checksum and NaN) and summarising what it holds.
+
+Unless ``quick``, every chunk of every array is read through the storage library's checksum
+(:mod:`xmic.cache.integrity`); chunks that fail, and done chunks whose data reads as lost (NaN features, pending
+rows, never-written boxes), are collected in ``VerifyReport.damaged`` so ``reset_damaged`` can un-flag them.
 
 A store is ``ok`` only when every chunk of every dataset group is flagged done, every array has the shape
 its spec implies, every ok row has finite features and a frame index, no row of a done chunk is still
@@ -20,13 +24,24 @@ from xmic.cache import layout
 from xmic.cache.backend import Backend, Session
 from xmic.cache.errors import StoreError
 from xmic.cache.export import export_store
-from xmic.cache.schema import ROW_FAILED, ROW_OK, ROW_PENDING, SEGMENT_COLUMNS, TARGETS, VIEWS, StoreSpec, num_chunks
+from xmic.cache.integrity import read_every_chunk, reset_damaged
+from xmic.cache.schema import (
+    HAND_BOX_UNWRITTEN,
+    ROW_FAILED,
+    ROW_OK,
+    ROW_PENDING,
+    SEGMENT_COLUMNS,
+    TARGETS,
+    VIEWS,
+    StoreSpec,
+    num_chunks,
+)
 from xmic.cache.tempfiles import stale_partial_files
 
 #: At most this many individual rows are spelled out per problem kind.
 MAX_LISTED = 20
 
-__all__ = ["VerifyReport", "export_store", "store_info", "verify_store"]
+__all__ = ["VerifyReport", "export_store", "reset_damaged", "store_info", "verify_store"]
 
 
 @dataclass
@@ -37,6 +52,10 @@ class VerifyReport:
     problems: list[str] = field(default_factory=list)
     failed_rows: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    #: dataset group -> chunks flagged done whose data is lost or damaged (``reset_damaged`` un-flags them)
+    damaged: dict[str, list[int]] = field(default_factory=dict)
+    #: rows skipped on purpose (``--skip-bad``), with their reasons: listed, not problems
+    skipped_rows: list[dict[str, Any]] = field(default_factory=list)
 
     def summary(self) -> str:
         notes = "".join(f"\nnote: {n}" for n in self.notes)
@@ -45,10 +64,17 @@ class VerifyReport:
         return f"{len(self.problems)} problem(s):\n" + "\n".join(f"- {p}" for p in self.problems) + notes
 
 
-def verify_store(path: str | os.PathLike, fmt: str | None = None) -> VerifyReport:
-    """Check every dataset group and every text array of the store at ``path``."""
+def verify_store(path: str | os.PathLike, fmt: str | None = None, *, quick: bool = False) -> VerifyReport:
+    """Check every dataset group and every text array of the store at ``path``.
+
+    Unless ``quick``, every chunk of every array is read once, so that the storage library checks its checksum
+    (Zarr crc32c, HDF5 fletcher32) and its decompression; each chunk that fails is a problem naming the array and
+    the chunk. ``quick`` checks flags, shapes, specs and row states only (NaN checks need the full read too).
+    """
     problems: list[str] = []
     failed: list[dict[str, Any]] = []
+    damaged: dict[str, set[int]] = {}
+    notes: list[str] = []
     try:
         backend = Backend(path, fmt)
         with backend.session("r") as s:
@@ -56,26 +82,62 @@ def verify_store(path: str | os.PathLike, fmt: str | None = None) -> VerifyRepor
             if not groups:
                 problems.append(f"{path} holds no dataset group")
             specs: dict[str, StoreSpec] = {}
+            unreadable: set[tuple[str, int]] = set()
+            if not quick:
+                unreadable = read_every_chunk(s, problems, notes, backend.fmt)
             for ds in groups:
                 try:
                     specs[ds] = layout.read_spec(s, ds, str(path))
                 except StoreError as exc:
                     problems.append(str(exc))
                     continue
-                _verify_dataset(s, ds, specs[ds], problems, failed)
-            _verify_text(s, specs, problems)
+                bad = damaged.setdefault(ds, set())
+                bad.update(c for key, c in unreadable if key.startswith(f"{ds}/") and _row_chunked(key, ds))
+                _verify_dataset(s, ds, specs[ds], problems, failed, bad, quick=quick)
+            _verify_text(s, specs, problems, unreadable, quick=quick)
     except (StoreError, OSError) as exc:
         problems.append(str(exc))
     stray = stale_partial_files(path)
-    notes = (
-        [
+    if stray:
+        notes.append(
             f"{len(stray)} temporary files of an interrupted write (e.g. {stray[0].relative_to(path)}): not data; "
             "the next single-process `xmic extract` on this store removes them, or delete them"
-        ]
-        if stray
-        else []
+        )
+    if quick:
+        notes.append("--quick: chunk contents (checksums, NaN) were not read")
+    skipped = _skipped_records(path, fmt)
+    damaged_lists = {ds: sorted(c) for ds, c in damaged.items() if c}
+    if damaged_lists:
+        notes.append(
+            f"damaged chunks: {'; '.join(f'{ds} {_short(c)}' for ds, c in damaged_lists.items())}; "
+            f"`xmic cache verify {path} --reset-damaged` marks them not done, then re-run the same `xmic extract` "
+            "command to recompute them"
+        )
+    return VerifyReport(
+        ok=not problems, problems=problems, failed_rows=failed, notes=notes, damaged=damaged_lists, skipped_rows=skipped
     )
-    return VerifyReport(ok=not problems, problems=problems, failed_rows=failed, notes=notes)
+
+
+def _skipped_records(path: str | os.PathLike, fmt: str | None) -> list[dict[str, Any]]:
+    """Annotation rows ``--skip-bad`` left out of each dataset group (recorded by ``xmic extract``)."""
+    out = []
+    try:
+        with Backend(path, fmt).session("r") as s:
+            for ds in layout.dataset_groups(s):
+                out += [{"dataset": ds, **rec} for rec in layout.read_skipped(s, ds)]
+    except (StoreError, OSError, ValueError):
+        return []
+    return out
+
+
+def _short(chunks: list[int]) -> str:
+    return "chunks " + ", ".join(map(str, chunks[:MAX_LISTED])) + (" …" if len(chunks) > MAX_LISTED else "")
+
+
+def _row_chunked(key: str, ds: str) -> bool:
+    """Arrays chunked like the group's rows (one storage chunk per store chunk along the first axis)."""
+    rest = key[len(ds) + 1 :]
+    return rest in ("frame_index", "hand_box", "row_status") or rest.startswith("features/")
 
 
 def _ranges(idx: np.ndarray) -> list[tuple[int, int]]:
@@ -102,7 +164,9 @@ def _expected_shapes(ds: str, spec: StoreSpec, n: int) -> dict[str, tuple[int, .
     return shapes
 
 
-def _verify_dataset(s: Session, ds: str, spec: StoreSpec, problems: list[str], failed: list[dict]) -> None:
+def _verify_dataset(
+    s: Session, ds: str, spec: StoreSpec, problems: list[str], failed: list[dict], bad_chunks: set[int], *, quick=False
+) -> None:
     where = f"dataset {ds}"
     id_key = layout.segments_key(ds, "segment_id")
     if not s.has(id_key):
@@ -122,8 +186,13 @@ def _verify_dataset(s: Session, ds: str, spec: StoreSpec, problems: list[str], f
             problems.append(f"{where}: array {layout.vocab_key(ds, target)} is missing")
     if not {f"{ds}/done", f"{ds}/row_status", id_key} <= good:
         return
-    ids = s.read(id_key)
-    done, status = s.read(f"{ds}/done"), s.read(f"{ds}/row_status")
+    try:
+        ids = s.read(id_key)
+        done, status = s.read(f"{ds}/done"), s.read(f"{ds}/row_status")
+        videos = s.read(layout.segments_key(ds, "video_id"))
+    except Exception as exc:  # noqa: BLE001 - reported chunk by chunk by the full read
+        problems.append(f"{where}: its row index cannot be read ({type(exc).__name__}); see the chunk problems above")
+        return
     c = spec.chunk_rows
     for lo, hi in _ranges(np.flatnonzero(done != 1)):
         label = f"chunk {lo}" if lo == hi else f"chunks {lo}-{hi}"
@@ -131,23 +200,40 @@ def _verify_dataset(s: Session, ds: str, spec: StoreSpec, problems: list[str], f
     in_done = np.repeat(done == 1, c)[:n]
     pending = np.flatnonzero(in_done & (status == ROW_PENDING))
     if pending.size:
-        problems.append(f"{where}: {pending.size} rows of done chunks are still pending: {_listed(pending, ids)}")
+        bad_chunks.update(int(r) // c for r in pending)
+        problems.append(
+            f"{where}: {pending.size} rows of done chunks are still pending: {_listed(pending, ids)} "
+            f"({_short(sorted({int(r) // c for r in pending}))}: the row_status chunk is missing or damaged)"
+        )
     odd = np.flatnonzero(~np.isin(status, (ROW_PENDING, ROW_OK, ROW_FAILED)))
     if odd.size:
+        bad_chunks.update(int(r) // c for r in odd)
         problems.append(f"{where}: {odd.size} rows have an unknown row_status: {_listed(odd, ids)}")
-    videos = s.read(layout.segments_key(ds, "video_id"))
     failed_status = np.where(in_done, status, ROW_PENDING)  # rows of unfinished chunks will be redone
     _verify_failures(s, ds, ids, videos, done, failed_status, problems, failed)
+    if quick:
+        return
     ok = in_done & (status == ROW_OK)
-    for key in sorted(k for k in good if "/features/" in k or k.endswith("/frame_index")):
+    checks = sorted(k for k in good if "/features/" in k or k.endswith(("/frame_index", "/hand_box")))
+    for key in checks:
         bad = _bad_rows(s, key, ok, done, c)
         if bad.size:
-            what = "a negative frame index" if key.endswith("/frame_index") else "NaN/inf features"
-            problems.append(f"{where}: {key} has {what} in {bad.size} ok rows: {_listed(bad, ids)}")
+            bad_chunks.update(int(r) // c for r in bad)
+            if key.endswith("/frame_index"):
+                what = "a negative frame index"
+            elif key.endswith("/hand_box"):
+                what = "boxes that read as never written"
+            else:
+                what = "NaN/inf features"
+            problems.append(
+                f"{where}: {key} has {what} in {bad.size} ok rows: {_listed(bad, ids)} "
+                f"({_short(sorted({int(r) // c for r in bad}))}: missing or damaged)"
+            )
 
 
 def _bad_rows(s: Session, key: str, ok: np.ndarray, done: np.ndarray, c: int) -> np.ndarray:
-    """Rows flagged ok whose values in ``key`` are not finite (or negative, for frame_index); chunk by chunk."""
+    """Rows flagged ok whose values in ``key`` are not finite (or negative, for frame_index; or the never-written
+    fill for hand_box); chunk by chunk. Chunks the library cannot read are skipped (the full read names them)."""
     bad = []
     n = len(ok)
     for chunk in np.flatnonzero(done == 1):
@@ -155,9 +241,17 @@ def _bad_rows(s: Session, key: str, ok: np.ndarray, done: np.ndarray, c: int) ->
         mask = ok[rows]
         if not mask.any():
             continue
-        block = s.read(key, rows)
+        try:
+            block = s.read(key, rows)
+        except Exception:  # noqa: BLE001 - already a problem of the full read
+            continue
         flat = block.reshape(len(block), -1)
-        good = (flat >= 0).all(axis=1) if key.endswith("/frame_index") else np.isfinite(flat).all(axis=1)
+        if key.endswith("/frame_index"):
+            good = (flat >= 0).all(axis=1)
+        elif key.endswith("/hand_box"):
+            good = ~(flat == HAND_BOX_UNWRITTEN).any(axis=1)
+        else:
+            good = np.isfinite(flat).all(axis=1)
         bad.append(np.flatnonzero(mask & ~good) + rows.start)
     return np.concatenate(bad) if bad else np.zeros(0, np.int64)
 
@@ -200,7 +294,9 @@ def _verify_failures(
         problems.append(f"dataset {ds}: … and {len(recs) - MAX_LISTED} more failed rows (see failed_rows)")
 
 
-def _verify_text(s: Session, specs: dict[str, StoreSpec], problems: list[str]) -> None:
+def _verify_text(
+    s: Session, specs: dict[str, StoreSpec], problems: list[str], unreadable: set[tuple[str, int]], *, quick=False
+) -> None:
     if not s.is_group(layout.TEXT_GROUP):
         return
     vocab_sizes = {
@@ -221,7 +317,7 @@ def _verify_text(s: Session, specs: dict[str, StoreSpec], problems: list[str]) -
         want = (want_c if want_c is not None else "C", enc_spec.dim if enc_spec else "D")
         if len(shape) != 2 or (want_c is not None and shape[0] != want_c) or (enc_spec and shape[1] != enc_spec.dim):
             problems.append(f"text array {key} has shape {shape}, expected ({want[0]}, {want[1]})")
-        elif not np.isfinite(s.read(key)).all():
+        elif not quick and not any(k == key for k, _ in unreadable) and not np.isfinite(s.read(key)).all():
             problems.append(f"text array {key} has NaN/inf values")
         if layout.TEMPLATE_ATTR not in s.get_attrs(key):
             problems.append(f"text array {key} has no {layout.TEMPLATE_ATTR!r} attribute")
@@ -244,7 +340,8 @@ def _dataset_info(s: Session, ds: str, where: str) -> dict[str, Any]:
         splits = s.read(layout.segments_key(ds, "split"))
         videos = s.read(layout.segments_key(ds, "video_id"))
         vocab = {t: s.info(layout.vocab_key(ds, t)).shape[0] for t in TARGETS}
-    except (StoreError, KeyError) as exc:
+        skipped = layout.read_skipped(s, ds)
+    except (StoreError, KeyError, ValueError) as exc:
         return {"error": str(exc)}
     names, counts = np.unique(splits, return_counts=True)
     return {
@@ -255,6 +352,7 @@ def _dataset_info(s: Session, ds: str, where: str) -> dict[str, Any]:
         "rows": {
             k: int((status == v).sum()) for k, v in (("ok", ROW_OK), ("failed", ROW_FAILED), ("pending", ROW_PENDING))
         },
+        "skipped": skipped,
         "videos": int(len(np.unique(videos))),
         "splits": {str(k): int(v) for k, v in zip(names, counts, strict=True)},
         "encoders": {n: {"dim": e.dim, "family": e.family, "model_id": e.model_id} for n, e in spec.encoders.items()},

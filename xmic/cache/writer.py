@@ -19,6 +19,7 @@ from xmic.cache import layout
 from xmic.cache.backend import STR, Backend, Session
 from xmic.cache.errors import StoreSpecError, spec_differences
 from xmic.cache.schema import (
+    HAND_BOX_UNWRITTEN,
     ROW_FAILED,
     ROW_OK,
     ROW_PENDING,
@@ -30,8 +31,9 @@ from xmic.cache.schema import (
 )
 from xmic.cache.segments import normalise_segments, normalise_vocab, segments_difference
 
-#: Value of an unwritten slot: NaN features and boxes, frame index -1, row status pending, done 0.
-FILL = {"features": np.nan, "hand_box": np.nan, "frame_index": -1, "row_status": ROW_PENDING, "done": 0}
+#: Value of an unwritten slot: NaN features, boxes -1 (not NaN, which means "no box"), frame index -1, row status
+#: pending, done 0. None of them is a value a finished chunk holds, so a lost chunk object reads as damage.
+FILL = {"features": np.nan, "hand_box": HAND_BOX_UNWRITTEN, "frame_index": -1, "row_status": ROW_PENDING, "done": 0}
 
 
 class StoreWriter(layout.GroupView):
@@ -171,6 +173,16 @@ class StoreWriter(layout.GroupView):
                 s.create_array(layout.failed_key(ds, chunk), (len(lines),), STR, data=lines)
             s.write(f"{ds}/done", slice(chunk, chunk + 1), np.ones(1, np.uint8))
 
+    def record_skipped(self, records: list[dict[str, Any]]) -> None:
+        """Record the annotation rows ``--skip-bad`` left out of this group (each a dict with at least ``reason``);
+        ``xmic cache verify`` and ``xmic cache info`` list them. Replaces what an earlier run recorded."""
+        for rec in records:
+            if not isinstance(rec, dict) or "reason" not in rec:
+                raise ValueError(f"a skipped-row record needs a 'reason', got {rec!r}")
+        text = json.dumps([{"status": "skipped", **r} for r in records], sort_keys=True, default=str)
+        with self._backend.session("a") as s:
+            s.set_attrs(self.dataset, {layout.SKIPPED_ATTR: text})
+
     def write_text(self, encoder: str, dataset: str, target: str, template: str, emb: Any) -> None:
         """Store the (C, D) float32 class-text embeddings of ``dataset``'s ``target`` vocabulary.
 
@@ -308,9 +320,13 @@ def _check_resume(
     s: Session, spec: StoreSpec, segs: dict[str, np.ndarray], vocab: dict[str, np.ndarray], where: str
 ) -> None:
     stored = layout.read_spec(s, spec.dataset, where)
+    old_fields, new_fields = layout.spec_fields(stored, for_resume=True), layout.spec_fields(spec, for_resume=True)
+    for name, ident in old_fields["encoders"].items():  # a store from before weight hashes: nothing to compare
+        if not ident.get("weights_sha256") and name in new_fields["encoders"]:
+            ident["weights_sha256"] = new_fields["encoders"][name].get("weights_sha256", "")
     lines = spec_differences(
-        layout.spec_fields(stored, for_resume=True),
-        layout.spec_fields(spec, for_resume=True),
+        old_fields,
+        new_fields,
         asked_label="the new spec has",
         exact_encoders=True,
     )
@@ -321,6 +337,13 @@ def _check_resume(
         }
         old_vocab = {t: s.read(layout.vocab_key(spec.dataset, t)) for t in TARGETS}
         lines = segments_difference(old_segs, segs, old_vocab, vocab)
+    for name, enc in spec.encoders.items():
+        old = stored.encoders.get(name)
+        if old and old.weights_sha256 and enc.weights_sha256 and old.weights_sha256 != enc.weights_sha256:
+            lines.append(
+                f"weights of {name}: the store's came from {old.source} (sha256 {old.weights_sha256[:16]}…), this "
+                f"run's from {enc.source} (sha256 {enc.weights_sha256[:16]}…); resuming would mix two models' features"
+            )
     if lines:
         raise StoreSpecError(
             f"{where} already holds dataset {spec.dataset!r} made differently:\n  "

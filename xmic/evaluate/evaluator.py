@@ -17,6 +17,7 @@ from xmic.adapt.base import ClassText
 from xmic.adapt.data import FeatureBank, frame_slots, load_bank
 from xmic.adapt.trainer import class_text
 from xmic.cache.errors import StoreSpecError
+from xmic.cache.schema import same_identity
 from xmic.evaluate.metrics import class_mean_top1, harmonic_mean, subset_accuracy, top1
 from xmic.evaluate.names import normalise_name
 
@@ -71,7 +72,7 @@ def check_store_matches_run(reader, meta: dict[str, Any]) -> None:
     spec = reader.spec
     for name, identity in meta["encoders"].items():
         have = spec.encoders.get(name)
-        if have is None or have.identity() != identity:
+        if have is None or not same_identity(have.identity(), identity):
             raise StoreSpecError(
                 f"the run was trained on encoder {name} {identity}; the store {spec.dataset!r} has "
                 f"{have.identity() if have else 'no such encoder (it has ' + ', '.join(spec.encoders) + ')'}"

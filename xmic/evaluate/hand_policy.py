@@ -53,10 +53,11 @@ def hand_source(reader: Any) -> str:
         classes = record.get("class_names") or record.get("classes")
         kept = f", classes {', '.join(str(c) for c in classes)}" if classes else ""
         return f"yolo ({_name(record.get('weights'))}{kept})"
-    if name == "epic-hoa":
+    if name in ("hoa", "epic-hoa"):
         if "hand_threshold" in record:
-            return f"epic-hoa (hands >= {record['hand_threshold']}, objects >= {record.get('object_threshold')})"
-        return "epic-hoa"
+            data = f"{record['dataset']}, " if name == "hoa" and record.get("dataset") else ""
+            return f"{name} ({data}hands >= {record['hand_threshold']}, objects >= {record.get('object_threshold')})"
+        return name
     if name == "given":
         return f"given ({_name(record.get('boxes_dir'))})"
     return name
@@ -72,7 +73,8 @@ def _ok_box_chunks(reader: Any) -> Iterator[np.ndarray]:
     for chunk in range(reader.n_chunks):
         sl = reader.chunk_slice(chunk)
         if ok[sl].any():
-            yield np.asarray(reader._read(key, sl))[ok[sl]]
+            boxes = reader.read_hand_box(sl) if hasattr(reader, "read_hand_box") else reader._read(key, sl)
+            yield np.asarray(boxes)[ok[sl]]
 
 
 def hand_coverage(reader: Any) -> float | None:

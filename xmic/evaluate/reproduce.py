@@ -178,7 +178,7 @@ class ReproduceSettings:
     split_files: Path | None = None
     model_dir: Path | None = None
     roots: dict[str, Path] = field(default_factory=dict)
-    hoa_dir: Path | None = None
+    hoa_dir: Path | dict[str, Path] | None = None  # a folder: EPIC's; a dict: one per dataset
     hands: dict[str, str] = field(default_factory=dict)  # extraction: hand provider per dataset (reproduce_data)
     hand_model: Path | None = None  # extraction: MediaPipe hand_landmarker.task (default: find_hand_model)
     yolo_weights: Path | None = None  # extraction: weights for hands = yolo
@@ -188,6 +188,7 @@ class ReproduceSettings:
     paper_numbers: Path | None = None
     xmic_options: dict[str, Any] = field(default_factory=dict)  # XMICConfig fields for the X-MIC rows
     demo: bool = False  # the generated demo data: the header says its numbers are not comparable with the paper's
+    backbones: dict[str, str] = field(default_factory=dict)  # paper encoder -> stand-in (demo: demo-clip), in header
     progress: bool = True
 
     @property
@@ -261,18 +262,20 @@ def resolve_row(
             + ". Or pass --allow-no-hands (make ALLOW_NO_HANDS=1) to run it on the full frame, marked in the table"
         )
     groups = ", ".join(s.dataset for s in specs)
-    if row.encoder is not None:
-        if not all(row.encoder in s.encoders for s in specs):
+    encoder = settings.backbones.get(row.encoder, row.encoder) if row.encoder is not None else None
+    default_clip = settings.backbones.get(DEFAULT_CLIP, DEFAULT_CLIP)
+    if encoder is not None:
+        if not all(encoder in s.encoders for s in specs):
             have = ", ".join(sorted(specs[0].encoders))
             return overrides, (
-                f"needs {row.encoder} features in every dataset group ({groups}); the store has {have}: extract "
-                f"them with `xmic extract ... --encoder {row.encoder}`"
+                f"needs {encoder} features in every dataset group ({groups}); the store has {have}: extract "
+                f"them with `xmic extract ... --encoder {encoder}`"
             )
-        overrides["encoder"] = row.encoder
+        overrides["encoder"] = encoder
         if row.method == "xmic":
-            overrides["second_encoder"] = row.encoder  # X-MIC without DINO: the backbone conditions itself
-    elif all(DEFAULT_CLIP in s.encoders for s in specs):
-        overrides["encoder"] = DEFAULT_CLIP
+            overrides["second_encoder"] = encoder  # X-MIC without DINO: the backbone conditions itself
+    elif all(default_clip in s.encoders for s in specs):
+        overrides["encoder"] = default_clip
     if row.needs_dino:
         common = set.intersection(*({n for n, e in s.encoders.items() if e.family == "dinov2"} for s in specs))
         if not common:
@@ -452,6 +455,10 @@ def extra_header(settings: ReproduceSettings, number: int) -> list[str]:
             "**Demo data**: generated videos and tiny encoders. The paper's numbers are shown for the table's shape "
             "only; demo numbers are not comparable with them."
         )
+    if settings.backbones:
+        names = {v: k for k, v in BACKBONES.items() if v}
+        stand_ins = [f"{names.get(k, k)} rows use {v} as a stand-in" for k, v in settings.backbones.items()]
+        lines.append("Stand-in encoders: " + "; ".join(stand_ins) + ".")
     trained = " and ".join(sorted({t for t, _ in spec.directions}))
     lines.append(
         f"Trained on {trained}; "

@@ -44,13 +44,19 @@ def parse_datasets(text: str | None, base: dict[str, str]) -> dict[str, str]:
 @click.option("--epic-root", default=None, help="EPIC-KITCHENS-100 root, to extract a missing epic group.")
 @click.option("--ego4d-root", default=None, help="Ego4D root, to extract a missing ego4d group.")
 @click.option("--egtea-root", default=None, help="EGTEA Gaze+ root, to extract a missing egtea group.")
-@click.option("--hoa-dir", default=None, help="EPIC-100 hand-object detections for extraction (epic-hoa hands).")
+@click.option(
+    "--hoa-dir",
+    default=None,
+    help="Extraction: 100DOH hand-object detection pickles, DIR (EPIC's) or one folder per dataset, "
+    "epic=DIR,ego4d=DIR,egtea=DIR (hoa hands for those datasets).",
+)
 @click.option(
     "--hands",
     "hands_choice",
     default=None,
     help="Extraction: hand-box provider for all datasets or per dataset, e.g. ego4d=mediapipe,egtea=yolo,"
-    "epic=epic-hoa (epic-hoa, mediapipe, yolo, none). Default: epic epic-hoa with --hoa-dir, else mediapipe.",
+    "epic=epic-hoa (hoa, epic-hoa, mediapipe, yolo, none). Default: hoa (epic: epic-hoa) where --hoa-dir gives "
+    "the dataset a folder, else mediapipe.",
 )
 @click.option(
     "--hand-model",
@@ -99,7 +105,7 @@ def parse_datasets(text: str | None, base: dict[str, str]) -> dict[str, str]:
 def reproduce_cmd(number: int, cache: Path, demo: bool, demo_quick: bool, **kw: Any) -> None:
     """Rebuild Table N: train (or reuse) every run, evaluate, print paper | ours | Δ as Markdown."""
     from xmic.cache.errors import StoreError
-    from xmic.demo.groups import DEMO_ADAPTER_HIDDEN, DEMO_GROUPS, ensure_demo_groups
+    from xmic.demo.groups import DEMO_ADAPTER_HIDDEN, DEMO_BACKBONES, DEMO_GROUPS, ensure_demo_groups
     from xmic.evaluate.paper_file import PaperFileError
     from xmic.evaluate.reproduce import (
         DEFAULT_DATASETS,
@@ -108,7 +114,7 @@ def reproduce_cmd(number: int, cache: Path, demo: bool, demo_quick: bool, **kw: 
         ReproduceSettings,
         reproduce_table,
     )
-    from xmic.evaluate.reproduce_data import parse_hands
+    from xmic.evaluate.reproduce_data import parse_hands, parse_hoa_dirs
 
     targets = tuple(t.strip() for t in kw["targets"].split(",") if t.strip())
     if not targets or any(t not in ("noun", "verb") for t in targets):
@@ -118,6 +124,10 @@ def reproduce_cmd(number: int, cache: Path, demo: bool, demo_quick: bool, **kw: 
         hands = parse_hands(kw["hands_choice"])
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--hands") from None
+    try:
+        hoa_dirs = parse_hoa_dirs(kw["hoa_dir"])
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--hoa-dir") from None
     epochs = kw["epochs"]
     if demo_quick and not demo:
         raise click.BadParameter("--demo-quick goes with --demo", param_hint="--demo-quick")
@@ -151,7 +161,7 @@ def reproduce_cmd(number: int, cache: Path, demo: bool, demo_quick: bool, **kw: 
         split_files=_path(kw["split_files"]),
         model_dir=_path(kw["model_dir"]),
         roots={d: p for d, p in roots.items() if p is not None},
-        hoa_dir=_path(kw["hoa_dir"]),
+        hoa_dir=hoa_dirs or None,
         hands=hands,
         hand_model=_path(kw["hand_model"]),
         yolo_weights=_path(kw["yolo_weights"]),
@@ -161,6 +171,7 @@ def reproduce_cmd(number: int, cache: Path, demo: bool, demo_quick: bool, **kw: 
         paper_numbers=_path(kw["paper_numbers"]),
         xmic_options={} if kw["adapter_hidden"] is None else {"mlp_hidden": kw["adapter_hidden"]},
         demo=demo,
+        backbones=dict(DEMO_BACKBONES) if demo else {},
         progress=not kw["quiet"],
     )
     try:

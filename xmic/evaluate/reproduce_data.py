@@ -3,9 +3,9 @@
 Used by :mod:`xmic.evaluate.reproduce`; a missing group is extracted with :func:`xmic.extract.runner.run_extraction`
 when the dataset's root is given, and otherwise the error prints the ``xmic extract`` command that creates it.
 
-Every extracted group gets hand boxes, as in the paper (:func:`hand_plan`): EPIC from the official hand-object
-detections when ``--hoa-dir`` is given, else from MediaPipe's hand landmarker; Ego4D and EGTEA from MediaPipe's hand
-landmarker (``--hand-model``, else ``$XMIC_HAND_MODEL`` or ``hand_landmarker.task`` in ``--model-dir``), unless
+Every extracted group gets hand boxes, as in the paper (:func:`hand_plan`): from 100DOH hand-object detection pickles
+when ``--hoa-dir`` gives that dataset a folder (``--hoa-dir DIR``: EPIC's; ``--hoa-dir epic=DIR,ego4d=DIR,egtea=DIR``:
+one per dataset), else from MediaPipe's hand landmarker (``--hand-model``, else ``$XMIC_HAND_MODEL`` or ``hand_landmarker.task`` in ``--model-dir``), unless
 ``--hands`` names another provider per dataset. ``none`` needs ``--allow-no-hands``. Every group to extract is
 planned (root, hand source, model files) before the first one starts.
 """
@@ -24,12 +24,45 @@ Echo = Callable[[str], None]
 #: Splits extracted when a table has to create a dataset group (EGTEA: its three test files together).
 EXTRACT_SPLITS = {"epic": ("train", "validation"), "ego4d": ("train", "val"), "egtea": ("test",)}
 #: Hand-box providers a table rebuild extracts with (``given`` needs box folders per dataset: use ``xmic extract``).
-REPRODUCE_HANDS = ("epic-hoa", "mediapipe", "yolo", "none")
+REPRODUCE_HANDS = ("hoa", "epic-hoa", "mediapipe", "yolo", "none")
 _MAKE_FLAG = {"hand_model": "HAND_MODEL", "yolo_weights": "YOLO_WEIGHTS", "hoa_dir": "HOA_DIR"}
 
 
 class ReproduceError(Exception):
     """A table cannot be rebuilt as asked (missing dataset, unknown row, ...); the message says what to do."""
+
+
+def parse_hoa_dirs(text: str | None, datasets: tuple[str, ...] = tuple(EXTRACT_SPLITS)) -> dict[str, Path]:
+    """``--hoa-dir``: ``DIR`` (EPIC's detections) or one folder per dataset, ``"epic=DIR,ego4d=DIR,egtea=DIR"``.
+
+    Raises:
+        ValueError: an unknown dataset, or a dataset named twice.
+    """
+    text = (text or "").strip()
+    if not text:
+        return {}
+    items = [item.strip() for item in text.split(",") if item.strip()]
+    if len(items) == 1 and "=" not in items[0]:
+        return {"epic": Path(items[0])}
+    out: dict[str, Path] = {}
+    for item in items:
+        name, sep, folder = (p.strip() for p in item.partition("="))
+        if not sep or name.lower() not in datasets or not folder:
+            raise ValueError(f"--hoa-dir: expected DIR or dataset=DIR items ({', '.join(datasets)}), got {item!r}")
+        if name.lower() in out:
+            raise ValueError(f"--hoa-dir: {name} is given twice")
+        out[name.lower()] = Path(folder)
+    return out
+
+
+def hoa_dirs_of(settings: Any) -> dict[str, Path]:
+    """The HOA folder of each dataset in ``settings.hoa_dir`` (a folder is EPIC's, a dict names the dataset)."""
+    value = getattr(settings, "hoa_dir", None)
+    if value is None:
+        return {}
+    if isinstance(value, dict):
+        return {k: Path(v) for k, v in value.items()}
+    return {"epic": Path(value)}
 
 
 def parse_hands(text: str | None, datasets: tuple[str, ...] = tuple(EXTRACT_SPLITS)) -> dict[str, str]:
@@ -86,8 +119,8 @@ def _needed_file(path: Path | None, option: str, what: str, strict: bool, search
 def hand_plan(settings: ReproduceSettings, logical: str, strict: bool = True) -> HandPlan:
     """How group ``logical`` gets its hand boxes when a table extracts it.
 
-    ``settings.hands[logical]`` when given, else EPIC ``epic-hoa`` with ``settings.hoa_dir`` and ``mediapipe``
-    otherwise; MediaPipe's model is ``settings.hand_model`` or the one :func:`find_hand_model` finds, YOLO's
+    ``settings.hands[logical]`` when given, else ``epic-hoa`` (EPIC) or ``hoa`` (Ego4D, EGTEA) when ``settings.hoa_dir``
+    gives the dataset a folder, and ``mediapipe`` otherwise; MediaPipe's model is ``settings.hand_model`` or the one :func:`find_hand_model` finds, YOLO's
     weights ``settings.yolo_weights``.
 
     Args:
@@ -97,14 +130,22 @@ def hand_plan(settings: ReproduceSettings, logical: str, strict: bool = True) ->
     from xmic.extract.hands.factory import find_hand_model, hand_model_candidates
 
     hands = getattr(settings, "hands", None) or {}
-    hoa_dir = settings.hoa_dir
-    choice = hands.get(logical) or ("epic-hoa" if logical == "epic" and hoa_dir is not None else "mediapipe")
-    if choice == "epic-hoa":
-        if logical != "epic":
-            raise ReproduceError(f"--hands {logical}=epic-hoa: the EPIC-100 hand-object detections exist for EPIC only")
+    hoa_dir = hoa_dirs_of(settings).get(logical)
+    default_hoa = "epic-hoa" if logical == "epic" else "hoa"
+    choice = hands.get(logical) or (default_hoa if hoa_dir is not None else "mediapipe")
+    if choice in ("hoa", "epic-hoa"):
+        if choice == "epic-hoa" and logical != "epic":
+            raise ReproduceError(
+                f"--hands {logical}=epic-hoa: epic-hoa reads EPIC's pickles; for {logical} use {logical}=hoa with "
+                f"--hoa-dir {logical}=DIR (100DOH pickles of its videos, README)"
+            )
         if hoa_dir is None:
             if strict:
-                raise ReproduceError("--hands epic=epic-hoa needs --hoa-dir DIR (make HOA_DIR=DIR)")
+                flag = "DIR" if logical == "epic" else f"{logical}=DIR"
+                raise ReproduceError(
+                    f"--hands {logical}={choice} needs --hoa-dir {flag} (make HOA_DIR={flag}; one folder per "
+                    "dataset: epic=DIR,ego4d=DIR,egtea=DIR)"
+                )
             return HandPlan(choice, {"hoa_dir": "<HOA_DIR>"})
         return HandPlan(choice, {"hoa_dir": str(hoa_dir)})
     if choice == "mediapipe":

@@ -34,9 +34,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from xmic.cache.hashing import weights_sha256
 from xmic.cache.schema import EncoderSpec
 from xmic.extract.preprocess import preprocess, preprocess_crops
-from xmic.extract.registry import get_encoder_spec
+from xmic.extract.registry import DEMO_MODEL_PREFIX, get_encoder_spec
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +113,12 @@ def find_model_dir(spec: EncoderSpec, model_dir: str | Path | None = None) -> Pa
         return snap
     searched.append(str(cache / ("models--" + spec.model_id.replace("/", "--"))))
     short = spec.model_id.split("/")[-1]
+    if spec.model_id.startswith(DEMO_MODEL_PREFIX):
+        raise ModelNotFoundError(
+            f"weights of the demo encoder {spec.name!r} not found; only `xmic demo` writes them (into "
+            f"<out>/models/{spec.name}), nothing is downloaded. Searched:\n  " + "\n  ".join(searched) + "\n"
+            "Pass --model-dir <demo out>/models, or run `xmic demo` first."
+        )
     raise ModelNotFoundError(
         f"weights of encoder {spec.name!r} (model id {spec.model_id}) not found; nothing is downloaded at run time.\n"
         f"Searched (each needs config.json + model.safetensors):\n  " + "\n  ".join(searched) + "\n"
@@ -148,6 +155,21 @@ def _processor_preprocessing(folder: Path, fallback: EncoderSpec) -> dict[str, A
     mean = tuple(float(v) for v in cfg.get("image_mean", fallback.mean))
     std = tuple(float(v) for v in cfg.get("image_std", fallback.std))
     return dict(image_size=crop, resize=resize, interpolation=resample, mean=mean, std=std)
+
+
+def check_weight_files(folder: Path) -> None:
+    """ModelNotFoundError naming the file when a ``*.safetensors`` file of ``folder`` does not parse (truncated,
+    overwritten) — before transformers would fail on it with a message that does not name it."""
+    from safetensors import safe_open
+
+    for f in sorted(Path(folder).glob("*.safetensors")):
+        try:
+            with safe_open(str(f), "pt") as fh:
+                fh.keys()
+        except Exception as exc:  # noqa: BLE001 - safetensors raises its own error type for every defect
+            raise ModelNotFoundError(
+                f"{f} is not a readable safetensors file ({exc}); copy or download that model folder again"
+            ) from None
 
 
 def _from_pretrained(cls: Any, folder: Path) -> Any:
@@ -322,6 +344,7 @@ def load_encoder(
             f"{folder / 'config.json'} is a {config.model_type!r} model, but encoder {name!r} needs a {base.family} one"
         )
     kind, cls = kinds[config.model_type]
+    check_weight_files(folder)
     model = _from_pretrained(cls, folder)
     dev = torch.device(device)
     model = model.to(device=dev, dtype=dtype or torch.float32).eval().requires_grad_(False)
@@ -332,6 +355,12 @@ def load_encoder(
         vision = config.vision_config if kind == "clip" else config
         ratio = base.resize / base.image_size
         fallback = dataclasses.replace(base, image_size=vision.image_size, resize=round(vision.image_size * ratio))
-    spec = dataclasses.replace(base, dim=dim, source=str(folder), **_processor_preprocessing(folder, fallback))
+    spec = dataclasses.replace(
+        base,
+        dim=dim,
+        source=str(folder),
+        weights_sha256=weights_sha256(folder),
+        **_processor_preprocessing(folder, fallback),
+    )
     log.info("loaded %s from %s (D=%d, %s)", name, folder, dim, dev)
     return FrozenEncoder(model, spec, kind, dev, batch_size or (256 if dev.type == "cuda" else 64))

@@ -17,6 +17,8 @@ from xmic.extract.hands.factory import choose_hands, hand_options, pop_hand_opti
 from xmic.extract.runner import Dataset, ExtractConfig, ExtractReport, run_extraction
 from xmic.extract.sampling import DEFAULT_NUM_FRAMES
 
+#: Exit status of `xmic extract` when rows failed without --skip-bad (after writing everything that succeeded).
+EXIT_ROWS_FAILED = 3
 #: Failed rows / skipped rows / missing videos spelled out in printed summaries.
 MAX_LISTED = 20
 
@@ -41,6 +43,11 @@ def summary_lines(report: ExtractReport) -> list[str]:
         ]
         if len(report.failures) > MAX_LISTED:
             lines.append(f"  ... {len(report.failures) - MAX_LISTED} more (xmic cache verify lists them)")
+    if report.skipped:
+        lines.append(f"skipped annotation rows ({len(report.skipped)}, --skip-bad; recorded in the store):")
+        lines += [f"  {k['file']}: {k['where']}: {k['reason']}" for k in report.skipped[:MAX_LISTED]]
+        if len(report.skipped) > MAX_LISTED:
+            lines.append(f"  ... {len(report.skipped) - MAX_LISTED} more (xmic cache verify lists them)")
     return lines
 
 
@@ -172,17 +179,30 @@ def _split_list(values: tuple[str, ...]) -> tuple[str, ...]:
 @click.option(
     "--frames",
     "num_frames",
-    type=int,
+    type=click.IntRange(min=1),
     default=DEFAULT_NUM_FRAMES,
     show_default=True,
     help="slots T per segment: 16 bins x 3 candidates, the middle one the bin's centre (evaluation), one drawn "
     "at random per bin in training; an odd number per bin is required",
 )
-@click.option("--bins", type=int, default=None, help="temporal bins (default 16 if T is a multiple, else T)")
-@click.option("--workers", type=int, default=2, show_default=True, help="decode processes (0: in-process)")
-@click.option("--prefetch", type=int, default=None, help="decoded pieces queued ahead (default 2 x workers)")
-@click.option("--rank", type=int, default=None, help="this process's rank (default RANK / SLURM_PROCID / 0)")
-@click.option("--world-size", type=int, default=None, help="number of ranks (default WORLD_SIZE / SLURM_NTASKS / 1)")
+@click.option(
+    "--bins", type=click.IntRange(min=1), default=None, help="temporal bins (default 16 if T is a multiple, else T)"
+)
+@click.option(
+    "--workers", type=click.IntRange(min=0), default=2, show_default=True, help="decode processes (0: in-process)"
+)
+@click.option(
+    "--prefetch", type=click.IntRange(min=1), default=None, help="decoded pieces queued ahead (default 2 x workers)"
+)
+@click.option(
+    "--rank", type=click.IntRange(min=0), default=None, help="this process's rank (default RANK / SLURM_PROCID / 0)"
+)
+@click.option(
+    "--world-size",
+    type=click.IntRange(min=1),
+    default=None,
+    help="number of ranks (default WORLD_SIZE / SLURM_NTASKS / 1)",
+)
 @click.option("--annotations", "annotations_dir", type=click.Path(path_type=Path), default=None, help="annotation dir")
 @click.option(
     "--center-sec",
@@ -205,11 +225,16 @@ def _split_list(values: tuple[str, ...]) -> tuple[str, ...]:
     help="skip bad annotation rows and record rows without media as failed (all listed) instead of stopping",
 )
 @click.option("--device", default=None, help="cuda, cuda:1, cpu (default cuda when available)")
-@click.option("--batch-size", type=int, default=None, help="images per encoder forward pass")
-@click.option("--chunk-rows", type=int, default=None, help="rows per store chunk (default ~8 MiB feature chunks)")
+@click.option("--batch-size", type=click.IntRange(min=1), default=None, help="images per encoder forward pass")
+@click.option(
+    "--chunk-rows",
+    type=click.IntRange(min=1),
+    default=None,
+    help="rows per store chunk (default ~8 MiB feature chunks)",
+)
 @click.option(
     "--decode-size",
-    type=int,
+    type=click.IntRange(min=0),
     default=256,
     show_default=True,
     help="decode at this shorter side, never upscaling (0: source)",
@@ -218,11 +243,21 @@ def _split_list(values: tuple[str, ...]) -> tuple[str, ...]:
 @click.option("--dry-run", is_flag=True, help="read the annotations and say what would be done; decode nothing")
 @click.option("--no-progress", is_flag=True, help="no progress bar")
 @click.option("--json", "json_out", is_flag=True, help="print the report as JSON at the end")
+@click.option(
+    "--ignore-lock",
+    is_flag=True,
+    help="run even when the store's lock says another process runs this rank (only if you know it is gone)",
+)
 def extract(**kwargs: Any) -> None:
-    """Extract frozen per-frame features of annotated segments into the store (stage one)."""
+    """Extract frozen per-frame features of annotated segments into the store (stage one).
+
+    Exit status: 0 when every row was written; 1 for a bad argument or input (one line says which); 3 when rows
+    failed without --skip-bad (everything that succeeded is written; `xmic cache verify` lists the failures).
+    """
     from xmic.cache.errors import StoreError
     from xmic.extract.datasets import AnnotationError
     from xmic.extract.hands import HandBoxError
+    from xmic.extract.storelock import StoreLockedError
 
     hand = {k: v for k, v in pop_hand_options(kwargs).items() if v is not None}
     boxes_dir = kwargs.pop("boxes_dir")
@@ -235,13 +270,20 @@ def extract(**kwargs: Any) -> None:
         hands, hand = choose_hands(kwargs.pop("hands"), hand, kwargs.get("model_dir"))
     except (ValueError, FileNotFoundError) as exc:
         raise click.ClickException(str(exc)) from None
-    config = ExtractConfig(hands=hands, hand_options=hand, **kwargs)
     try:
+        config = ExtractConfig(hands=hands, hand_options=hand, **kwargs)
         report = run_extraction(config, echo=click.echo)
-    except (StoreError, AnnotationError, HandBoxError, FileNotFoundError, ValueError, TimeoutError) as exc:
+    except (StoreError, AnnotationError, HandBoxError, ValueError, TimeoutError, OSError, StoreLockedError) as exc:
         raise click.ClickException(str(exc)) from None
     if json_out:
         click.echo(json.dumps(report.to_dict(), default=str))
+    if report.rows_failed and not config.skip_bad:
+        click.echo(
+            f"error: {report.rows_failed} rows failed (listed above; `xmic cache verify {config.cache}` lists them); "
+            "the rest is written. Fix the media and re-run, or pass --skip-bad to accept the failures",
+            err=True,
+        )
+        raise SystemExit(EXIT_ROWS_FAILED)
 
 
 if __name__ == "__main__":

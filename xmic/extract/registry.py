@@ -28,7 +28,18 @@ ENCODERS: dict[str, EncoderSpec] = {
     "dinov2-vitl14": EncoderSpec(
         "dinov2-vitl14", "dinov2", "facebook/dinov2-large", 1024, 224, 256, "bicubic", IMAGENET_MEAN, IMAGENET_STD
     ),
+    # The demo's tiny encoders, written by `xmic demo` into <out>/models/<name> (no hub id: nothing to download).
+    "demo-clip": EncoderSpec(
+        "demo-clip", "clip", "xmic-demo/demo-clip", 64, 64, 64, "bicubic", CLIP_MEAN, CLIP_STD
+    ),
+    "demo-dinov2": EncoderSpec(
+        "demo-dinov2", "dinov2", "xmic-demo/demo-dinov2", 32, 28, 32, "bicubic", IMAGENET_MEAN, IMAGENET_STD
+    ),
 }
+#: Registry entries whose weights only `xmic demo` writes (model ids under this prefix are not on the hub).
+DEMO_MODEL_PREFIX = "xmic-demo/"
+DEMO_CLIP = "demo-clip"
+DEMO_DINO = "demo-dinov2"
 
 
 def get_encoder_spec(name: str) -> EncoderSpec:

@@ -88,6 +88,7 @@ class ExtractConfig:
     overwrite: bool = False
     dry_run: bool = False
     progress: bool = True
+    ignore_lock: bool = False  # take over the store lock of this rank even when it looks held
 
     def __post_init__(self) -> None:
         self.root, self.cache = Path(self.root), Path(self.cache)
@@ -116,7 +117,7 @@ class ExtractConfig:
 
     def as_record(self) -> dict[str, Any]:
         """The config as JSON-able values, without the fields that only say how this process runs."""
-        skip = {"rank", "world_size", "dry_run", "progress", "overwrite"}
+        skip = {"rank", "world_size", "dry_run", "progress", "overwrite", "ignore_lock"}
         out = {}
         for f in dataclasses.fields(self):
             if f.name in skip:
@@ -152,6 +153,7 @@ class ExtractReport:
     rows_ok: int
     rows_failed: int
     failures: list[dict[str, Any]] = field(default_factory=list)
+    skipped: list[dict[str, Any]] = field(default_factory=list)  # annotation rows --skip-bad left out, with reasons
     timings: dict[str, float] = field(default_factory=dict)
     shares: dict[str, float] = field(default_factory=dict)
     wall_seconds: float = 0.0
@@ -181,13 +183,22 @@ def build_spec(
     )
 
 
+def skipped_records(data: Dataset) -> list[dict[str, Any]]:
+    """The annotation rows ``--skip-bad`` left out, as the store and the report record them."""
+    return [
+        {"status": "skipped", "split": s.split, "file": str(k.file), "where": k.where, "reason": k.reason}
+        for s in data.splits
+        for k in s.skipped
+    ]
+
+
 def make_provider(config: ExtractConfig) -> Any:
-    """The hand-box provider; EPIC's frame numbers name the RGB files, so epic-hoa counts frames from 1."""
+    """The hand-box provider; ``hoa`` / ``epic-hoa`` read the pickles in this dataset's layout and frame numbering."""
     from xmic.extract.hands import make_hand_provider
 
     options = dict(config.hand_options)
-    if config.hands == "epic-hoa" and config.dataset == "epic" and options.get("hoa_first_frame") is None:
-        options["hoa_first_frame"] = 1
+    if config.hands in ("hoa", "epic-hoa") and options.get("hoa_dataset") is None:
+        options["hoa_dataset"] = config.dataset
     return make_hand_provider(config.hands, **options)
 
 
@@ -226,6 +237,8 @@ def run_extraction(
 
     Raises:
         StoreSpecError: the store already holds this dataset made differently (another encoder, T, hands, ...).
+        StoreLockedError: another live process extracts this rank into this store.
+        OSError: the store or the folder it would be created in is not writable (checked before decoding).
         ModelNotFoundError, FileNotFoundError, AnnotationError, ValueError: bad inputs, with the file named.
     """
     t_start = time.perf_counter()
@@ -247,6 +260,25 @@ def run_extraction(
         raise ValueError("--overwrite with several ranks could discard chunks another rank writes; run it with one")
     if world > 1 and detect_format(config.cache, fmt) == "h5":
         raise ValueError("an HDF5 store takes one writing process; use --format zarr with several ranks")
+    from xmic.extract.storelock import check_writable, store_lock
+
+    check_writable(config.cache)  # before any model is loaded or frame decoded
+    with store_lock(config.cache, config.dataset, rank, ignore=config.ignore_lock):
+        return _extract(config, data, rank, world, names, t_start, echo, on_chunk)
+
+
+def _extract(
+    config: ExtractConfig,
+    data: Dataset,
+    rank: int,
+    world: int,
+    names: list[str],
+    t_start: float,
+    echo: Echo,
+    on_chunk: Callable[[int, int, int], None] | None,
+) -> ExtractReport:
+    """The body of :func:`run_extraction` once the arguments are checked and the store lock is held."""
+    fmt = config.fmt
     import torch
 
     from xmic.cache.tempfiles import remove_stale_partial_files
@@ -265,7 +297,9 @@ def run_extraction(
             echo(f"removed {removed} temporary files of an interrupted write from {config.cache}")
     writer = open_store(config.cache, spec, data.columns(), data.vocab, fmt, rank, overwrite=config.overwrite)
     timings.setup = time.perf_counter() - t_start
+    skipped = skipped_records(data)
     if rank == 0:
+        writer.record_skipped(skipped)
         t0 = time.perf_counter()
         write_text_embeddings(writer, encoders, config.dataset, data.vocab)
         timings.text = time.perf_counter() - t0
@@ -310,6 +344,7 @@ def run_extraction(
         rows_ok=loop.rows_ok,
         rows_failed=loop.rows_failed,
         failures=loop.failures,
+        skipped=skipped,
         timings=dataclasses.asdict(timings),
         shares=timings.shares(),
         wall_seconds=time.perf_counter() - t_start,

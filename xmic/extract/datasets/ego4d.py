@@ -63,6 +63,13 @@ def read_ego4d_taxonomy(path: Path) -> tuple[list[str], list[str]]:
         bad = [i for i, n in enumerate(names) if not isinstance(n, str) or not n.strip()]
         if bad:
             raise AnnotationError(path, f"{key}[{bad[0]}] is not a class name: {names[bad[0]]!r}")
+        first: dict[str, int] = {}
+        for i, name in enumerate(n.strip() for n in names):
+            if name in first:
+                raise AnnotationError(
+                    path, f"{key}[{i}] {name!r} repeats {key}[{first[name]}]: two classes cannot share a name"
+                )
+            first[name] = i
         out.append([n.strip() for n in names])
     return out[0], out[1]
 

@@ -56,6 +56,7 @@ def parse_clip_name(name: str) -> EgteaClipName:
 def read_egtea_classes(path: Path) -> list[str]:
     """Class names in id order from ``verb_idx.txt`` / ``noun_idx.txt`` / ``action_idx.txt`` (ids 1..C)."""
     names: dict[int, str] = {}
+    lines_of: dict[str, int] = {}  # name -> the line it first appeared on
     for n, line in enumerate(_lines(path), start=1):
         if not line.strip():
             continue
@@ -64,6 +65,13 @@ def read_egtea_classes(path: Path) -> list[str]:
             raise AnnotationError(path, f"expected '<name> <id>', got {line.strip()!r}", f"line {n}")
         if int(idx) in names:
             raise AnnotationError(path, f"id {idx} appears twice", f"line {n}")
+        if name.strip() in lines_of:
+            raise AnnotationError(
+                path,
+                f"class name {name.strip()!r} repeats line {lines_of[name.strip()]}: two ids, one name",
+                f"line {n}",
+            )
+        lines_of[name.strip()] = n
         names[int(idx)] = name.strip()
     if sorted(names) != list(range(1, len(names) + 1)):
         raise AnnotationError(path, f"ids must be 1..{len(names)} without gaps, got {sorted(names)[:5]}...")

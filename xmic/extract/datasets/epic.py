@@ -64,6 +64,7 @@ class _Context:
 def read_epic_classes(path: Path) -> list[str]:
     """Class keys in id order from ``EPIC_100_{verb,noun}_classes.csv``; ids must be ``0..C-1``."""
     keys: dict[int, str] = {}
+    seen: dict[str, str] = {}  # key -> where it first appeared
     header, rows = _csv_rows(path)
     missing = [c for c in ("id", "key") if c not in header]
     if missing:
@@ -78,6 +79,9 @@ def read_epic_classes(path: Path) -> list[str]:
             raise AnnotationError(path, str(e), where) from None
         if class_id in keys:
             raise AnnotationError(path, f"class id {class_id} appears twice", where)
+        if key in seen:
+            raise AnnotationError(path, f"class key {key!r} repeats the one at {seen[key]}: two ids, one name", where)
+        seen[key] = where
         keys[class_id] = key
     if sorted(keys) != list(range(len(keys))):
         gaps = sorted(set(range(max(keys, default=-1) + 1)) - set(keys))

@@ -1,15 +1,30 @@
-"""``--hands epic-hoa``: boxes from the official EPIC-KITCHENS-100 hand-object detections.
+"""``--hands hoa`` (``epic-hoa`` for EPIC): boxes from 100DOH hand-object detections in the EPIC-KITCHENS format.
 
-Files: ``<hoa_dir>/<participant>/<video_id>.pkl`` (the release layout, ``P01/P01_09.pkl``) or
-``<hoa_dir>/<video_id>.pkl``; each a pickled list with one serialised ``Detections`` message per RGB
-frame (:mod:`xmic.extract.hands.hoa_proto`). List position ``p`` holds ``frame_number = p + 1``.
+Format: one pickle per video holding a list with one serialised ``Detections`` message per RGB frame
+(:mod:`xmic.extract.hands.hoa_proto`); list position ``p`` holds ``frame_number = p + 1``. The official
+EPIC-KITCHENS-100 release is in this format, and the same tooling writes it for any video (README, "Hand-object
+boxes for Ego4D and EGTEA"); :func:`write_hoa_pickle` writes it too.
 
-Frame numbering: the provider is given a segment's ``frame_index`` row, which the extraction pipeline
-keeps in the annotation's numbering: for EPIC the RGB frame file number ``N`` (``frame_N.jpg``), which is
-the detections' ``frame_number``. ``first_frame`` says which index the caller gives a video's first RGB
-frame: 1 (default, that numbering; an index 0 is read as frame 1, as the frame reader does) or 0 for
-0-based indices (index ``i`` = ``frame_{i+1}.jpg``). The indices must count RGB frames at the annotation
-rate (60 fps for EPIC-55 videos, 50 fps for the extension), the rate the detections were computed at.
+Frame numbering per dataset (``dataset``, ``--hoa-dataset``; ``xmic extract`` sets it from its ``--dataset``). The
+provider is given a segment's ``frame_index`` row, in the annotation's numbering, and the detections count the
+frames of the decoded media from 1:
+
+========  ==========================================  ======================================  =====================
+dataset   store ``frame_index``                       pickle                                  ``frame_number``
+========  ==========================================  ======================================  =====================
+epic      RGB frame file number N (``frame_N.jpg``,   ``<dir>/PXX/PXX_YY.pkl`` or               N
+          60 fps EPIC-55, 50 fps extension)           ``<dir>/PXX_YY.pkl``
+ego4d     0-based frame i of ``v2/clips/<clip_uid>``  ``<dir>/<clip_uid>.pkl``                 i + 1
+          (30 fps)
+egtea     0-based frame i of the cropped clip         ``<dir>/<session>/<clip>.pkl`` or        i + 1
+          ``cropped_clips/<session>/<clip>.mp4``      ``<dir>/<clip>.pkl``
+          (24 fps)
+========  ==========================================  ======================================  =====================
+
+``first_frame`` (``--hoa-first-frame``) overrides the dataset's rule: the index the caller gives a video's first
+frame (1: EPIC numbering, where an index 0 is read as frame 1, as the frame reader does; 0: 0-based indices).
+The indices must count frames at the rate the detections were computed at (EPIC: the annotation rate; Ego4D and
+EGTEA: every frame of the clip, as decoded).
 
 Box rule (the X-MIC paper): keep hands with score >= ``hand_threshold`` (0.8) and objects with score
 >= ``object_threshold`` (0.01); for each kept hand whose state is not NO_CONTACT, the object in contact
@@ -38,6 +53,9 @@ from xmic.extract.hands.hoa_proto import (
     peek_frame_number,
 )
 
+#: Per dataset: the index of a video's first frame in the store's ``frame_index`` (1: EPIC frame numbers, 0: 0-based).
+HOA_FIRST_FRAME = {"epic": 1, "ego4d": 0, "egtea": 0}
+HOA_DATASETS = tuple(HOA_FIRST_FRAME)
 PAPER_HAND_THRESHOLD = 0.8
 PAPER_OBJECT_THRESHOLD = 0.01
 MISSING_POLICIES = ("error", "skip")
@@ -147,13 +165,15 @@ class _VideoDetections:
 
 
 class EpicHoaProvider(HandBoxProvider):
-    """Boxes from the ``epic_kitchens.hoa`` detection pickles (see the module docstring).
+    """Boxes from hand-object detection pickles in the ``epic_kitchens.hoa`` format (see the module docstring).
 
     Args:
         hoa_dir: Root of the detections (``--hoa-dir``).
+        dataset: Whose videos: ``"epic"``, ``"ego4d"`` or ``"egtea"`` (file layout and frame numbering).
         hand_threshold: Minimum hand score (the paper: 0.8).
         object_threshold: Minimum object score (the paper: 0.01).
-        first_frame: The index the caller gives a video's first frame (1: EPIC frame numbers, 0: 0-based).
+        first_frame: The index the caller gives a video's first frame (1: EPIC frame numbers, 0: 0-based); None:
+            the dataset's numbering (:data:`HOA_FIRST_FRAME`).
         missing: ``"error"`` (default): a video without a pickle raises naming the paths searched;
             ``"skip"``: its frames get NaN boxes, a warning is issued once and the video is listed in
             :attr:`missing_videos`. Frames past the end of a pickle always get NaN and are counted in
@@ -169,10 +189,17 @@ class EpicHoaProvider(HandBoxProvider):
         hoa_dir: str | Path,
         hand_threshold: float = PAPER_HAND_THRESHOLD,
         object_threshold: float = PAPER_OBJECT_THRESHOLD,
-        first_frame: int = 1,
+        first_frame: int | None = None,
         missing: str = "error",
         cache_videos: int = 2,
+        dataset: str = "epic",
+        name: str | None = None,
     ) -> None:
+        if dataset not in HOA_FIRST_FRAME:
+            raise ValueError(f"--hoa-dataset must be one of {', '.join(HOA_DATASETS)}, got {dataset!r}")
+        self.dataset = dataset
+        if name is not None:
+            self.name = name
         self.hoa_dir = Path(hoa_dir)
         if not self.hoa_dir.is_dir():
             raise FileNotFoundError(f"--hoa-dir {self.hoa_dir} is not a directory")
@@ -182,7 +209,7 @@ class EpicHoaProvider(HandBoxProvider):
             raise ValueError(f"thresholds must be in [0, 1], got hand {hand_threshold}, object {object_threshold}")
         self.hand_threshold = float(hand_threshold)
         self.object_threshold = float(object_threshold)
-        self.first_frame = int(first_frame)
+        self.first_frame = HOA_FIRST_FRAME[dataset] if first_frame is None else int(first_frame)
         self.missing = missing
         self.cache_videos = max(1, int(cache_videos))
         self._cache: OrderedDict[str, _VideoDetections | None] = OrderedDict()
@@ -190,9 +217,19 @@ class EpicHoaProvider(HandBoxProvider):
         self.missing_frames: dict[str, int] = {}
 
     def candidate_paths(self, video_id: str) -> list[Path]:
-        """Where the pickle of ``video_id`` may be, in search order."""
-        participant = video_id.split("_")[0]
-        return [self.hoa_dir / participant / f"{video_id}.pkl", self.hoa_dir / f"{video_id}.pkl"]
+        """Where the pickle of ``video_id`` may be, in search order (the dataset's folder, then flat)."""
+        flat = self.hoa_dir / f"{video_id}.pkl"
+        if self.dataset == "epic":
+            return [self.hoa_dir / video_id.split("_")[0] / f"{video_id}.pkl", flat]
+        if self.dataset == "egtea":
+            from xmic.extract.datasets.egtea import parse_clip_name
+
+            try:
+                session = parse_clip_name(video_id).session
+            except ValueError:
+                return [flat]
+            return [self.hoa_dir / session / f"{video_id}.pkl", flat]
+        return [flat]
 
     def _video(self, video_id: str) -> _VideoDetections | None:
         if video_id in self._cache:
@@ -250,8 +287,29 @@ class EpicHoaProvider(HandBoxProvider):
         return {
             "hands": self.name,
             "hoa_dir": str(self.hoa_dir),
+            "dataset": self.dataset,
             "hand_threshold": self.hand_threshold,
             "object_threshold": self.object_threshold,
             "first_frame": self.first_frame,
             "missing": self.missing,
         }
+
+
+def write_hoa_pickle(path: str | Path, detections: list[FrameDetections]) -> Path:
+    """Write one video's detections as the ``epic_kitchens.hoa`` pickle (a list of serialised messages).
+
+    Args:
+        path: The ``.pkl`` to write (parent folders are created).
+        detections: One :class:`FrameDetections` per frame, in frame order; the k-th should carry
+            ``frame_number = k + 1``.
+
+    Returns:
+        ``path``.
+    """
+    from xmic.extract.hands.hoa_proto import encode_frame_detections
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as f:
+        pickle.dump([encode_frame_detections(d) for d in detections], f)
+    return path

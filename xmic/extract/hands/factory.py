@@ -7,7 +7,7 @@ that the chosen provider does not use is an error, so a typo or a forgotten ``--
 silently.
 
 There is no silent default of "no hands" (DESIGN.md: every dataset gets hand boxes). :func:`choose_hands` picks the
-provider when ``--hands`` is not given: ``epic-hoa`` with ``--hoa-dir``, ``yolo`` with ``--yolo-weights``, ``given``
+provider when ``--hands`` is not given: ``hoa`` with ``--hoa-dir``, ``yolo`` with ``--yolo-weights``, ``given``
 with ``--hand-boxes``, ``mediapipe`` with ``--hand-model`` or with a hand model found by :func:`find_hand_model`
 (``$XMIC_HAND_MODEL``, then ``hand_landmarker.task`` in the ``--model-dir`` folder, or in ``$XMIC_MODEL_DIR``
 when no ``--model-dir`` is given); with none of them it stops saying how to choose. ``--hands none`` is an
@@ -26,7 +26,8 @@ import click
 
 from xmic.extract.hands.base import HandBoxProvider, NoHandBoxes
 
-HAND_PROVIDERS = ("epic-hoa", "mediapipe", "yolo", "given", "none")
+HAND_PROVIDERS = ("hoa", "epic-hoa", "mediapipe", "yolo", "given", "none")
+_HOA = ("hoa", "epic-hoa")
 _INJECTED = {"yolo_model": "yolo"}  # Python-only options (a ready model object), never flags
 
 #: MediaPipe's hand landmarker model: its file name, where to get it once, and the variable that points at it.
@@ -38,14 +39,14 @@ HAND_MODEL_URL = (
 )
 #: The flag whose presence alone selects a provider when ``--hands`` is not given.
 _SELECTING_FLAGS = (
-    ("hoa_dir", "epic-hoa"),
+    ("hoa_dir", "hoa"),
     ("yolo_weights", "yolo"),
     ("hand_boxes", "given"),
     ("hand_model", "mediapipe"),
 )
 NO_HAND_CHOICE = (
     "no hand-box source chosen: give --hands mediapipe --hand-model hand_landmarker.task (or set "
-    f"{HAND_MODEL_ENV}), --hands epic-hoa --hoa-dir DIR (EPIC), --hands yolo --yolo-weights FILE, "
+    f"{HAND_MODEL_ENV}), --hands hoa --hoa-dir DIR (100DOH hand-object pickles), --hands yolo --yolo-weights FILE, "
     "--hands given --hand-boxes DIR, or --hands none (the full frame as the hand view, recorded in the store)"
 )
 
@@ -74,16 +75,32 @@ class HandOption:
 _PATH = click.Path(path_type=str)
 HAND_OPTIONS: tuple[HandOption, ...] = (
     HandOption(
-        "hoa_dir", _PATH, None, "EPIC-100 hand-object detections (<dir>/PXX/PXX_YY.pkl)", ("epic-hoa",), True, "DIR"
+        "hoa_dir",
+        _PATH,
+        None,
+        "100DOH hand-object detection pickles, one per video (EPIC: <dir>/PXX/PXX_YY.pkl; Ego4D: "
+        "<dir>/<clip_uid>.pkl; EGTEA: <dir>/<session>/<clip>.pkl or <dir>/<clip>.pkl)",
+        _HOA,
+        True,
+        "DIR",
     ),
-    HandOption("hoa_hand_threshold", float, 0.8, "minimum hand score (paper: 0.8)", ("epic-hoa",)),
-    HandOption("hoa_object_threshold", float, 0.01, "minimum object score (paper: 0.01)", ("epic-hoa",)),
+    HandOption(
+        "hoa_dataset",
+        click.Choice(["epic", "ego4d", "egtea"]),
+        None,
+        "whose videos the pickles describe: file layout and frame numbering (xmic extract: its --dataset; "
+        "epic-hoa: epic)",
+        _HOA,
+    ),
+    HandOption("hoa_hand_threshold", float, 0.8, "minimum hand score (paper: 0.8)", _HOA),
+    HandOption("hoa_object_threshold", float, 0.01, "minimum object score (paper: 0.01)", _HOA),
     HandOption(
         "hoa_first_frame",
         int,
-        1,
-        "frame index of a video's first RGB frame (1: EPIC frame numbers, as the pipeline passes; 0: 0-based)",
-        ("epic-hoa",),
+        None,
+        "frame index of a video's first frame (default from --hoa-dataset: 1 for EPIC frame numbers, 0 for "
+        "Ego4D/EGTEA 0-based frames)",
+        _HOA,
     ),
     HandOption("hand_boxes", _PATH, None, "folder of <video_id>.json/.npz boxes", ("given",), True, "DIR"),
     HandOption(
@@ -91,12 +108,21 @@ HAND_OPTIONS: tuple[HandOption, ...] = (
         click.Choice(["error", "skip"]),
         "error",
         "a video without boxes: stop, or use full frames and list it",
-        ("epic-hoa", "given"),
+        (*_HOA, "given"),
     ),
     HandOption("hand_model", _PATH, None, "MediaPipe hand_landmarker.task", ("mediapipe",), True, "PATH"),
     HandOption("hand_margin", float, 0.2, "grow each hand box by this fraction per side", ("mediapipe",)),
-    HandOption("hand_min_conf", float, 0.5, "minimum hand detection confidence", ("mediapipe",)),
-    HandOption("hand_mode", click.Choice(["image", "video"]), "image", "MediaPipe running mode", ("mediapipe",)),
+    HandOption(
+        "hand_min_conf", float, 0.3, "minimum hand detection/presence confidence (measured, README)", ("mediapipe",)
+    ),
+    HandOption(
+        "hand_mode",
+        click.Choice(["video", "image"]),
+        "video",
+        "MediaPipe running mode (video: one tracker over each segment's frames; image: every frame alone)",
+        ("mediapipe",),
+    ),
+    HandOption("hand_gap", int, 3, "interpolate a hand lost for at most this many frames (0: never)", ("mediapipe",)),
     HandOption("yolo_weights", _PATH, None, "YOLO weights file (ultralytics)", ("yolo",), True, "PATH"),
     HandOption("yolo_classes", str, None, "classes to keep: ids or names, comma-separated (all)", ("yolo",)),
     HandOption("yolo_conf", float, 0.25, "minimum detection confidence", ("yolo",)),
@@ -114,11 +140,19 @@ def _build(name: str, o: dict[str, Any]) -> HandBoxProvider:
         from xmic.extract.hands.given import GivenBoxProvider
 
         return GivenBoxProvider(o["hand_boxes"], missing=o["hand_missing"])
-    if name == "epic-hoa":
+    if name in _HOA:
         from xmic.extract.hands.epic_hoa import EpicHoaProvider
 
+        dataset = o["hoa_dataset"] or ("epic" if name == "epic-hoa" else None)
+        if dataset is None:
+            raise ValueError(
+                "--hands hoa needs --hoa-dataset epic|ego4d|egtea (the pickles' file layout and frame numbering; "
+                "xmic extract sets it from --dataset)"
+            )
         return EpicHoaProvider(
             o["hoa_dir"],
+            dataset=dataset,
+            name=name,
             hand_threshold=o["hoa_hand_threshold"],
             object_threshold=o["hoa_object_threshold"],
             first_frame=o["hoa_first_frame"],
@@ -132,6 +166,7 @@ def _build(name: str, o: dict[str, Any]) -> HandBoxProvider:
             margin=o["hand_margin"],
             min_detection_confidence=o["hand_min_conf"],
             running_mode=o["hand_mode"],
+            max_gap=o["hand_gap"],
         )
     from xmic.extract.hands.yolo import YoloProvider
 
@@ -192,7 +227,7 @@ def hand_options(func: Callable) -> Callable:
         type=click.Choice(list(HAND_PROVIDERS)),
         default=None,
         help=(
-            "hand-box source for the hand view (a frame without a box: the full frame). Default: epic-hoa with "
+            "hand-box source for the hand view (a frame without a box: the full frame). Default: hoa with "
             "--hoa-dir, yolo with --yolo-weights, given with --hand-boxes, mediapipe with --hand-model or with "
             f"{HAND_MODEL_FILE} found at ${HAND_MODEL_ENV} or in the --model-dir folder (else $XMIC_MODEL_DIR); "
             "otherwise choose one (none: full frames, recorded in the store)"
