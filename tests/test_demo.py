@@ -61,6 +61,11 @@ def test_results_json_has_every_score(demo: Path) -> None:
         results["extraction"]["synth-epic"]["rows_ok"] == counts["train"]["segments"] + counts["validation"]["segments"]
     )
     assert results["comparison"][-1].startswith("X-MIC has the highest cross-dataset hm in ")
+    training = results["training_last_epochs"]  # train top-1 of the last epochs, trained rows only
+    assert "X-MIC" in training and "ZS CLIP" not in training
+    for directions in training["X-MIC"].values():
+        assert set(directions) == DIRECTIONS
+        assert all(0.0 <= v <= 100.0 for d in directions.values() for v in d["train_top1"])
 
 
 def test_store_groups_are_renamed_and_consistent(demo: Path) -> None:
@@ -69,11 +74,12 @@ def test_store_groups_are_renamed_and_consistent(demo: Path) -> None:
 
     cache = demo / "cache"
     assert list_datasets(cache) == ["synth-ego4d", "synth-epic"]
-    assert sorted(p.name for p in (cache / "text" / "clip-vit-b16").iterdir() if p.is_dir()) == list_datasets(cache)
+    assert sorted(p.name for p in (cache / "text" / "demo-clip").iterdir() if p.is_dir()) == list_datasets(cache)
     reader = StoreReader(cache, "synth-epic")
     assert reader.spec.dataset == "synth-epic" and reader.spec.config["group_renamed_from"] == "epic"
-    assert reader.spec.encoders["clip-vit-b16"].dim == 64 and reader.complete()
-    assert reader.load_text("clip-vit-b16", "noun").shape == (len(reader.vocab["noun"]), 64)
+    assert reader.spec.encoders["demo-clip"].dim == 64 and reader.complete()
+    assert reader.spec.encoders["demo-clip"].model_id == "xmic-demo/demo-clip"  # no real checkpoint's name
+    assert reader.load_text("demo-clip", "noun").shape == (len(reader.vocab["noun"]), 64)
     assert verify_store(cache).ok
 
 
@@ -177,3 +183,15 @@ def test_render_pairs_is_deterministic_and_labelled() -> None:
     for caption, cls, kind in zip(a.captions, a.classes, a.kinds, strict=True):
         assert cls in (all_verbs() if kind == "verb" else all_nouns()) and cls in caption
     assert not np.array_equal(render_pairs(30, size=32, seed=4).images, a.images)
+
+
+def test_demo_encoders_have_their_own_registry_entries(tmp_path: Path) -> None:
+    from xmic.extract.encoders import ModelNotFoundError, find_model_dir
+    from xmic.extract.registry import ENCODERS, get_encoder_spec
+
+    assert ENCODERS["clip-vit-b16"].model_id == "openai/clip-vit-base-patch16"  # real entries keep their ids
+    for name in ("demo-clip", "demo-dinov2"):
+        spec = get_encoder_spec(name)
+        assert spec.model_id == f"xmic-demo/{name}"
+        with pytest.raises(ModelNotFoundError, match="only `xmic demo` writes them"):
+            find_model_dir(spec, tmp_path)

@@ -39,13 +39,13 @@ def test_fresh_store_gets_generated_groups_with_both_encoders(fresh: Path) -> No
     manifest = json.loads((root / "data" / "manifest.json").read_text())
     for name in ("epic", "ego4d"):
         reader = StoreReader(fresh, f"synth-{name}")
-        assert set(reader.spec.encoders) == {"clip-vit-b16", "dinov2-vits14"}
+        assert set(reader.spec.encoders) == {"demo-clip", "demo-dinov2"}
         counts = manifest["datasets"][name]["counts"]
         assert len(reader.segments["segment_id"]) == sum(c["segments"] for c in counts.values())
-    assert (root / "models" / "clip-vit-b16" / "config.json").is_file()
-    stamp = (root / "models" / "clip-vit-b16" / "model.safetensors").stat().st_mtime_ns
+    assert (root / "models" / "demo-clip" / "config.json").is_file()
+    stamp = (root / "models" / "demo-clip" / "model.safetensors").stat().st_mtime_ns
     assert ensure_demo_groups(fresh, ["epic", "ego4d"], quick=True, **QUIET) == []  # nothing missing: nothing done
-    assert (root / "models" / "clip-vit-b16" / "model.safetensors").stat().st_mtime_ns == stamp
+    assert (root / "models" / "demo-clip" / "model.safetensors").stat().st_mtime_ns == stamp
     with pytest.raises(ValueError, match="no demo dataset kinetics"):
         ensure_demo_groups(fresh, ["kinetics"], **QUIET)
 
@@ -68,7 +68,7 @@ def test_demo_groups_use_the_bin_centre_layout_and_old_ones_are_rebuilt(fresh: P
     lines: list[str] = []
     built = ensure_demo_groups(cache, ["epic", "ego4d"], quick=True, progress=False, echo=lines.append)
     assert built == ["synth-ego4d"]
-    assert any("synth-ego4d holds frames without bin centres" in line for line in lines)
+    assert any("synth-ego4d was written by an older xmic" in line for line in lines)
     assert StoreReader(cache, "synth-ego4d").spec.sampling == SAMPLING_RULE
 
 
@@ -84,18 +84,19 @@ def test_table5_runs_the_b16_rows_and_says_why_not_the_others(fresh: Path, tmp_p
     for row in ("CLIP ViT-L/14 | X-MIC", "LaViLa ViT-L/14 | ZS"):
         assert table_cells(md, row) == ["not run"] * 3
     assert "not comparable" in md and "| CLIP ViT-B/16 \\| X-MIC | nouns · Ego4D → Epic · hm | 21.06 |" in md
+    assert "CLIP ViT-B/16 rows use demo-clip as a stand-in" in md
     record = json.loads((out / "table5.json").read_text())
     assert "needs clip-vit-l14 features" in record["rows"]["CLIP ViT-L/14 | X-MIC"]["reason"]
     assert "LaViLa" in record["rows"]["LaViLa ViT-L/14 | X-MIC"]["reason"]
     xmic = record["rows"]["CLIP ViT-B/16 | X-MIC"]["results"]
-    assert all(set(r["encoders"]) == {"clip-vit-b16"} for r in xmic)  # no DINO: the backbone conditions itself
+    assert all(set(r["encoders"]) == {"demo-clip"} for r in xmic)  # no DINO: the backbone conditions itself
 
 
 def test_demo_store_is_extended_with_egtea_and_table3_runs(demo: Path, tmp_path: Path) -> None:
     """After `xmic demo` (no DINOv2): Table 3 builds synth-egtea with the demo's models and CLIP only."""
     root = tmp_path / "demo"
     shutil.copytree(demo, root)
-    stamp = (root / "models" / "clip-vit-b16" / "model.safetensors").stat().st_mtime_ns
+    stamp = (root / "models" / "demo-clip" / "model.safetensors").stat().st_mtime_ns
 
     out = tmp_path / "t3"
     args = ["--table", "3", "--cache", str(root / "cache"), "--out", str(out), "--demo", "--demo-quick"]
@@ -103,12 +104,12 @@ def test_demo_store_is_extended_with_egtea_and_table3_runs(demo: Path, tmp_path:
     assert result.exit_code == 0, result.output
     assert "demo: built groups synth-egtea" in result.output
     egtea = StoreReader(root / "cache", "synth-egtea")
-    assert set(egtea.spec.encoders) == {"clip-vit-b16"}  # as the demo's groups: no DINOv2
-    ego4d = StoreReader(root / "cache", "synth-ego4d").spec.encoders["clip-vit-b16"]
-    new = egtea.spec.encoders["clip-vit-b16"]
+    assert set(egtea.spec.encoders) == {"demo-clip"}  # as the demo's groups: no DINOv2
+    ego4d = StoreReader(root / "cache", "synth-ego4d").spec.encoders["demo-clip"]
+    new = egtea.spec.encoders["demo-clip"]
     assert (new.dim, new.image_size, new.model_id) == (ego4d.dim, ego4d.image_size, ego4d.model_id)
-    assert Path(new.source) == root / "models" / "clip-vit-b16"  # the copied demo's models, not retrained
-    assert (root / "models" / "clip-vit-b16" / "model.safetensors").stat().st_mtime_ns == stamp  # models reused
+    assert Path(new.source) == root / "models" / "demo-clip"  # the copied demo's models, not retrained
+    assert (root / "models" / "demo-clip" / "model.safetensors").stat().st_mtime_ns == stamp  # models reused
     assert (root / "data-egtea" / "manifest.json").is_file() and (root / "data" / "manifest.json").is_file()
     md = (out / "table3.md").read_text()
     for row in ("ZS CLIP", "X-MIC"):

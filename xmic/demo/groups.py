@@ -27,6 +27,8 @@ QUICK_SCALE = 0.1
 #: The demo's X-MIC keeps the real adapter's bottleneck width (Dc/16 = 32 at Dc = 512) instead of its ratio,
 #: which would leave 4 units at the tiny CLIP's Dc = 64.
 DEMO_ADAPTER_HIDDEN = 32
+#: The paper's backbone -> the demo's stand-in for it (ReproduceSettings.backbones; the table header says so).
+DEMO_BACKBONES = {"clip-vit-b16": "demo-clip"}
 
 
 def _store_encoders(cache: Path, groups: Sequence[str]) -> set[str] | None:
@@ -37,11 +39,14 @@ def _store_encoders(cache: Path, groups: Sequence[str]) -> set[str] | None:
 
 
 def _old_layout_groups(cache: Path, groups: Sequence[str]) -> list[str]:
-    """The groups of ``groups`` whose sampling rule has no bin-centre candidate (e.g. the old 16x2 layout)."""
+    """The groups of ``groups`` an older xmic wrote: a sampling rule without bin-centre candidates (the old 16x2
+    layout), or the tiny CLIP stored under a real model's name (``clip-vit-b16`` before it became ``demo-clip``)."""
     from xmic.cache.reader import StoreReader
+    from xmic.extract.registry import DEMO_CLIP
     from xmic.extract.sampling import rule_lacks_bin_centres
 
-    return [g for g in groups if rule_lacks_bin_centres(StoreReader(cache, g).spec.sampling)]
+    specs = {g: StoreReader(cache, g).spec for g in groups}
+    return [g for g, s in specs.items() if rule_lacks_bin_centres(s.sampling) or DEMO_CLIP not in s.encoders]
 
 
 def _benchmark_with(root: Path, names: Sequence[str]) -> Path | None:
@@ -96,7 +101,7 @@ def ensure_demo_groups(
     present = [g for g in store_groups(cache) if g in DEMO_GROUPS.values()]
     stale = _old_layout_groups(cache, present)
     for group in stale:
-        echo(f"demo: group {group} holds frames without bin centres (an older xmic's layout); extracting it again")
+        echo(f"demo: group {group} was written by an older xmic (frame layout or encoder names); extracting it again")
     present = [g for g in present if g not in stale]
     missing = [n for n in names if DEMO_GROUPS[n] not in present]
     if not missing:

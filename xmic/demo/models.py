@@ -4,11 +4,11 @@ Both are saved in Hugging Face layout under one parent folder, named after their
 ``--model-dir`` serves extraction (both encoders), the prompt-learning baselines (CLIP text tower) and
 ``xmic predict``::
 
-    models/clip-vit-b16/      stands in for openai/clip-vit-base-patch16 (D = 64, 64 px, 16 px patches)
-    models/dinov2-vits14/     stands in for facebook/dinov2-small (random weights, only with --dino)
+    models/demo-clip/      registry entry demo-clip: a CLIP of our own (D = 64, 64 px, 16 px patches)
+    models/demo-dinov2/    registry entry demo-dinov2: a random-weight DINOv2 (D = 32; only with --dino)
 
-The store records the real width and preprocessing of what was loaded (``EncoderSpec.dim`` = 64, ...), so
-nothing downstream mistakes them for the real checkpoints.
+They have registry entries of their own (model ids ``xmic-demo/...``, not on any hub), so stores, runs, tables
+and reports name them for what they are and never as a real checkpoint.
 """
 
 from __future__ import annotations
@@ -21,11 +21,12 @@ from typing import Any
 
 from xmic.demo.pretrain import PretrainConfig, PretrainReport, pretrain_clip
 from xmic.demo.webdata import caption_words
+from xmic.extract.registry import DEMO_CLIP, DEMO_DINO
 
 Echo = Callable[[str], None]
 DEFAULT_PRETRAIN = PretrainConfig()
-CLIP_NAME = "clip-vit-b16"
-DINO_NAME = "dinov2-vits14"
+CLIP_NAME = DEMO_CLIP
+DINO_NAME = DEMO_DINO
 #: Tiny CLIP shape: width, input size, patch, layers, heads.
 CLIP_SHAPE = {"dim": 64, "image_size": 64, "patch": 16, "layers": 2, "heads": 4}
 
@@ -74,7 +75,7 @@ def make_demo_encoders(
         manifest: The synthetic benchmark's manifest (its class names join the tokenizer's vocabulary).
         seed: Seed of the random initialisation and of the pretraining.
         pretrain: Pretraining settings; None keeps the random weights (zero-shot at chance).
-        dino: Also write a tiny random-weight DINOv2 (``dinov2-vits14``) for X-MIC+DINO.
+        dino: Also write a tiny random-weight DINOv2 (``demo-dinov2``) for X-MIC+DINO.
         progress: Progress bars.
         echo: Log lines.
 
@@ -100,7 +101,7 @@ def make_demo_encoders(
 
 
 def write_demo_dino(model_dir: str | Path, *, seed: int = 0, echo: Echo = print) -> Path:
-    """Write the demo's tiny random-weight DINOv2 to ``model_dir/dinov2-vits14`` (width 32); returns that folder."""
+    """Write the demo's tiny random-weight DINOv2 to ``model_dir/demo-dinov2`` (width 32); returns that folder."""
     from xmic.extract.tiny_models import make_tiny_dinov2
 
     path = make_tiny_dinov2(Path(model_dir) / DINO_NAME, dim=32, seed=seed + 1)

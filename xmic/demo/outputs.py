@@ -32,7 +32,7 @@ def write_outputs(
     """
     from xmic.demo.pipeline import DemoResult
     from xmic.demo.plots import save_method_bars
-    from xmic.demo.results import compare_lines, method_table
+    from xmic.demo.results import compare_lines, method_table, training_table
     from xmic.report.plots import MISSING_MATPLOTLIB, pyplot_or_none
 
     out = Path(config.out)
@@ -70,6 +70,7 @@ def write_outputs(
         "encoders": models.to_dict(),
         "extraction": extracted,
         "methods": methods,
+        "training_last_epochs": training_table(table.results),
         "not_run": table.skipped,
         "reference_zero_shot_hand_crop": reference,
         "comparison": comparison,
@@ -92,7 +93,9 @@ def _write_report(out: Path, plots: bool, echo: Echo) -> Path:
 
 
 def summary_lines(result: Any) -> list[str]:
-    """The lines the CLI prints after the table: comparison, reference, files and the time of each step."""
+    """The lines the CLI prints after the table: comparison, reference, training, files and each step's time."""
+    from xmic.demo.results import training_lines
+
     r = result.results
     lines = ["", "Cross-dataset harmonic mean (hm), X-MIC vs the baselines:"] + list(r["comparison"])
     ref = r.get("reference_zero_shot_hand_crop", {})
@@ -106,6 +109,10 @@ def summary_lines(result: Any) -> list[str]:
         lines.append(
             "Reference, zero-shot CLIP on the hand crop (X-MIC's classified view, no training): " + "; ".join(parts)
         )
+    training = r.get("training_last_epochs", {})
+    if training:
+        lines.append("Train top-1 % of the last epochs (converged when flat), per training direction:")
+        lines += training_lines(training, [m for m in r["methods"] if m in training])
     lines.append("")
     lines += [f"{k}: {v}" for k, v in r["files"].items()]
     order = ("generate", "models", "extract", "train", "report", "total")

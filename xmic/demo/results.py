@@ -52,6 +52,39 @@ def method_table(results_by_row: Mapping[str, Iterable[Mapping[str, Any]]]) -> d
     return table
 
 
+def training_table(results_by_row: Mapping[str, Iterable[Mapping[str, Any]]], last: int = 3) -> dict[str, Any]:
+    """``{row: {target: {direction: {"train_top1", "loss"}}}}``: the last ``last`` epochs of every trained run, train
+    top-1 in percent (from the run's metrics.jsonl; rows that train nothing, such as zero-shot, are left out)."""
+    from xmic.adapt.run_io import read_metrics
+
+    table: dict[str, Any] = {}
+    for row, results in results_by_row.items():
+        for result in results:
+            rows = [r for r in read_metrics(result["run"]) if "train_top1" in r][-last:]
+            if not rows:
+                continue
+            direction, _ = direction_scores(result)
+            table.setdefault(row, {}).setdefault(result["target"], {})[direction] = {
+                "epochs": [r["epoch"] for r in rows],
+                "train_top1": [round(100.0 * r["train_top1"], 2) for r in rows],
+                "loss": [round(r["loss"], 4) for r in rows],
+            }
+    return table
+
+
+def training_lines(training: Mapping[str, Any], rows: Sequence[str]) -> list[str]:
+    """One line per (row, target): train top-1 (%) of the last epochs in each direction."""
+    lines = []
+    for row in rows:
+        for target, directions in sorted(training.get(row, {}).items()):
+            parts = [
+                f"{d}: " + " ".join(f"{v:.0f}" for v in t["train_top1"]) + f" (loss {t['loss'][-1]:.2f})"
+                for d, t in sorted(directions.items())
+            ]
+            lines.append(f"  {row} {target}s  " + "; ".join(parts))
+    return lines
+
+
 def compare_lines(methods: Mapping[str, Any], best: str = "X-MIC", against: Sequence[str] = ()) -> list[str]:
     """One line per (target, direction): the cross-dataset hm of ``best`` next to each of ``against``.
 

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from xmic.extract.registry import DEMO_CLIP
 from xmic.extract.sampling import DEFAULT_NUM_FRAMES
 
 Echo = Callable[[str], None]
@@ -72,7 +73,7 @@ def extract_demo_store(
         manifest: Its manifest (dataset roots, splits, hand-box folders).
         cache: The store (created; groups ``synth-*`` already there are replaced).
         model_dir: Parent folder of the encoders (see :mod:`xmic.demo.models`).
-        second_encoder: Also extract this encoder (``dinov2-vits14``) for X-MIC+DINO.
+        second_encoder: Also extract this encoder (``demo-dinov2``) for X-MIC+DINO.
         names: Which datasets of the manifest (``epic``, ``ego4d``, ``egtea``); other groups are left alone.
         num_frames: Slots per segment (48 = 16 bins x 3 candidates; evaluation takes each bin's centre one, training
             draws one per bin, as the paper samples).
@@ -104,7 +105,7 @@ def extract_demo_store(
             root=data_dir / info["root"],
             splits=tuple(info["splits"].values()),
             cache=cache,
-            encoder="clip-vit-b16",
+            encoder=DEMO_CLIP,
             second_encoder=second_encoder,
             hands="given",
             hand_options={"hand_boxes": str(data_dir / info["hand_boxes"])},

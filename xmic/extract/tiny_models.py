@@ -85,6 +85,22 @@ def _write_clip_tokenizer(out_dir: Path, vocab: dict[str, int], merges: list[str
     tok.save_pretrained(out_dir)
 
 
+def _image_processor_class(name: str):
+    """transformers' PIL-backed image processor ``name + "Pil"`` where this version has one, else ``name``.
+
+    transformers >= 5 makes the torchvision-backed class the default and warns on every construction when
+    torchvision is missing (it is: no wheel matches the CPU torch here); the PIL class is the same preprocessing
+    without the warning, and its saved config loads back as itself.
+    """
+    import importlib.util
+
+    import transformers
+
+    if importlib.util.find_spec("torchvision") is None and hasattr(transformers, name + "Pil"):
+        return getattr(transformers, name + "Pil")
+    return getattr(transformers, name)
+
+
 def make_tiny_clip(
     out_dir: str | Path,
     *,
@@ -112,7 +128,7 @@ def make_tiny_clip(
         ``out_dir`` as a Path.
     """
     import torch
-    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel
+    from transformers import CLIPConfig, CLIPModel
 
     if image_size % patch or dim % heads:
         raise ValueError(f"image_size {image_size} must be a multiple of patch {patch}, dim {dim} of heads {heads}")
@@ -146,7 +162,7 @@ def make_tiny_clip(
     model = CLIPModel(config).eval()
     model.save_pretrained(out, safe_serialization=True)
     _write_clip_tokenizer(out, vocab, merges, max_length)
-    processor = CLIPImageProcessor(
+    processor = _image_processor_class("CLIPImageProcessor")(
         do_resize=True,
         size={"shortest_edge": image_size},
         resample=PIL_BICUBIC,
@@ -193,7 +209,7 @@ def make_tiny_dinov2(
         ``out_dir`` as a Path.
     """
     import torch
-    from transformers import BitImageProcessor, Dinov2Config, Dinov2Model
+    from transformers import Dinov2Config, Dinov2Model
 
     if image_size % patch or dim % heads:
         raise ValueError(f"image_size {image_size} must be a multiple of patch {patch}, dim {dim} of heads {heads}")
@@ -212,7 +228,7 @@ def make_tiny_dinov2(
     torch.manual_seed(seed)
     model = Dinov2Model(config).eval()
     model.save_pretrained(out, safe_serialization=True)
-    processor = BitImageProcessor(
+    processor = _image_processor_class("BitImageProcessor")(
         do_resize=True,
         size={"shortest_edge": round(image_size * 256 / 224)},
         resample=PIL_BICUBIC,
