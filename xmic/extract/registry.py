@@ -29,9 +29,7 @@ ENCODERS: dict[str, EncoderSpec] = {
         "dinov2-vitl14", "dinov2", "facebook/dinov2-large", 1024, 224, 256, "bicubic", IMAGENET_MEAN, IMAGENET_STD
     ),
     # The demo's tiny encoders, written by `xmic demo` into <out>/models/<name> (no hub id: nothing to download).
-    "demo-clip": EncoderSpec(
-        "demo-clip", "clip", "xmic-demo/demo-clip", 64, 64, 64, "bicubic", CLIP_MEAN, CLIP_STD
-    ),
+    "demo-clip": EncoderSpec("demo-clip", "clip", "xmic-demo/demo-clip", 64, 64, 64, "bicubic", CLIP_MEAN, CLIP_STD),
     "demo-dinov2": EncoderSpec(
         "demo-dinov2", "dinov2", "xmic-demo/demo-dinov2", 32, 28, 32, "bicubic", IMAGENET_MEAN, IMAGENET_STD
     ),
