@@ -130,7 +130,7 @@ def train_cmd(
     out = out or Path("runs") / f"{dataset}-{target}-{method}-s{seed}"
     try:
         result = train(cfg, cache, out, progress=not quiet)
-    except (StoreError, ValueError, KeyError, FileNotFoundError, NotImplementedError) as exc:
+    except (StoreError, KeyError, NotImplementedError) as exc:  # ValueError, OSError: xmic.cli's error policy
         raise click.ClickException(str(exc)) from exc
     final = result.metrics[-1] if result.metrics else {}
     click.echo(f"run written to {out}  (last epoch: {json.dumps(final)})")
@@ -183,7 +183,7 @@ def evaluate_cmd(run_dir, cache, datasets, split_files, eval_splits, device, out
             eval_splits=tuple(eval_splits) or None,
             model_dir=model_dir,
         )
-    except (StoreError, ValueError, KeyError, FileNotFoundError) as exc:
+    except (StoreError, KeyError) as exc:  # ValueError, OSError: xmic.cli's error policy
         raise click.ClickException(str(exc)) from exc
     js, md = write_results(results, out or run_dir)
     click.echo(json.dumps(results, indent=2) if as_json else to_markdown(results))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -16,7 +17,7 @@ def read_every_chunk(s: Session, problems: list[str], notes: list[str], fmt: str
     """
     failing: set[tuple[str, int]] = set()
     unprotected, total = [], 0
-    for key in s.walk_arrays(""):
+    for key in _walk_arrays(s, "", problems):
         try:
             info = s.info(key)
         except Exception as exc:  # noqa: BLE001 - a damaged metadata object: report it, go on
@@ -44,6 +45,21 @@ def read_every_chunk(s: Session, problems: list[str], notes: list[str], fmt: str
             f"{unprotected[0]}): flipped bits there cannot be detected; re-extract into a new store to add them"
         )
     return failing
+
+
+def _walk_arrays(s: Session, key: str, problems: list[str]) -> Iterator[str]:
+    """``Session.walk_arrays``, but a group whose members cannot be listed (a member's metadata is damaged) is a
+    problem naming the group, and the walk goes on with the other groups."""
+    try:
+        groups, arrays = s.children(key)
+    except Exception as exc:  # noqa: BLE001 - a damaged metadata object below this group: report it, go on
+        why = str(exc).split("\n")[0][:200]
+        problems.append(f"group {key or '/'}: a member's metadata is unreadable ({type(exc).__name__}: {why})")
+        return
+    for name in arrays:
+        yield f"{key}/{name}" if key else name
+    for name in groups:
+        yield from _walk_arrays(s, f"{key}/{name}" if key else name, problems)
 
 
 def reset_damaged(path: str | os.PathLike, damaged: dict[str, list[int]], fmt: str | None = None) -> int:

@@ -7,14 +7,14 @@ chunk's rows by video so that each video is decoded once per chunk.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from xmic.extract.datasets import DatasetAnnotations, read_annotations, records_to_columns
 from xmic.extract.datasets.ego4d import AUTHORS_CENTER_SEC
 from xmic.extract.datasets.records import sort_records
-from xmic.extract.pipeline import ChunkJob, VideoJob
+from xmic.extract.pipeline import ChunkJob, VideoJob, _annotation_last_frame
 
 if TYPE_CHECKING:
     from xmic.extract.runner import ExtractConfig
@@ -150,6 +150,53 @@ def plan_chunks(
             row = end
         jobs.append(ChunkJob(c, lo, hi, tuple(videos)))
     return jobs
+
+
+def fit_stops_to_media(records: list[Any], workers: int = 8) -> tuple[list[Any], list[tuple[str, int, int]]]:
+    """EGTEA: each row's stop frame clamped to the frames its clip really has, as the decoder clamps it.
+
+    An EGTEA clip name gives the clip's first and last frame in the session video, and the reader takes
+    ``stop_frame = last - first`` from it (:mod:`xmic.extract.datasets.egtea`); a clip can hold fewer frames
+    than that. The decoder samples only frames the clip has (``stop = max(min(stop, last), start)``, the clip's
+    last frame from its container, without decoding), so the same clamp applied here, before the store's
+    segment table is written, makes ``segments/stop_frame`` the stop the slots were sampled from. The name's
+    stop stays readable in ``segment_id`` (the clip name). Rows without media, or whose clip cannot be opened,
+    keep the name's stop (they fail with their reason during extraction).
+
+    Args:
+        records: The store's rows (:class:`~xmic.extract.datasets.SegmentRecord`), sorted.
+        workers: Threads that open the clips' containers.
+
+    Returns:
+        ``(records, changed)``: the rows in the same order, and ``(segment_id, name's stop, stop used)`` of each
+        row whose stop changed.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from xmic.extract.decode import probe_video
+    from xmic.extract.segplan import VideoDecodeError
+
+    def last_frame(path: Path, annot_fps: float) -> int | None:
+        try:
+            info = probe_video(path)
+        except VideoDecodeError:
+            return None
+        if info.n_frames <= 0:
+            return None
+        return _annotation_last_frame(info.n_frames, annot_fps, info.fps)
+
+    clips = {(str(r.video_path), float(r.fps)) for r in records if r.video_path is not None}
+    with ThreadPoolExecutor(max(1, min(workers, len(clips)))) as pool:
+        lasts = dict(zip(clips, pool.map(lambda c: last_frame(Path(c[0]), c[1]), clips), strict=True))
+    out, changed = [], []
+    for r in records:
+        last = None if r.video_path is None else lasts[(str(r.video_path), float(r.fps))]
+        stop = r.stop_frame if last is None else max(min(int(r.stop_frame), last), int(r.start_frame))
+        if stop != r.stop_frame:
+            changed.append((r.segment_id, int(r.stop_frame), stop))
+            r = replace(r, stop_frame=stop, stop_sec=stop / float(r.fps))
+        out.append(r)
+    return (sort_records(out) if changed else out), changed
 
 
 def check_media(data: Dataset, root: Path, skip_bad: bool) -> int:

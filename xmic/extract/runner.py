@@ -263,8 +263,24 @@ def run_extraction(
     from xmic.extract.storelock import check_writable, store_lock
 
     check_writable(config.cache)  # before any model is loaded or frame decoded
+    if config.dataset == "egtea":  # the clip names' stop frames, clamped to the clips' lengths before they are stored
+        data = fit_egtea_stops(data, config, echo)
     with store_lock(config.cache, config.dataset, rank, ignore=config.ignore_lock):
         return _extract(config, data, rank, world, names, t_start, echo, on_chunk)
+
+
+def fit_egtea_stops(data: Dataset, config: ExtractConfig, echo: Echo) -> Dataset:
+    """``data`` with each EGTEA row's ``stop_frame`` the one sampling uses (see ``plan.fit_stops_to_media``)."""
+    from xmic.extract.plan import fit_stops_to_media
+
+    records, changed = fit_stops_to_media(data.records, workers=max(config.workers, 8))
+    if changed:
+        seg, named, used = changed[0]
+        echo(
+            f"egtea: {len(changed)} clips have fewer frames than their names say (e.g. {seg}: stop frame {named} "
+            f"by its name, {used} in the clip); the store records the stop frame the clip has"
+        )
+    return dataclasses.replace(data, records=records)
 
 
 def _extract(

@@ -9,8 +9,10 @@ times in the session video (ms) and its first/last frame there (24 fps). The med
 ``cropped_clips/<session>/<clip>.mp4``.
 
 Frame span: the whole clip is the segment, ``start_frame = 0`` and ``stop_frame = last - first`` from the
-name. That is an estimate of the clip's last frame (the ms times give a slightly shorter clip): the
-decoder clamps ``stop_frame`` to the frames the clip really has before sampling. Rows are named
+name. That is an estimate of the clip's last frame (the ms times give a slightly shorter clip): before the
+store's segment table is written, `xmic extract` clamps ``stop_frame`` to the frames the clip really has, as the
+decoder does before sampling (``xmic.extract.plan.fit_stops_to_media``), so the store records the stop frame
+sampling used; the name's stop stays readable in the segment id (the clip name). Rows are named
 "line N" (1-based line of the split file).
 
 ``test_splits="all"`` reads the three test files together. A clip in several of them is kept once
@@ -175,7 +177,7 @@ def read_egtea(
         raw_vocab={"verb": verbs, "noun": nouns},
         annotation_files=files + [annotation_dir / "verb_idx.txt", annotation_dir / "noun_idx.txt"],
         skipped=problems.skipped,
-        notes=["EGTEA stop_frame is estimated from the clip name; clamp it to the decoded clip length"],
+        notes=["EGTEA stop_frame is estimated from the clip name; extraction clamps it to the clip's length"],
     )
     if repeats:
         out.notes.append(f"{repeats} lines repeat a clip of an earlier test file; each clip was kept once")
