@@ -613,6 +613,78 @@ def test_mediapipe_defaults_track_and_fill_a_lost_hand(hand_model):
     assert p.interpolated == {"synthetic": 2}
 
 
+def test_mediapipe_interpolated_slots_are_recorded_in_the_store(hand_model, tmp_path):
+    """The frame filled between two that found the hand is stored as hand_source 2; the others 1 (box) or 0."""
+    from types import SimpleNamespace
+
+    from xmic.cache.reader import StoreReader
+    from xmic.cache.schema import (
+        HAND_SOURCE_DETECTED,
+        HAND_SOURCE_INTERPOLATED,
+        HAND_SOURCE_NONE,
+        EncoderSpec,
+        StoreSpec,
+    )
+    from xmic.cache.writer import StoreWriter
+    from xmic.extract.assemble import ChunkAssembler, piece_boxes
+    from xmic.extract.pipeline import Piece
+
+    left, _ = _draw_hand(cx=150)
+    right, _ = _draw_hand(cx=300)
+    empty = np.broadcast_to(np.linspace(40, 200, 456, dtype=np.uint8)[None, :, None], (256, 456, 3))
+    frames = np.stack([left, empty, right, empty, empty, empty, empty, left])
+    idx = np.arange(8) * 3  # as above: frame 1 is filled, frames 3-6 are a run longer than the gap
+    d, i, n = HAND_SOURCE_DETECTED, HAND_SOURCE_INTERPOLATED, HAND_SOURCE_NONE
+    want = [d, i, d, n, n, n, n, d]
+    with make_hand_provider("mediapipe", hand_model=str(hand_model)) as p:
+        assert p.interpolates
+        [(boxes, codes)] = p.boxes_with_sources([BoxRequest("synthetic", idx, frames)])
+        assert codes.dtype == np.uint8 and codes.tolist() == want
+        np.testing.assert_array_equal(boxes, p.boxes("synthetic", idx, frames))
+        piece = Piece(0, "synthetic", np.array([0, 1]), np.stack([idx, idx[::-1]]), np.stack([frames, frames[::-1]]))
+        records = [SimpleNamespace(segment_id=f"s{k}", fps=30.0) for k in range(2)]
+        hand_box, hand_source = piece_boxes(piece, p, records)
+    assert hand_source.tolist() == [want, want[::-1]]
+    # through the chunk assembler and the writer into a store, and back
+    spec = StoreSpec(
+        dataset="synthetic",
+        num_frames=8,
+        encoders={"e": EncoderSpec("e", "clip", "test/e", 4, 224, 224, "bicubic", (0.5,) * 3, (0.25,) * 3)},
+        chunk_rows=2,
+    )
+    segments = {
+        "segment_id": np.array(["s0", "s1"]),
+        "video_id": np.array(["synthetic"] * 2),
+        "start_frame": np.zeros(2, int),
+        "stop_frame": np.full(2, 30),
+        "fps": np.full(2, 30.0),
+        "verb": np.zeros(2, int),
+        "noun": np.zeros(2, int),
+        "split": np.array(["train"] * 2),
+    }
+    writer = StoreWriter.create(tmp_path / "s.zarr", spec, segments, {"verb": ["v"], "noun": ["n"]})
+    acc = ChunkAssembler(0, 0, 2, 8, {"e": 4})
+    feats = {"e": {v: np.zeros((2, 8, 4), np.float16) for v in ("full", "hand")}}
+    acc.add(piece.rows, piece.frame_index, hand_box, feats, hand_source)
+    writer.write_chunk(
+        0,
+        frame_index=acc.frame_index,
+        hand_box=acc.hand_box,
+        hand_source=acc.hand_source,
+        features=acc.features,
+        row_status=acc.row_status,
+    )
+    assert StoreReader(tmp_path / "s.zarr").hand_source.tolist() == [want, want[::-1]]
+
+
+def test_providers_that_do_not_interpolate_mark_detected_or_none(tmp_path):
+    write_given_boxes(tmp_path, "v", {0: [[0.1, 0.1, 0.3, 0.3]], 2: [[0.5, 0.5, 0.7, 0.7]]})
+    [(_, codes)] = GivenBoxProvider(tmp_path).boxes_with_sources([BoxRequest("v", np.arange(3))])
+    assert codes.tolist() == [1, 0, 1]
+    [(_, codes)] = make_hand_provider("none").boxes_with_sources([BoxRequest("v", np.arange(3))])
+    assert codes.tolist() == [0, 0, 0]
+
+
 def test_fill_gaps_rules():
     from xmic.extract.hands.mediapipe_hands import fill_gaps
 

@@ -172,10 +172,13 @@ def test_show_boxes_draws_the_stored_boxes_on_the_decoded_frames(bench, tmp_path
 
     from xmic.cache.cli import cache as cache_cli
     from xmic.cache.reader import StoreReader
-    from xmic.extract.boxsheet import decode_rows, pick_slots
+    from xmic.extract.boxsheet import HEADER_H, decode_rows, pick_slots
 
     cache = _extract(bench, tmp_path, "egtea", "hoa", {"hoa_dir": str(bench.out / "hoa_egtea")})
     reader = StoreReader(cache, "egtea")
+    # extraction records each slot's box source: the hoa pickles' boxes are detected, the rest have no box
+    no_box = np.isnan(np.asarray(reader.hand_box)).any(-1)
+    assert reader.has_hand_source and ((reader.hand_source == 0) == no_box).all() and (reader.hand_source <= 1).all()
     # the frames decoded again are the extraction's: the synthetic renderer draws each frame's true boxes there
     frames = decode_rows(reader, [0, 2])
     assert set(frames) == {0, 2} and frames[0].shape[0] == 16
@@ -191,11 +194,11 @@ def test_show_boxes_draws_the_stored_boxes_on_the_decoded_frames(bench, tmp_path
     h, w = frames[0].shape[1:3]
     th = round(160 * h / w)
     assert img.shape[1] == 4 * (160 + 4) + 4  # four frames per segment
-    assert img.shape[0] == 24 + 2 * (16 + th + 4 + 160 + 8)  # two segments, each a frame strip and a crop strip
+    assert img.shape[0] == HEADER_H + 2 * (16 + th + 4 + 160 + 8)  # two segments, each a frame strip and a crop strip
     # the first frame of row 0: the stored box's left edge is drawn green on the thumbnail
     box = np.asarray(reader.hand_box)[0, pick_slots(np.asarray(reader.frame_index)[0], 4)[0]]
     x = 4 + int(box[0] * 160)
-    ys = slice(24 + 16 + int(box[1] * th) + 3, 24 + 16 + int(box[3] * th) - 3)
+    ys = slice(HEADER_H + 16 + int(box[1] * th) + 3, HEADER_H + 16 + int(box[3] * th) - 3)
     column = img[ys, x - 1 : x + 2]
     green = (column[..., 1] > 200) & (column[..., 0] < 80) & (column[..., 2] < 80)
     assert green.any(axis=1).mean() > 0.9
@@ -219,7 +222,7 @@ def test_show_boxes_draws_the_stored_boxes_on_the_decoded_frames(bench, tmp_path
 def test_sheet_marks_frames_without_a_box_and_shows_the_encoder_square():
     from types import SimpleNamespace
 
-    from xmic.extract.boxsheet import draw_sheet, encoder_square
+    from xmic.extract.boxsheet import HEADER_H, draw_sheet, encoder_square
 
     assert encoder_square(np.array([0.0, 0.0, 1.0, 0.5]), 100, 200) == (75, 0, 125, 50)  # wide box: its centre square
     assert encoder_square(np.full(4, np.nan), 100, 200) == (50, 0, 150, 100)  # no box: the frame's centre square
@@ -232,13 +235,63 @@ def test_sheet_marks_frames_without_a_box_and_shows_the_encoder_square():
     )
     img = np.asarray(draw_sheet(reader, [0], {0: frames[0]}, per_row=2, title="t")).astype(int)
     th = round(160 * 90 / 160)
-    second = img[24 + 16 : 24 + 16 + th, 4 + 164 : 4 + 164 + 160]
+    second = img[HEADER_H + 16 : HEADER_H + 16 + th, 4 + 164 : 4 + 164 + 160]
     red = (second[..., 0] > 200) & (second[..., 1] < 60)
     assert red[:, :2].all()  # a frame without a box: a red border ("full frame")
-    first = img[24 + 16 : 24 + 16 + th, 4 : 4 + 160]
+    first = img[HEADER_H + 16 : HEADER_H + 16 + th, 4 : 4 + 160]
     assert ((first[..., 1] > 200) & (first[..., 0] < 80)).any() and not (
         (first[..., 0] > 200) & (first[..., 1] < 60)
     ).any()
+
+
+def test_sheet_draws_interpolated_boxes_orange_and_says_so_in_the_legend():
+    from types import SimpleNamespace
+
+    from PIL import ImageDraw
+
+    from xmic.cache.schema import HAND_SOURCE_DETECTED, HAND_SOURCE_INTERPOLATED
+    from xmic.extract import boxsheet
+
+    frames = np.full((1, 2, 90, 160, 3), 128, np.uint8)
+    box = [0.25, 0.25, 0.75, 0.75]
+    reader = SimpleNamespace(
+        hand_box=np.array([[box, box]], np.float32),
+        frame_index=np.array([[3, 9]]),
+        segments={"segment_id": np.array(["s0"]), "verb": np.array([0]), "noun": np.array([1])},
+        vocab={"verbs": ["cut"], "nouns": ["x", "knife"]},
+        read_hand_source=lambda: np.array([[HAND_SOURCE_DETECTED, HAND_SOURCE_INTERPOLATED]], np.uint8),
+    )
+    texts = []
+    real_text = ImageDraw.ImageDraw.text
+
+    def spy(self, xy, text, *args, **kwargs):
+        texts.append(text)
+        return real_text(self, xy, text, *args, **kwargs)
+
+    ImageDraw.ImageDraw.text = spy
+    try:
+        img = np.asarray(boxsheet.draw_sheet(reader, [0], {0: frames[0]}, per_row=2, title="t")).astype(int)
+    finally:
+        ImageDraw.ImageDraw.text = real_text
+    assert any("interpolated box" in t for t in texts) and any("detected box" in t for t in texts)
+    assert any("(1 interpolated)" in t for t in texts)
+    th = round(160 * 90 / 160)
+    y0, x_left = boxsheet.HEADER_H + 16, 4 + int(0.25 * 160)
+    ys = slice(y0 + int(0.25 * th) + 3, y0 + int(0.75 * th) - 3)
+
+    def colour_share(x: int, rgb: tuple[int, int, int]) -> float:
+        column = img[ys, x - 1 : x + 2]
+        hit = (np.abs(column - np.array(rgb)) < 40).all(axis=-1)
+        return float(hit.any(axis=1).mean())
+
+    assert colour_share(x_left, boxsheet.DETECTED_COLOUR) > 0.9  # first frame: detected, green
+    assert colour_share(x_left, boxsheet.INTERPOLATED_COLOUR) == 0
+    assert colour_share(x_left + 164, boxsheet.INTERPOLATED_COLOUR) > 0.9  # second frame: interpolated, orange
+    assert colour_share(x_left + 164, boxsheet.DETECTED_COLOUR) == 0
+    # the legend swatches: one per colour, in the header
+    header = img[22 : boxsheet.HEADER_H, :30]
+    for colour, _ in boxsheet.LEGEND:
+        assert (np.abs(header - np.array(colour)) < 40).all(axis=-1).any(), colour
 
 
 # ------------------------------------------------------------------------------- packing the 100DOH detector output

@@ -16,7 +16,18 @@ from xmic.cache import layout
 from xmic.cache.backend import Backend, detect_format
 from xmic.cache.errors import StoreError, StoreSpecError
 from xmic.cache.reader import StoreReader, list_datasets
-from xmic.cache.schema import PROMPT_TEMPLATES, ROW_FAILED, ROW_OK, ROW_PENDING, EncoderSpec, StoreSpec
+from xmic.cache.schema import (
+    HAND_SOURCE_DETECTED,
+    HAND_SOURCE_INTERPOLATED,
+    HAND_SOURCE_NAMES,
+    HAND_SOURCE_NONE,
+    PROMPT_TEMPLATES,
+    ROW_FAILED,
+    ROW_OK,
+    ROW_PENDING,
+    EncoderSpec,
+    StoreSpec,
+)
 from xmic.cache.synthetic import write_random_store
 from xmic.cache.verify import export_store, store_info, verify_store
 from xmic.cache.writer import StoreWriter, write_failed_jsonl
@@ -571,3 +582,86 @@ def test_temp_files_of_a_killed_write_are_noted_not_warned(tmp_path):
     assert [str(w.message) for w in caught] == []
     assert report.ok and len(report.notes) == 1 and "1 temporary files" in report.notes[0]
     assert report.summary().startswith("OK\nnote: 1 temporary files of an interrupted write")
+
+
+# ------------------------------------------------------------------------------- hand_source: where boxes came from
+
+
+def sourced_chunk(spec: StoreSpec, rows: slice, seed: int) -> dict:
+    """A chunk whose boxes are detected, interpolated (every third slot with a box) or absent (NaN)."""
+    data = chunk_data(spec, rows, seed)
+    n = rows.stop - rows.start
+    src = np.where(np.isnan(data["hand_box"]).any(-1), HAND_SOURCE_NONE, HAND_SOURCE_DETECTED).astype(np.uint8)
+    src[(np.arange(n * T).reshape(n, T) % 3 == 2) & (src == HAND_SOURCE_DETECTED)] = HAND_SOURCE_INTERPOLATED
+    return {**data, "hand_source": src}
+
+
+def test_hand_source_round_trip_and_info(tmp_path, fmt):
+    path = store_path(tmp_path, fmt)
+    w = StoreWriter.create(path, make_spec(), make_segments(), VOCAB, fmt=fmt)
+    written = {}
+    for c in (2, 0, 1):  # chunks 3 and 4 not extracted yet
+        written[c] = sourced_chunk(w.spec, w.chunk_slice(c), c)
+        w.write_chunk(c, **written[c])
+    r = StoreReader(path)
+    assert r.has_hand_source
+    src = r.hand_source
+    assert src.dtype == np.uint8 and src.shape == (N, T)
+    want = np.concatenate([written[c]["hand_source"] for c in range(3)])
+    np.testing.assert_array_equal(src[:15], want)
+    assert (src[15:] == HAND_SOURCE_NONE).all()  # unwritten rows read as "no box", like their NaN boxes
+    assert src[0, 1] == HAND_SOURCE_NONE and np.isnan(r.hand_box[0, 1]).all()
+    np.testing.assert_array_equal(r.read_hand_source(slice(5, 10)), want[5:10])
+    for c in (3, 4):
+        w.write_chunk(c, **chunk_data(w.spec, w.chunk_slice(c), c))  # no hand_source: none/detected from the boxes
+    src = StoreReader(path).hand_source
+    assert set(np.unique(src[15:]).tolist()) == {HAND_SOURCE_NONE, HAND_SOURCE_DETECTED}
+    assert verify_store(path).ok
+    info = store_info(path)["datasets"]["epic"]["hand_boxes"]
+    assert info["recorded"] and info["slots"] == N * T
+    for code, name in HAND_SOURCE_NAMES.items():
+        assert info[name] == int((src == code).sum()) and info[f"{name}_share"] == pytest.approx(info[name] / (N * T))
+    assert info["interpolated"] > 0
+    from click.testing import CliRunner
+
+    from xmic.cache.cli import cache as cache_cli
+
+    res = CliRunner().invoke(cache_cli, ["info", str(path)])
+    assert res.exit_code == 0 and "hand boxes detected" in res.output and "interpolated" in res.output, res.output
+
+
+def test_hand_source_is_checked_against_codes_and_boxes(tmp_path):
+    w = StoreWriter.create(store_path(tmp_path, "zarr"), make_spec(), make_segments(), VOCAB)
+    data = sourced_chunk(w.spec, w.chunk_slice(0), 0)
+    bad = data["hand_source"].copy()
+    bad[1, 1] = 7
+    with pytest.raises(ValueError, match="code 7 at row 1 slot 1"):
+        w.write_chunk(0, **dict(data, hand_source=bad))
+    bad = data["hand_source"].copy()
+    bad[0, 1] = HAND_SOURCE_DETECTED  # slot (0, 1) has no box
+    with pytest.raises(ValueError, match="disagrees with hand_box at row 0 slot 1"):
+        w.write_chunk(0, **dict(data, hand_source=bad))
+    with pytest.raises(ValueError, match="hand_source: expected shape"):
+        w.write_chunk(0, **dict(data, hand_source=data["hand_source"][:, :2]))
+    assert w.pending_chunks() == [0, 1, 2, 3, 4]
+
+
+def test_old_store_without_hand_source_still_reads_resumes_and_verifies(tmp_path, fmt):
+    path = store_path(tmp_path, fmt)
+    w = StoreWriter.create(path, make_spec(), make_segments(), VOCAB, fmt=fmt)
+    write_chunks(w, [0, 1])
+    with Backend(path).session("a") as s:  # a store made before the array existed
+        s.delete("epic/hand_source")
+    w = StoreWriter.create(path, make_spec(), make_segments(), VOCAB, fmt=fmt)  # resume: writes no hand_source
+    for c in (2, 3, 4):
+        w.write_chunk(c, **sourced_chunk(w.spec, w.chunk_slice(c), c))
+    r = StoreReader(path)
+    assert not r.has_hand_source and r.hand_source is None
+    derived = r.read_hand_source(derive=True)
+    np.testing.assert_array_equal(derived == HAND_SOURCE_NONE, np.isnan(r.hand_box).any(-1))
+    assert set(np.unique(derived).tolist()) <= {HAND_SOURCE_NONE, HAND_SOURCE_DETECTED}
+    report = verify_store(path)
+    assert report.ok, report.summary()
+    info = store_info(path)["datasets"]["epic"]["hand_boxes"]
+    assert not info["recorded"] and info["interpolated"] is None and info["slots"] == N * T
+    assert info["none"] == int(np.isnan(r.hand_box).any(-1).sum())

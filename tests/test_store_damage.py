@@ -16,6 +16,7 @@ from xmic.adapt.trainer import NonFiniteLossError, train
 from xmic.cache.backend import Backend
 from xmic.cache.errors import StoreError, StoreSpecError
 from xmic.cache.reader import StoreReader
+from xmic.cache.schema import HAND_SOURCE_DETECTED, HAND_SOURCE_NONE, HAND_SOURCE_UNWRITTEN
 from xmic.cache.synthetic import write_random_store
 from xmic.cache.verify import verify_store
 from xmic.cli import main
@@ -94,6 +95,50 @@ def test_deleted_hand_box_chunk_is_not_read_as_no_box(tmp_path):
     report = verify_store(path)
     assert any("hand_box has boxes that read as never written" in p for p in report.problems)
     assert report.damaged == {DS: [1]}
+
+
+def test_deleted_hand_source_chunk_is_not_read_as_a_valid_code(tmp_path):
+    path = small_store(tmp_path / "s.zarr")
+    reader = StoreReader(path, DS)
+    assert (reader.hand_source == HAND_SOURCE_DETECTED).all()  # every synthetic slot has a box
+    chunk_file(path, f"{DS}/hand_source", 2).unlink()
+    with Backend(path).session("r") as s:
+        assert (s.read(f"{DS}/hand_source", slice(16, 24)) == HAND_SOURCE_UNWRITTEN).all()
+    with pytest.raises(StoreError, match=r"hand_source of 8 rows of done chunk\(s\) 2 holds no valid code"):
+        _ = reader.hand_source
+    report = verify_store(path)
+    assert any(f"{DS}/hand_source has box sources that are no valid code" in p for p in report.problems)
+    assert report.damaged == {DS: [2]}
+    info = CliRunner().invoke(main, ["cache", "info", str(path)])
+    assert info.exit_code == 0 and "128 slots hold no valid source code" in info.output, info.output
+    res = CliRunner().invoke(main, ["cache", "verify", "--reset-damaged", str(path)])
+    assert res.exit_code == 1 and "marked 1 damaged chunks not done" in res.output
+    assert StoreReader(path, DS).done.tolist() == [1, 1, 0, 1, 1, 1]
+    assert (StoreReader(path, DS).hand_source[16:24] == HAND_SOURCE_NONE).all()  # not done: no box yet
+
+
+def test_hand_source_that_disagrees_with_its_boxes_is_named(tmp_path):
+    path = small_store(tmp_path / "s.h5")
+    with Backend(path).session("a") as s:  # a slot with a box recorded as "no box"
+        s.write(f"{DS}/hand_source", slice(40, 41), np.zeros((1, 16), np.uint8))
+    report = verify_store(path)
+    assert any("hand_source has box sources" in p and "40 (" in p for p in report.problems), report.problems
+    assert report.damaged == {DS: [5]}
+
+
+def test_h5_fletcher32_catches_flipped_bits_in_hand_source(tmp_path):
+    path = small_store(tmp_path / "s.h5")
+    key = f"{DS}/hand_source"
+    with h5py.File(path, "r") as f:
+        offset = f[key].id.get_chunk_info(3).byte_offset
+    with open(path, "r+b") as fh:
+        fh.seek(offset + 5)
+        byte = fh.read(1)
+        fh.seek(offset + 5)
+        fh.write(bytes([byte[0] ^ 0x02]))
+    report = verify_store(path)
+    assert any(p.startswith(f"array {key} chunk 3: unreadable or checksum mismatch") for p in report.problems)
+    assert report.damaged == {DS: [3]}
 
 
 def test_unwritten_hand_boxes_still_read_as_nan(tmp_path):

@@ -38,6 +38,8 @@ def format_info(info: dict[str, Any]) -> str:
             + (f"  (+{len(d['skipped'])} annotation rows skipped by --skip-bad)" if d.get("skipped") else ""),
             f"  vocab      {d['vocab']['verb']} verbs, {d['vocab']['noun']} nouns",
         ]
+        if d.get("hand_boxes"):
+            lines.append(f"  hand boxes {_hand_boxes_line(d['hand_boxes'])}")
         for enc, e in d["encoders"].items():
             lines.append(f"  encoder    {enc:<16} D={e['dim']:<5} {e['model_id']}")
         for rec in d.get("skipped", [])[:20]:
@@ -50,6 +52,26 @@ def format_info(info: dict[str, Any]) -> str:
                     + ", ".join(repr(x) for x in t["templates"])
                 )
     return "\n".join(lines)
+
+
+def _hand_boxes_line(h: dict[str, Any]) -> str:
+    """Share of the ok rows' slots with a detected, an interpolated or no box (``store_info``'s ``hand_boxes``)."""
+    if "error" in h:
+        return f"unreadable ({h['error']}); run `xmic cache verify`"
+    if not h["slots"]:
+        return "no ok rows yet"
+    parts = []
+    for name in ("detected", "interpolated", "none"):
+        if h.get(name) is None:
+            parts.append(f"{name} not recorded")
+        else:
+            parts.append(f"{name} {100 * h[f'{name}_share']:.1f}%")
+    line = ", ".join(parts) + f" of {h['slots']} slots of ok rows"
+    if h.get("invalid"):
+        line += f"; {h['invalid']} slots hold no valid source code (damaged: run `xmic cache verify`)"
+    if not h["recorded"]:
+        line += " (store from before box sources were recorded: none/detected from NaN boxes)"
+    return line
 
 
 @click.group("cache")

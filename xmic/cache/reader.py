@@ -19,6 +19,9 @@ from xmic.cache.backend import Backend, Session
 from xmic.cache.errors import StoreError, StoreSpecError, spec_differences
 from xmic.cache.schema import (
     HAND_BOX_UNWRITTEN,
+    HAND_SOURCE_NAMES,
+    HAND_SOURCE_NONE,
+    HAND_SOURCE_UNWRITTEN,
     PROMPT_TEMPLATES,
     ROW_OK,
     TARGETS,
@@ -26,6 +29,7 @@ from xmic.cache.schema import (
     EncoderSpec,
     StoreSpec,
     chunk_slice,
+    hand_source_from_boxes,
     template_key,
 )
 
@@ -131,6 +135,53 @@ class StoreReader(layout.GroupView):
         box = box.copy()
         box[unwritten] = np.nan
         return box
+
+    @property
+    def has_hand_source(self) -> bool:
+        """Whether the group records where each box came from (``hand_source``; absent in older stores)."""
+        with self._backend.session("r") as s:
+            return s.has(f"{self.dataset}/hand_source")
+
+    @property
+    def hand_source(self) -> np.ndarray | None:
+        """(N, T) uint8 ``HAND_SOURCE_*`` code of every slot, or None for an older store; see :meth:`read_hand_source`."""
+        return self.read_hand_source()
+
+    def read_hand_source(self, rows: slice = slice(None), *, derive: bool = False) -> np.ndarray | None:
+        """``hand_source[rows]``: where each slot's box came from (none / detected / interpolated).
+
+        Rows of chunks not extracted yet read as ``HAND_SOURCE_NONE`` (like their NaN boxes). A store written before
+        the array existed gives None, or with ``derive`` the codes its boxes imply (NaN: none, else detected; it
+        cannot tell interpolated boxes, which such stores never had).
+
+        Raises:
+            StoreError: a row of a done chunk holds a code that is not one (the never-written fill
+                :data:`HAND_SOURCE_UNWRITTEN`: its chunk object is gone), which would otherwise read as "no box".
+        """
+        key = f"{self.dataset}/hand_source"
+        with self._backend.session("r") as s:
+            present = s.has(key)
+            src = s.read(key, rows) if present else None
+        if src is None:
+            if not derive:
+                return None
+            return hand_source_from_boxes(self.read_hand_box(rows))
+        start = rows.indices(self.n_rows)[0]
+        invalid = (~np.isin(src, list(HAND_SOURCE_NAMES))).any(axis=1)
+        if not invalid.any():
+            return src
+        chunk_of = (np.arange(len(src)) + start) // self.spec.chunk_rows
+        lost = invalid & (self.done[chunk_of] == 1)
+        if lost.any():
+            chunks = sorted({int(c) for c in chunk_of[lost]})
+            raise StoreError(
+                f"{self.path} / {self.dataset}: hand_source of {int(lost.sum())} rows of done chunk(s) "
+                f"{', '.join(map(str, chunks[:10]))} holds no valid code (the chunk is missing or damaged); "
+                f"run `xmic cache verify {self.path} --reset-damaged`, then re-run the same `xmic extract` command"
+            )
+        src = src.copy()
+        src[invalid] = np.where(src[invalid] == HAND_SOURCE_UNWRITTEN, HAND_SOURCE_NONE, src[invalid])
+        return src
 
     def ok_rows(self) -> np.ndarray:
         """Indices of the rows with status ROW_OK, ascending (int64)."""

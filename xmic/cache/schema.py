@@ -9,6 +9,12 @@ Layout (Zarr v3 group, or the same tree inside one HDF5 file)::
         frame_index                   (N, T) int32
         hand_box                      (N, T, 4) float32, normalised xyxy, NaN = no box (full frame used),
                                       HAND_BOX_UNWRITTEN (-1) = never written (older stores: NaN)
+        hand_source                   (N, T) uint8, where each slot's box came from: HAND_SOURCE_NONE (0) no box
+                                      (full frame), HAND_SOURCE_DETECTED (1) found by the provider or given,
+                                      HAND_SOURCE_INTERPOLATED (2) filled across a short gap (at least one hand
+                                      of the box was interpolated, not seen in that frame);
+                                      HAND_SOURCE_UNWRITTEN (255) = never written. Absent in older stores
+                                      (readers then return None; NaN boxes tell 0 from 1 there)
         features/<encoder>/full       (N, T, D) float16
         features/<encoder>/hand       (N, T, D) float16
         row_status                    (N,) uint8, ROW_PENDING / ROW_OK / ROW_FAILED
@@ -30,6 +36,19 @@ ROW_FAILED = 2
 #: Fill value of ``hand_box``: what a slot reads before its chunk is written, or when the chunk's object is gone.
 #: Written boxes are in [0, 1] or NaN (no box), so this can never be mistaken for "no box".
 HAND_BOX_UNWRITTEN = -1.0
+#: Codes of ``hand_source``: no box (the hand view is the full frame), a box the provider detected (or the user
+#: gave), a box interpolated across a short gap between two frames that found the hand.
+HAND_SOURCE_NONE = 0
+HAND_SOURCE_DETECTED = 1
+HAND_SOURCE_INTERPOLATED = 2
+#: Code -> name, in code order (``xmic cache info`` reports the share of each).
+HAND_SOURCE_NAMES: dict[int, str] = {
+    HAND_SOURCE_NONE: "none",
+    HAND_SOURCE_DETECTED: "detected",
+    HAND_SOURCE_INTERPOLATED: "interpolated",
+}
+#: Fill value of ``hand_source``: not a valid code, so a lost chunk never reads as "no box" or "detected".
+HAND_SOURCE_UNWRITTEN = 255
 
 #: Segment columns and their numpy dtypes ("str" = variable-length unicode).
 SEGMENT_COLUMNS: dict[str, str] = {
@@ -151,3 +170,16 @@ def template_key(template: str) -> str:
     """Array name of a prompt template: "Image of a {}" -> "image_of_a_class", "{}" -> "class"."""
     words = template.replace("{}", " class ").lower().split()
     return "_".join("".join(ch for ch in w if ch.isalnum()) for w in words) or "class"
+
+
+def hand_source_from_boxes(hand_box: Any, interpolated: Any = None) -> Any:
+    """``hand_source`` codes of boxes ``(..., 4)``: NONE where a box has a NaN, DETECTED elsewhere, INTERPOLATED
+    where ``interpolated`` (a bool mask of the leading shape) is set and there is a box. Returns uint8."""
+    import numpy as np
+
+    box = np.asarray(hand_box)
+    has = ~np.isnan(box).any(axis=-1)
+    out = np.where(has, HAND_SOURCE_DETECTED, HAND_SOURCE_NONE).astype(np.uint8)
+    if interpolated is not None:
+        out[has & np.asarray(interpolated, dtype=bool)] = HAND_SOURCE_INTERPOLATED
+    return out

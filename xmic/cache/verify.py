@@ -2,7 +2,8 @@
 
 Unless ``quick``, every chunk of every array is read through the storage library's checksum
 (:mod:`xmic.cache.integrity`); chunks that fail, and done chunks whose data reads as lost (NaN features, pending
-rows, never-written boxes), are collected in ``VerifyReport.damaged`` so ``reset_damaged`` can un-flag them.
+rows, never-written boxes, box sources that are no valid ``hand_source`` code or disagree with the boxes), are
+collected in ``VerifyReport.damaged`` so ``reset_damaged`` can un-flag them.
 
 A store is ``ok`` only when every chunk of every dataset group is flagged done, every array has the shape
 its spec implies, every ok row has finite features and a frame index, no row of a done chunk is still
@@ -27,6 +28,10 @@ from xmic.cache.export import export_store
 from xmic.cache.integrity import read_every_chunk, reset_damaged
 from xmic.cache.schema import (
     HAND_BOX_UNWRITTEN,
+    HAND_SOURCE_INTERPOLATED,
+    HAND_SOURCE_NAMES,
+    HAND_SOURCE_NONE,
+    HAND_SOURCE_UNWRITTEN,
     ROW_FAILED,
     ROW_OK,
     ROW_PENDING,
@@ -34,6 +39,7 @@ from xmic.cache.schema import (
     TARGETS,
     VIEWS,
     StoreSpec,
+    hand_source_from_boxes,
     num_chunks,
 )
 from xmic.cache.tempfiles import stale_partial_files
@@ -93,7 +99,11 @@ def verify_store(path: str | os.PathLike, fmt: str | None = None, *, quick: bool
                     continue
                 bad = damaged.setdefault(ds, set())
                 bad.update(c for key, c in unreadable if key.startswith(f"{ds}/") and _row_chunked(key, ds))
-                _verify_dataset(s, ds, specs[ds], problems, failed, bad, quick=quick)
+                try:
+                    _verify_dataset(s, ds, specs[ds], problems, failed, bad, quick=quick)
+                except Exception as exc:  # noqa: BLE001 - damaged metadata the library cannot open: name it, go on
+                    why = str(exc).split("\n")[0][:200]
+                    problems.append(f"group {ds}: an array's metadata is unreadable ({type(exc).__name__}: {why})")
             _verify_text(s, specs, problems, unreadable, quick=quick)
     except (StoreError, OSError) as exc:
         problems.append(str(exc))
@@ -137,7 +147,7 @@ def _short(chunks: list[int]) -> str:
 def _row_chunked(key: str, ds: str) -> bool:
     """Arrays chunked like the group's rows (one storage chunk per store chunk along the first axis)."""
     rest = key[len(ds) + 1 :]
-    return rest in ("frame_index", "hand_box", "row_status") or rest.startswith("features/")
+    return rest in ("frame_index", "hand_box", "hand_source", "row_status") or rest.startswith("features/")
 
 
 def _ranges(idx: np.ndarray) -> list[tuple[int, int]]:
@@ -174,7 +184,10 @@ def _verify_dataset(
         return
     n = s.info(id_key).shape[0]
     good = set()
-    for key, shape in _expected_shapes(ds, spec, n).items():
+    expected = _expected_shapes(ds, spec, n)
+    if s.has(f"{ds}/hand_source"):  # optional: stores from before it was recorded have no such array
+        expected[f"{ds}/hand_source"] = (n, spec.num_frames)
+    for key, shape in expected.items():
         if not s.has(key):
             problems.append(f"{where}: array {key} is missing")
         elif (got := s.info(key).shape) != shape:
@@ -214,7 +227,7 @@ def _verify_dataset(
     if quick:
         return
     ok = in_done & (status == ROW_OK)
-    checks = sorted(k for k in good if "/features/" in k or k.endswith(("/frame_index", "/hand_box")))
+    checks = sorted(k for k in good if "/features/" in k or k.endswith(("/frame_index", "/hand_box", "/hand_source")))
     for key in checks:
         bad = _bad_rows(s, key, ok, done, c)
         if bad.size:
@@ -223,6 +236,8 @@ def _verify_dataset(
                 what = "a negative frame index"
             elif key.endswith("/hand_box"):
                 what = "boxes that read as never written"
+            elif key.endswith("/hand_source"):
+                what = "box sources that are no valid code or disagree with hand_box"
             else:
                 what = "NaN/inf features"
             problems.append(
@@ -250,6 +265,15 @@ def _bad_rows(s: Session, key: str, ok: np.ndarray, done: np.ndarray, c: int) ->
             good = (flat >= 0).all(axis=1)
         elif key.endswith("/hand_box"):
             good = ~(flat == HAND_BOX_UNWRITTEN).any(axis=1)
+        elif key.endswith("/hand_source"):
+            good = np.isin(flat, list(HAND_SOURCE_NAMES)).all(axis=1)
+            try:  # NONE exactly where the box is NaN (a never-written box is hand_box's own problem)
+                box = s.read(key[: -len("hand_source")] + "hand_box", rows).reshape(len(block), -1, 4)
+            except Exception:  # noqa: BLE001 - the hand_box chunk is unreadable: the full read names it
+                box = None
+            if box is not None:
+                agree = ((flat == HAND_SOURCE_NONE) == np.isnan(box).any(axis=-1)) | (box == HAND_BOX_UNWRITTEN).any(-1)
+                good &= agree.all(axis=1)
         else:
             good = np.isfinite(flat).all(axis=1)
         bad.append(np.flatnonzero(mask & ~good) + rows.start)
@@ -343,6 +367,10 @@ def _dataset_info(s: Session, ds: str, where: str) -> dict[str, Any]:
         skipped = layout.read_skipped(s, ds)
     except (StoreError, KeyError, ValueError) as exc:
         return {"error": str(exc)}
+    try:
+        boxes = _hand_sources(s, ds, spec, status, done)
+    except Exception as exc:  # noqa: BLE001 - a damaged chunk: `xmic cache verify` names it
+        boxes = {"error": f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"}
     names, counts = np.unique(splits, return_counts=True)
     return {
         "n_rows": int(len(status)),
@@ -359,9 +387,44 @@ def _dataset_info(s: Session, ds: str, where: str) -> dict[str, Any]:
         "vocab": vocab,
         "sampling": spec.sampling,
         "hands": spec.hands,
+        "hand_boxes": boxes,
         "annotations": spec.annotations,
         "xmic_version": spec.xmic_version,
     }
+
+
+def _hand_sources(s: Session, ds: str, spec: StoreSpec, status: np.ndarray, done: np.ndarray) -> dict[str, Any]:
+    """Where the boxes of the ok rows of done chunks came from: slot count and share per ``HAND_SOURCE_NAMES``.
+
+    ``recorded`` is False for a store without ``hand_source``: its NaN boxes tell none from detected, and
+    interpolated is None (unknown). Read one chunk at a time."""
+    c = spec.chunk_rows
+    recorded = s.has(f"{ds}/hand_source")
+    counts = dict.fromkeys(HAND_SOURCE_NAMES, 0)
+    invalid = 0
+    for chunk in np.flatnonzero(done == 1):
+        rows = slice(int(chunk) * c, min(len(status), (int(chunk) + 1) * c))
+        ok = status[rows] == ROW_OK
+        if not ok.any():
+            continue
+        if recorded:
+            codes = s.read(f"{ds}/hand_source", rows)[ok]
+        else:
+            box = s.read(f"{ds}/hand_box", rows)[ok]
+            codes = hand_source_from_boxes(box)
+            codes[(box == HAND_BOX_UNWRITTEN).any(axis=-1)] = HAND_SOURCE_UNWRITTEN
+        for code in counts:
+            counts[code] += int((codes == code).sum())
+        invalid += int((~np.isin(codes, list(HAND_SOURCE_NAMES))).sum())
+    slots = sum(counts.values()) + invalid
+    out: dict[str, Any] = {"recorded": recorded, "slots": slots}
+    for code, name in HAND_SOURCE_NAMES.items():
+        unknown = not recorded and code == HAND_SOURCE_INTERPOLATED
+        out[name] = None if unknown else counts[code]
+        out[f"{name}_share"] = None if unknown else (counts[code] / slots if slots else 0.0)
+    if invalid:
+        out["invalid"] = invalid
+    return out
 
 
 def _text_info(s: Session) -> dict[str, Any]:

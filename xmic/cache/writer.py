@@ -20,6 +20,9 @@ from xmic.cache.backend import STR, Backend, Session
 from xmic.cache.errors import StoreSpecError, spec_differences
 from xmic.cache.schema import (
     HAND_BOX_UNWRITTEN,
+    HAND_SOURCE_NAMES,
+    HAND_SOURCE_NONE,
+    HAND_SOURCE_UNWRITTEN,
     ROW_FAILED,
     ROW_OK,
     ROW_PENDING,
@@ -27,13 +30,22 @@ from xmic.cache.schema import (
     VIEWS,
     StoreSpec,
     chunk_slice,
+    hand_source_from_boxes,
     num_chunks,
 )
 from xmic.cache.segments import normalise_segments, normalise_vocab, segments_difference
 
-#: Value of an unwritten slot: NaN features, boxes -1 (not NaN, which means "no box"), frame index -1, row status
-#: pending, done 0. None of them is a value a finished chunk holds, so a lost chunk object reads as damage.
-FILL = {"features": np.nan, "hand_box": HAND_BOX_UNWRITTEN, "frame_index": -1, "row_status": ROW_PENDING, "done": 0}
+#: Value of an unwritten slot: NaN features, boxes -1 (not NaN, which means "no box"), box source 255 (no valid
+#: code), frame index -1, row status pending, done 0. None of them is a value a finished chunk holds, so a lost chunk
+#: object reads as damage.
+FILL = {
+    "features": np.nan,
+    "hand_box": HAND_BOX_UNWRITTEN,
+    "hand_source": HAND_SOURCE_UNWRITTEN,
+    "frame_index": -1,
+    "row_status": ROW_PENDING,
+    "done": 0,
+}
 
 
 class StoreWriter(layout.GroupView):
@@ -44,6 +56,7 @@ class StoreWriter(layout.GroupView):
         self.spec = spec
         self.n_rows = n_rows
         self._ids: tuple[np.ndarray, np.ndarray] | None = None
+        self._has_source: bool | None = None  # whether the group has ``hand_source`` (not in older stores)
 
     @property
     def dataset(self) -> str:
@@ -128,6 +141,7 @@ class StoreWriter(layout.GroupView):
         features: dict[str, dict[str, np.ndarray]],
         row_status: np.ndarray,
         failures: list[dict[str, Any]] | None = None,
+        hand_source: np.ndarray | None = None,
     ) -> None:
         """Write every array of ``chunk`` (n rows), its failure records, then set ``done[chunk] = 1``.
 
@@ -141,6 +155,9 @@ class StoreWriter(layout.GroupView):
             failures: one dict per failed row with at least ``row`` (the store row, not the row within the
                 chunk) and ``reason``; ``segment_id``/``video_id`` are filled in when absent. Every
                 ``ROW_FAILED`` row needs a record.
+            hand_source: (n, T) integer code of every slot's box (``HAND_SOURCE_*``): NONE exactly where
+                ``hand_box`` is NaN. Default: NONE / DETECTED from the boxes (a provider that does not interpolate).
+                A group made before the array existed (an older store being resumed) does not get it.
 
         Raises:
             ValueError: a missing array, a wrong shape or dtype, or failure records that do not match
@@ -151,6 +168,7 @@ class StoreWriter(layout.GroupView):
         fi = _checked("frame_index", frame_index, (n, t), "iu", np.int32)
         hb = _checked("hand_box", hand_box, (n, t, 4), "f", np.float32)
         rs = _checked("row_status", row_status, (n,), "iub", np.uint8)
+        hs = _checked_source(hand_source, hb, (n, t), chunk)
         bad = np.flatnonzero((rs != ROW_OK) & (rs != ROW_FAILED))
         if bad.size:
             raise ValueError(
@@ -164,6 +182,10 @@ class StoreWriter(layout.GroupView):
             s.write(f"{ds}/done", slice(chunk, chunk + 1), np.zeros(1, np.uint8))
             s.write(f"{ds}/frame_index", rows, fi)
             s.write(f"{ds}/hand_box", rows, hb)
+            if self._has_source is None:
+                self._has_source = s.has(f"{ds}/hand_source")
+            if self._has_source:
+                s.write(f"{ds}/hand_source", rows, hs)
             for (enc, view), arr in feats.items():
                 s.write(layout.features_key(ds, enc, view), rows, arr)
             s.write(f"{ds}/row_status", rows, rs)
@@ -292,6 +314,30 @@ def _checked(name: str, value: Any, shape: tuple[int, ...], kinds: str, dtype: A
     return np.ascontiguousarray(arr, dtype=dtype)
 
 
+def _checked_source(hand_source: Any, hand_box: np.ndarray, shape: tuple[int, int], chunk: int) -> np.ndarray:
+    """The (n, T) uint8 ``hand_source`` of a chunk: given (checked against the codes and the boxes) or derived."""
+    if hand_source is None:
+        return hand_source_from_boxes(hand_box)
+    hs = _checked("hand_source", hand_source, shape, "iub", np.uint8)
+    unknown = ~np.isin(hs, list(HAND_SOURCE_NAMES))
+    if unknown.any():
+        r, t = np.argwhere(unknown)[0]
+        raise ValueError(
+            f"hand_source of chunk {chunk}: code {int(hs[r, t])} at row {r} slot {t} is none of "
+            f"{dict(HAND_SOURCE_NAMES)}"
+        )
+    no_box = np.isnan(hand_box).any(axis=-1)
+    wrong = no_box != (hs == HAND_SOURCE_NONE)
+    if wrong.any():
+        r, t = np.argwhere(wrong)[0]
+        raise ValueError(
+            f"hand_source of chunk {chunk} disagrees with hand_box at row {r} slot {t}: code {int(hs[r, t])} "
+            f"({HAND_SOURCE_NAMES[int(hs[r, t])]}) for {'no box' if no_box[r, t] else 'a box'}; "
+            f"{HAND_SOURCE_NONE} (none) goes exactly with a NaN box"
+        )
+    return hs
+
+
 def _allocate(s: Session, spec: StoreSpec, segs: dict[str, np.ndarray], vocab: dict[str, np.ndarray]) -> None:
     """Create every array of the group with its fill value; the spec attribute goes last."""
     ds, n, t, c = spec.dataset, len(segs["segment_id"]), spec.num_frames, spec.chunk_rows
@@ -304,6 +350,7 @@ def _allocate(s: Session, spec: StoreSpec, segs: dict[str, np.ndarray], vocab: d
         s.create_array(layout.vocab_key(ds, target), (len(names),), STR, data=names)
     s.create_array(f"{ds}/frame_index", (n, t), "int32", (c, t), FILL["frame_index"])
     s.create_array(f"{ds}/hand_box", (n, t, 4), "float32", (c, t, 4), FILL["hand_box"])
+    s.create_array(f"{ds}/hand_source", (n, t), "uint8", (c, t), FILL["hand_source"])
     for name, enc in spec.encoders.items():
         for view in VIEWS:
             s.create_array(

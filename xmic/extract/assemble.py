@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from xmic.cache.schema import ROW_FAILED, ROW_OK, ROW_PENDING
+from xmic.cache.schema import HAND_SOURCE_NONE, ROW_FAILED, ROW_OK, ROW_PENDING, hand_source_from_boxes
 from xmic.extract.pipeline import Piece
 
 
@@ -36,8 +36,9 @@ class Timings:
         return {k: (v / total if total > 0 else 0.0) for k, v in parts.items()}
 
 
-def piece_boxes(piece: Piece, provider: Any, records: list[Any]) -> np.ndarray:
-    """``(n, T, 4)`` float32 hand boxes of a piece's rows (NaN = none); HandBoxError when the source fails."""
+def piece_boxes(piece: Piece, provider: Any, records: list[Any]) -> tuple[np.ndarray, np.ndarray]:
+    """``(n, T, 4)`` float32 hand boxes of a piece's rows (NaN = none) and their ``(n, T)`` uint8 ``HAND_SOURCE_*``
+    codes (none / detected / interpolated); HandBoxError when the source fails."""
     from xmic.extract.hands.base import BoxRequest
 
     requests = [
@@ -49,7 +50,12 @@ def piece_boxes(piece: Piece, provider: Any, records: list[Any]) -> np.ndarray:
         )
         for i in range(len(piece.rows))
     ]
-    return np.stack(provider.boxes_many(requests)).astype(np.float32)
+    if hasattr(provider, "boxes_with_sources"):
+        pairs = provider.boxes_with_sources(requests)
+        boxes = np.stack([b for b, _ in pairs]).astype(np.float32)
+        return boxes, np.stack([src for _, src in pairs]).astype(np.uint8)
+    boxes = np.stack(provider.boxes_many(requests)).astype(np.float32)  # a duck-typed provider: none / detected
+    return boxes, hand_source_from_boxes(boxes)
 
 
 def encode_pieces(
@@ -65,7 +71,8 @@ def encode_pieces(
         timings: ``hands`` and ``encode`` are added to.
 
     Returns:
-        Per piece, ``(hand_box (n_i, T, 4) float32, {encoder: {"full": (n_i, T, D), "hand": ...} float16})``, or
+        Per piece, ``(hand_box (n_i, T, 4) float32, {encoder: {"full": (n_i, T, D), "hand": ...} float16},
+        hand_source (n_i, T) uint8)``, or
         the :class:`~xmic.extract.hands.base.HandBoxError` its boxes raised (the caller fails those rows). The hand
         view of a frame without a box is its full-frame feature.
     """
@@ -86,7 +93,7 @@ def encode_pieces(
             groups.setdefault(piece.frames.shape[2:], []).append(i)
     for shape, idx in groups.items():
         frames = np.concatenate([pieces[i].frames.reshape(-1, *shape) for i in idx])  # (M, H, W, 3)
-        boxes = np.concatenate([out[i].reshape(-1, 4) for i in idx])  # (M, 4)
+        boxes = np.concatenate([out[i][0].reshape(-1, 4) for i in idx])  # (M, 4)
         has_box = ~np.isnan(boxes).any(axis=1)
         sizes = np.cumsum([pieces[i].frames.shape[0] * pieces[i].frames.shape[1] for i in idx])[:-1]
         views: dict[str, dict[str, list[np.ndarray]]] = {}
@@ -102,7 +109,7 @@ def encode_pieces(
                 name: {view: parts[k].reshape(n, t, -1).astype(np.float16) for view, parts in v.items()}
                 for name, v in views.items()
             }
-            out[i] = (out[i], feats)
+            out[i] = (out[i][0], feats, out[i][1])
     timings.encode += time.perf_counter() - t1
     return out
 
@@ -123,6 +130,7 @@ class ChunkAssembler:
         n, t = self.n, self.num_frames
         self.frame_index = np.full((n, t), -1, np.int32)
         self.hand_box = np.full((n, t, 4), np.nan, np.float32)
+        self.hand_source = np.full((n, t), HAND_SOURCE_NONE, np.uint8)
         self.features = {
             name: {view: np.full((n, t, d), np.nan, np.float16) for view in ("full", "hand")}
             for name, d in self.dims.items()
@@ -130,12 +138,19 @@ class ChunkAssembler:
         self.row_status = np.full(n, ROW_PENDING, np.uint8)
 
     def add(
-        self, rows: np.ndarray, frame_index: np.ndarray, hand_box: np.ndarray, feats: dict[str, dict[str, np.ndarray]]
+        self,
+        rows: np.ndarray,
+        frame_index: np.ndarray,
+        hand_box: np.ndarray,
+        feats: dict[str, dict[str, np.ndarray]],
+        hand_source: np.ndarray | None = None,
     ) -> None:
-        """Fill ``rows`` (store rows) with their frame index ``(n, T)``, boxes ``(n, T, 4)`` and features."""
+        """Fill ``rows`` (store rows) with their frame index ``(n, T)``, boxes ``(n, T, 4)``, features and box
+        sources ``(n, T)`` (default: none / detected from the boxes)."""
         local = np.asarray(rows) - self.row_start
         self.frame_index[local] = frame_index
         self.hand_box[local] = hand_box
+        self.hand_source[local] = hand_source_from_boxes(hand_box) if hand_source is None else hand_source
         for name, views in feats.items():
             for view, arr in views.items():
                 self.features[name][view][local] = arr
@@ -148,6 +163,7 @@ class ChunkAssembler:
             self.row_status[local] = ROW_FAILED
             self.frame_index[local] = -1
             self.hand_box[local] = np.nan
+            self.hand_source[local] = HAND_SOURCE_NONE
             for views in self.features.values():
                 for arr in views.values():
                     arr[local] = np.nan

@@ -4,8 +4,9 @@ For a few segments (``rows``), the frames the store sampled (its ``frame_index``
 under the dataset root recorded by ``xmic extract`` (or ``root``), with the same reader and sampling rule as the
 extraction, and drawn in two strips per segment:
 
-- the frame with the stored hand box (green; a frame without a box is marked ``full frame`` in red), and in yellow
-  the square the encoder sees of the box (its preprocessing resizes the crop's shorter side and cuts the centre
+- the frame with the stored hand box (green when detected, orange when interpolated across a short gap: the
+  store's ``hand_source``; a frame without a box is marked ``full frame`` in red), and in yellow the square the
+  encoder sees of the box (its preprocessing resizes the crop's shorter side and cuts the centre
   square, so a wide box loses its sides);
 - the hand view itself: that centre square of the crop (or of the full frame when there is no box).
 
@@ -36,6 +37,43 @@ _CONFIG_KEYS = (
     "bins",
     "decode_size",
 )
+
+
+#: Outline colours of the sheet, by the store's ``hand_source`` code (``LEGEND`` says what each means).
+DETECTED_COLOUR = (0, 255, 0)
+INTERPOLATED_COLOUR = (255, 140, 0)
+NO_BOX_COLOUR = (255, 0, 0)
+SQUARE_COLOUR = (255, 230, 0)
+LEGEND = (
+    (DETECTED_COLOUR, "detected box"),
+    (INTERPOLATED_COLOUR, "interpolated box (hand lost, filled between two frames)"),
+    (NO_BOX_COLOUR, "no box: full frame"),
+    (SQUARE_COLOUR, "square the encoder sees"),
+)
+
+
+#: Height of the sheet's title and legend above the first segment's strips.
+LEGEND_LINE_H = 14
+HEADER_H = 24 + LEGEND_LINE_H * len(LEGEND)
+
+
+def hand_sources(reader: Any, boxes: np.ndarray) -> np.ndarray:
+    """``(N, T)`` ``HAND_SOURCE_*`` codes of the reader's slots; none / detected from the boxes when the store
+    does not record them (an older store) or the reader cannot say."""
+    from xmic.cache.schema import hand_source_from_boxes
+
+    read = getattr(reader, "read_hand_source", None)
+    codes = read() if read is not None else None
+    return hand_source_from_boxes(boxes) if codes is None else np.asarray(codes)
+
+
+def box_colour(code: int) -> tuple[int, int, int]:
+    """Outline of a box by its ``HAND_SOURCE_*`` code."""
+    from xmic.cache.schema import HAND_SOURCE_INTERPOLATED, HAND_SOURCE_NONE
+
+    if code == HAND_SOURCE_INTERPOLATED:
+        return INTERPOLATED_COLOUR
+    return NO_BOX_COLOUR if code == HAND_SOURCE_NONE else DETECTED_COLOUR
 
 
 class BoxSheetError(ValueError):
@@ -157,23 +195,32 @@ def draw_sheet(
     """The contact sheet as a PIL image (see the module docstring)."""
     from PIL import Image, ImageDraw
 
+    from xmic.cache.schema import HAND_SOURCE_INTERPOLATED
+
     boxes = np.asarray(reader.hand_box)
+    sources = hand_sources(reader, boxes)
     frame_index = np.asarray(reader.frame_index)
     height0, width0 = next(iter(frames.values())).shape[1:3] if frames else (thumb, thumb)
     tw, th = thumb, max(1, round(thumb * height0 / width0))
     label_h, pad = 16, 4
     cols = per_row
     strip_h = label_h + th + pad + thumb + 2 * pad
-    sheet = Image.new("RGB", (cols * (tw + pad) + pad, 24 + len(rows) * strip_h), (245, 245, 245))
+    top = HEADER_H
+    sheet = Image.new("RGB", (cols * (tw + pad) + pad, top + len(rows) * strip_h), (245, 245, 245))
     draw = ImageDraw.Draw(sheet)
     draw.text((pad, 6), title, fill=(0, 0, 0))
+    for k, (colour, text) in enumerate(LEGEND):
+        ly = 22 + LEGEND_LINE_H * k
+        draw.rectangle([pad, ly + 2, pad + 18, ly + 11], outline=colour, width=2)
+        draw.text((pad + 24, ly), text, fill=(0, 0, 0))
     for n, row in enumerate(rows):
-        y = 24 + n * strip_h
+        y = top + n * strip_h
         slots = pick_slots(frame_index[row], per_row)
         found = int(np.isfinite(boxes[row]).all(axis=1).sum())
+        filled = int((sources[row] == HAND_SOURCE_INTERPOLATED).sum())
         draw.text(
             (pad, y + 2),
-            f"{_label(reader, row)}   boxes in {found}/{len(boxes[row])} frames",
+            f"{_label(reader, row)}   boxes in {found}/{len(boxes[row])} frames ({filled} interpolated)",
             fill=(0, 0, 0),
         )
         for c, slot in enumerate(slots):
@@ -186,11 +233,14 @@ def draw_sheet(
             sq = encoder_square(box, h, w)
             sx, sy = tw / w, th / h
             if np.isfinite(box).all():
-                d.rectangle([box[0] * tw, box[1] * th, box[2] * tw - 1, box[3] * th - 1], outline=(0, 255, 0), width=2)
-                d.rectangle([sq[0] * sx, sq[1] * sy, sq[2] * sx - 1, sq[3] * sy - 1], outline=(255, 230, 0), width=1)
+                colour = box_colour(int(sources[row, slot]))
+                d.rectangle([box[0] * tw, box[1] * th, box[2] * tw - 1, box[3] * th - 1], outline=colour, width=2)
+                d.rectangle([sq[0] * sx, sq[1] * sy, sq[2] * sx - 1, sq[3] * sy - 1], outline=SQUARE_COLOUR, width=1)
+                if sources[row, slot] == HAND_SOURCE_INTERPOLATED:
+                    d.text((4, th - 14), "interpolated", fill=INTERPOLATED_COLOUR)
             else:
-                d.rectangle([0, 0, tw - 1, th - 1], outline=(255, 0, 0), width=2)
-                d.text((4, th - 14), "full frame", fill=(255, 0, 0))
+                d.rectangle([0, 0, tw - 1, th - 1], outline=NO_BOX_COLOUR, width=2)
+                d.text((4, th - 14), "full frame", fill=NO_BOX_COLOUR)
             d.text((3, 2), f"f{int(frame_index[row, slot])}", fill=(255, 255, 255))
             sheet.paste(small, (x, y + label_h))
             crop = Image.fromarray(img[sq[1] : sq[3], sq[0] : sq[2]]).resize((thumb, thumb))

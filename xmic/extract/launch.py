@@ -373,6 +373,7 @@ class ChunkLoop:
             acc.chunk,
             frame_index=acc.frame_index,
             hand_box=acc.hand_box,
+            hand_source=acc.hand_source,
             features=acc.features,
             row_status=acc.row_status,
             failures=acc.failures,

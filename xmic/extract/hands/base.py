@@ -5,6 +5,11 @@ union of the hands (and, where the source knows them, the objects in contact wit
 a frame without one gets a NaN row, and the caller then encodes the full frame as the hand view and
 records that in the store's ``hand_box`` (DESIGN.md, "Frame sampling and hand crops").
 
+Where each box came from goes to the store's ``hand_source`` (:data:`xmic.cache.schema.HAND_SOURCE_NAMES`):
+:meth:`HandBoxProvider.boxes_with_sources` gives the boxes with one code per frame. A provider that fills gaps
+(mediapipe, :attr:`HandBoxProvider.interpolates`) sets :attr:`HandBoxProvider.last_interpolated` in ``_boxes``;
+every other provider's boxes are detected (or given), and a NaN row is "none".
+
 Pure numpy: no provider's heavy dependency is imported here.
 """
 
@@ -14,6 +19,8 @@ from collections.abc import Iterable, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
+
+from xmic.cache.schema import hand_source_from_boxes
 
 #: Boxes closer than this to the frame edge (in normalised units) outside [0, 1] are clipped silently.
 BOX_TOLERANCE = 1e-4
@@ -130,6 +137,11 @@ class HandBoxProvider:
 
     name: str = "base"
     needs_frames: bool = False
+    #: Whether the provider may fill frames by interpolation (then it sets :attr:`last_interpolated`).
+    interpolates: bool = False
+    #: ``(T,)`` bool of the last :meth:`boxes` call: the rows whose box was interpolated, not detected. A provider
+    #: that interpolates sets it in ``_boxes``; the others leave it empty (nothing interpolated).
+    last_interpolated: np.ndarray = np.zeros(0, dtype=bool)
 
     def boxes(
         self,
@@ -187,6 +199,23 @@ class HandBoxProvider:
             One ``(T_i, 4)`` float32 array per request, in order.
         """
         return [self.boxes(*BoxRequest(*r)) for r in requests]
+
+    def boxes_with_sources(self, requests: Iterable[BoxRequest]) -> list[tuple[np.ndarray, np.ndarray]]:
+        """:meth:`boxes_many` with where each box came from, for the store's ``hand_source``.
+
+        Returns:
+            One ``((T_i, 4) float32 boxes, (T_i,) uint8 HAND_SOURCE_* codes)`` per request: NONE for a NaN row,
+            INTERPOLATED for a row the provider filled across a gap (:attr:`last_interpolated`), DETECTED otherwise.
+        """
+        if not self.interpolates:  # keep a detector's batching (boxes_many) when there is nothing to mark
+            return [(b, hand_source_from_boxes(b)) for b in self.boxes_many(requests)]
+        out = []
+        for request in requests:
+            self.last_interpolated = np.zeros(0, dtype=bool)
+            boxes = self.boxes(*BoxRequest(*request))
+            filled = self.last_interpolated if len(self.last_interpolated) == len(boxes) else None
+            out.append((boxes, hand_source_from_boxes(boxes, filled)))
+        return out
 
     def _boxes(self, video_id: str, frame_indices: np.ndarray, frames: np.ndarray | None, segment: Any) -> np.ndarray:
         raise NotImplementedError

@@ -13,7 +13,9 @@ frame instead of being searched for again; ``"image"`` looks at every frame on i
 Short gaps: a hand (identified by MediaPipe's handedness) found in two frames of a segment but lost in at most
 ``max_gap`` frames between them, no more than ``max_gap_seconds`` apart, gets the box interpolated linearly in
 time between the two. Such frames are recorded: :attr:`MediaPipeHandProvider.last_interpolated` marks the rows
-of the last segment and :attr:`MediaPipeHandProvider.interpolated` counts them per video.
+of the last segment, :attr:`MediaPipeHandProvider.interpolated` counts them per video, and
+:meth:`~xmic.extract.hands.base.HandBoxProvider.boxes_with_sources` codes them ``HAND_SOURCE_INTERPOLATED`` (2)
+for the store's ``hand_source`` (a frame where one hand was seen and the other filled counts as interpolated).
 
 Defaults (``min_detection_confidence`` 0.3, video mode, gaps up to 3 frames) were chosen by counting, on the
 real egocentric frames in ``shared/realdata/media``, the frames where the box holds the centre of every
@@ -109,6 +111,7 @@ class MediaPipeHandProvider(HandBoxProvider):
 
     name = "mediapipe"
     needs_frames = True
+    interpolates = True
 
     def __init__(
         self,
