@@ -300,3 +300,18 @@ def test_prompt_learning_refuses_text_weights_other_than_the_stores(tmp_path, mo
     with pytest.raises(StoreSpecError, match=r"the CLIP weights in .*other.* are not those the store was extracted"):
         train(coop, path, tmp_path / "run", progress=False)
     train(dataclasses.replace(coop, text_model_dir=None), path, tmp_path / "run", progress=False)
+
+
+def test_a_zarr_chunk_equal_to_the_fill_value_is_written_after_reopening(tmp_path):
+    """Zarr keeps write_empty_chunks only while an array is open; every write of ours must still store the chunk,
+    or a legitimately fill-valued chunk would look lost (and verify would call it damage)."""
+    from xmic.cache.backend import Backend
+
+    backend = Backend(tmp_path / "s.zarr", "zarr")
+    with backend.session("a") as s:
+        s.create_array("g/x", (4, 3), "int32", chunks=(1, 3), fill_value=7)
+    with backend.session("a") as s:  # a new session opens the array again, as every write_chunk does
+        s.write("g/x", slice(2, 3), np.full((1, 3), 7, np.int32))
+        s.write("g/x", slice(0, 1), np.zeros((1, 3), np.int32))
+    chunks = sorted(p.name for p in (tmp_path / "s.zarr" / "g" / "x" / "c").iterdir())
+    assert chunks == ["0", "2"]

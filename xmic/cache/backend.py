@@ -253,7 +253,10 @@ class ZarrSession(_RootSession):
         return to_str_array(out) if out.dtype.kind in "TO" else out
 
     def write(self, key: str, sel: Any, value: np.ndarray) -> None:
-        self.root[key][sel] = value
+        # write_empty_chunks is a runtime setting, not stored with the array: set it again on every open, so that
+        # a chunk equal to the fill value is still written (a missing chunk object then always means damage) and
+        # zarr skips its per-chunk emptiness scan (about 2.5x faster on 8 MiB feature chunks)
+        self.root[key].with_config({"write_empty_chunks": True})[sel] = value
 
     def get_attrs(self, key: str = "") -> dict[str, Any]:
         return dict(self._node(key).attrs)
