@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 from xmic.adapt.config import PRESETS, StaleRunError, TrainConfig
-from xmic.evaluate import paper_numbers as pn
 from xmic.evaluate.hand_policy import hand_boxes_line, no_hands_reason
 from xmic.evaluate.paper_file import load_paper_table
 from xmic.evaluate.reproduce_data import (  # noqa: F401 - re-exported: part of this module's interface
@@ -32,126 +31,32 @@ from xmic.evaluate.reproduce_data import (  # noqa: F401 - re-exported: part of 
     extract_dataset,
     store_groups,
 )
+from xmic.evaluate.row_needs import PROMPT_LEARNERS, resolve_row  # noqa: F401 - re-exported
 from xmic.evaluate.table_plot import save_table_bars
+from xmic.evaluate.table_specs import (  # noqa: F401 - re-exported: part of this module's interface
+    BACKBONES,
+    BOTH,
+    DEFAULT_CLIP,
+    EGO4D_TO_EPIC,
+    LAVILA_MESSAGE,
+    METHOD_ROWS,
+    NORM_ROWS,
+    TABLE_SPECS,
+    VIEW_ROWS,
+    RowSpec,
+    TableSpec,
+    TableSpecError,
+    blocks_not_run,
+    merge_skipped,
+    prompt_template,
+    select_rows,
+)
 from xmic.evaluate.tables import collect, render_markdown
 from xmic.report.plots import MISSING_MATPLOTLIB
 
 Echo = Callable[[str], None]
 DEFAULT_DATASETS = {"epic": "epic", "ego4d": "ego4d", "egtea": "egtea"}
-PROMPT_LEARNERS = ("coop", "cocoop", "a5")
 EVAL_FILE = "eval-{key}.json"
-
-
-@dataclass(frozen=True)
-class RowSpec:
-    """One run configuration of a table row: ``key`` as printed in the paper, the method and its overrides.
-
-    ``part`` names the block of the row's columns this configuration answers when one printed row holds two
-    methods (Table 7: "ZS" and "X-MIC"); ``encoder`` pins the backbone (the classified/text encoder and, for
-    X-MIC, the conditioning encoder too: Table 5's "X-MIC without DINO"); ``unavailable`` says why the row can
-    never run with this version of xmic.
-    """
-
-    key: str
-    method: str
-    overrides: Mapping[str, Any] = field(default_factory=dict)
-    needs_dino: bool = False
-    part: str | None = None
-    encoder: str | None = None
-    unavailable: str | None = None
-
-    @property
-    def label(self) -> str:
-        """The row key, with the block for a row that holds two (``"<class> · ZS"``)."""
-        return f"{self.key} · {self.part}" if self.part else self.key
-
-
-@dataclass(frozen=True)
-class TableSpec:
-    """The run configurations of a table, its directions ((train dataset, test datasets), logical names) and
-    the targets it reports (Table 6: nouns only)."""
-
-    number: int
-    rows: tuple[RowSpec, ...]
-    directions: tuple[tuple[str, tuple[str, ...]], ...]
-    targets: tuple[str, ...] = ("noun", "verb")
-
-    @property
-    def keys(self) -> list[str]:
-        """Row keys in order, each once."""
-        return list(dict.fromkeys(r.key for r in self.rows))
-
-
-#: CLIP ViT-B/16, the paper's backbone wherever a table does not name another.
-DEFAULT_CLIP = "clip-vit-b16"
-LAVILA_MESSAGE = (
-    "LaViLa is not an xmic backbone yet: its encoder registry entry and checkpoint loader are the open issue "
-    "'LaViLa as a backbone' (Table 5 needs LaViLa's TimeSformer-L/14 Ego4D checkpoint)"
-)
-METHOD_ROWS = (
-    RowSpec("ZS CLIP", "zero-shot"),
-    RowSpec("CoOp", "coop"),
-    RowSpec("Co-CoOp", "cocoop"),
-    RowSpec("CLIP-Adapter", "clip-adapter"),
-    RowSpec("CLIP-Adapter*", "clip-adapter-star"),
-    RowSpec("A5", "a5"),
-    RowSpec("Vita-CLIP", "vita-clip"),
-    RowSpec("X-MIC", "xmic"),
-    RowSpec("X-MIC+DINO", "xmic", needs_dino=True),
-)
-BOTH = (("ego4d", ("ego4d", "epic")), ("epic", ("epic", "ego4d")))
-#: The ablation protocol of Tables 4-7: train on Ego4D, evaluate on Ego4D and Epic-Kitchens.
-EGO4D_TO_EPIC = (("ego4d", ("ego4d", "epic")),)
-VIEW_ROWS = ("F", "H", "F+H")
-#: Table 6's rows as printed -> (n1, n2, n3) with the paper's meanings (see xmic.adapt.xmic_model).
-NORM_ROWS = {
-    "n1": (True, False, False),
-    "none": (False, False, False),
-    "n2,n3": (False, True, True),
-    "n1,n2,n3": (True, True, True),
-    "n1,n2": (True, True, False),
-    "n1,n3": (True, False, True),
-}
-BACKBONES = {"CLIP ViT-B/16": "clip-vit-b16", "CLIP ViT-L/14": "clip-vit-l14", "LaViLa ViT-L/14": None}
-
-
-def prompt_template(row: str) -> str:
-    """Table 7's printed prompt -> the store's template: ``"Image of a <class>"`` -> ``"Image of a {}"``."""
-    return row.replace("<class>", "{}")
-
-
-def _backbone_rows() -> tuple[RowSpec, ...]:
-    rows = []
-    for name, encoder in BACKBONES.items():
-        reason = LAVILA_MESSAGE if encoder is None else None
-        rows.append(RowSpec(f"{name} | ZS", "zero-shot", encoder=encoder, unavailable=reason))
-        rows.append(RowSpec(f"{name} | X-MIC", "xmic", encoder=encoder, unavailable=reason))
-    return tuple(rows)
-
-
-def _prompt_rows() -> tuple[RowSpec, ...]:
-    rows = []
-    for prompt in pn.PAPER_TABLES[7].rows:
-        overrides = {"template": prompt_template(prompt)}
-        rows.append(RowSpec(prompt, "zero-shot", overrides, part="ZS"))
-        rows.append(RowSpec(prompt, "xmic", overrides, part="X-MIC"))
-    return tuple(rows)
-
-
-TABLE_SPECS: dict[int, TableSpec] = {
-    1: TableSpec(1, METHOD_ROWS, BOTH),
-    2: TableSpec(2, METHOD_ROWS, BOTH),
-    3: TableSpec(3, tuple(r for r in METHOD_ROWS if not r.needs_dino), (("ego4d", ("ego4d", "egtea")),)),
-    4: TableSpec(4, tuple(RowSpec(v, "xmic", {"views": v}) for v in VIEW_ROWS), EGO4D_TO_EPIC),
-    5: TableSpec(5, _backbone_rows(), EGO4D_TO_EPIC),
-    6: TableSpec(
-        6,
-        tuple(RowSpec(k, "xmic", dict(zip(("n1", "n2", "n3"), v, strict=True))) for k, v in NORM_ROWS.items()),
-        EGO4D_TO_EPIC,
-        targets=("noun",),
-    ),
-    7: TableSpec(7, _prompt_rows(), EGO4D_TO_EPIC),
-}
 
 
 @dataclass
@@ -212,103 +117,6 @@ class ReproduceReport:
     json_path: Path
     md_path: Path
     png_path: Path | None = None  # None without matplotlib
-
-
-def select_rows(spec: TableSpec, wanted: tuple[str, ...] | None) -> tuple[RowSpec, ...]:
-    """The run configurations whose row key, label or method is in ``wanted`` (all when ``wanted`` is empty)."""
-    if not wanted:
-        return spec.rows
-    names = {w.strip().lower() for w in wanted if w.strip()}
-
-    def names_of(r: RowSpec) -> set[str]:
-        return {r.key.lower(), r.label.lower(), r.method}
-
-    rows = tuple(r for r in spec.rows if names & names_of(r))
-    unknown = sorted(names - set().union(*(names_of(r) for r in spec.rows)))
-    if unknown or not rows:
-        choices = ", ".join(f"{r.label!r} ({r.method})" for r in spec.rows)
-        raise ReproduceError(f"table {spec.number} has no row {', '.join(unknown) or wanted}; its rows: {choices}")
-    return rows
-
-
-def _clip_encoders(spec: Any) -> list[str]:
-    return [name for name, e in spec.encoders.items() if e.family == "clip"]
-
-
-def resolve_row(
-    row: RowSpec, settings: ReproduceSettings, readers: list[Any], no_hands: Mapping[str, str] | None = None
-) -> tuple[dict[str, Any], str | None]:
-    """The row's TrainConfig overrides (method included), or why it cannot run on these dataset groups.
-
-    Args:
-        row: the run configuration.
-        settings: the rebuild's settings (``model_dir`` for the prompt learners' text encoder, ``allow_no_hands``).
-        readers: :class:`~xmic.cache.reader.StoreReader` of every group the table trains or evaluates on.
-        no_hands: group -> why it has no usable hand boxes (:func:`~xmic.evaluate.hand_policy.no_hands_reason`);
-            X-MIC rows refuse such groups unless ``settings.allow_no_hands``.
-    """
-    from xmic.adapt.baselines import VITA_CLIP_MESSAGE
-
-    specs = [r.spec for r in readers]
-    overrides: dict[str, Any] = {"method": row.method, **row.overrides}
-    if row.unavailable:
-        return overrides, row.unavailable
-    if row.method == "vita-clip":
-        return overrides, VITA_CLIP_MESSAGE
-    if row.method == "xmic" and no_hands and not settings.allow_no_hands:
-        return overrides, (
-            "X-MIC conditions on hand crops: "
-            + "; ".join(no_hands.values())
-            + ". Or pass --allow-no-hands (make ALLOW_NO_HANDS=1) to run it on the full frame, marked in the table"
-        )
-    groups = ", ".join(s.dataset for s in specs)
-    encoder = settings.backbones.get(row.encoder, row.encoder) if row.encoder is not None else None
-    default_clip = settings.backbones.get(DEFAULT_CLIP, DEFAULT_CLIP)
-    if encoder is not None:
-        if not all(encoder in s.encoders for s in specs):
-            have = ", ".join(sorted(specs[0].encoders))
-            return overrides, (
-                f"needs {encoder} features in every dataset group ({groups}); the store has {have}: extract "
-                f"them with `xmic extract ... --encoder {encoder}`"
-            )
-        overrides["encoder"] = encoder
-        if row.method == "xmic":
-            overrides["second_encoder"] = encoder  # X-MIC without DINO: the backbone conditions itself
-    elif all(default_clip in s.encoders for s in specs):
-        overrides["encoder"] = default_clip
-    if row.needs_dino:
-        common = set.intersection(*({n for n, e in s.encoders.items() if e.family == "dinov2"} for s in specs))
-        if not common:
-            have = ", ".join(sorted(specs[0].encoders))
-            return overrides, (
-                f"needs DINOv2 features in every dataset group; the store has {have}: extract with "
-                "`xmic extract ... --second-encoder dinov2-vitb14`"
-            )
-        overrides["second_encoder"] = sorted(common)[0]
-    clip = overrides.get("encoder") or next(iter(_clip_encoders(specs[0])), None)
-    if clip is None:
-        return overrides, f"needs a CLIP encoder, and the store groups ({groups}) hold none"
-    template = overrides.get("template", "{}")
-    lacking = [r.dataset for r in readers if template not in r.text_templates(clip, "noun")]
-    if lacking:
-        return overrides, (
-            f"the store holds no {clip} text embeddings for the prompt {template!r} in {', '.join(lacking)}; "
-            "re-run `xmic extract` on those groups (it adds the missing prompts and keeps the features)"
-        )
-    if row.method in PROMPT_LEARNERS:
-        from xmic.extract.encoders import ModelNotFoundError, find_model_dir
-
-        entry = specs[0].encoders[clip]
-        source = entry.source
-        if settings.model_dir is None and source and (Path(source) / "config.json").is_file():
-            overrides["text_model_dir"] = source  # the weights the store was extracted with, still in place
-            return overrides, None
-        try:
-            overrides["text_model_dir"] = str(find_model_dir(entry, settings.model_dir))
-        except ModelNotFoundError as exc:
-            first = str(exc).splitlines()[0]
-            return overrides, f"runs the frozen CLIP text encoder and needs its local weights (--model-dir): {first}"
-    return overrides, None
 
 
 def config_key(cfg: TrainConfig) -> str:
@@ -414,23 +222,6 @@ class _Runner:
         result = _clean(result)
         path.write_text(json.dumps(result, indent=2, sort_keys=True))
         return result
-
-
-def merge_skipped(spec: TableSpec, rows: tuple[RowSpec, ...], skipped: dict[str, str]) -> dict[str, str]:
-    """Skip reasons keyed by row, or by ``"row · part"`` when only one block of a two-block row is not run."""
-    out: dict[str, str] = {}
-    for key in dict.fromkeys(r.key for r in rows):
-        mine = [r for r in rows if r.key == key]
-        reasons = {r.label: skipped[r.label] for r in mine if r.label in skipped}
-        if len(reasons) == len(mine) and len(set(reasons.values())) == 1:
-            out[key] = next(iter(reasons.values()))
-        else:
-            out.update(reasons)
-    return out
-
-
-def _blocks_not_run(key: str, skipped: Mapping[str, str]) -> dict[str, str]:
-    return {label: reason for label, reason in skipped.items() if label.startswith(f"{key} · ")}
 
 
 def hands_header(readers: Mapping[str, Any], no_hands: Mapping[str, str], settings: ReproduceSettings) -> list[str]:
@@ -539,7 +330,7 @@ def reproduce_table(number: int, settings: ReproduceSettings, echo: Echo = print
         "rows": {
             key: {"status": "not run", "reason": skipped[key]}
             if key in skipped
-            else {"status": "ok", "results": results.get(key, []), "not_run": _blocks_not_run(key, skipped)}
+            else {"status": "ok", "results": results.get(key, []), "not_run": blocks_not_run(key, skipped)}
             for key in keys
         },
     }
