@@ -128,8 +128,18 @@ def run_extract_bench(
     height: int = 240,
     hands: str = "given",
     workdir: Path | None = None,
+    model_dir: Path | None = None,
+    device: str = "cpu",
+    batch_size: int | None = None,
+    decode_ceiling: bool = False,
 ) -> dict[str, Any]:
-    """Generate the dataset and tiny encoders, run one extraction, and return its speed and time shares."""
+    """Generate the dataset and tiny encoders, run one extraction, and return its speed and time shares.
+
+    ``model_dir`` holds ``clip-vit-b16`` and ``dinov2-vitb14`` checkpoints to use instead of tiny ones (e.g.
+    real-size random weights); ``device`` and ``batch_size`` go to the extraction. ``decode_ceiling`` also
+    times the decode path alone (same rows, settings and workers, no encoders): ``decode_only_clips_per_second``
+    and ``share_of_decode_ceiling``.
+    """
     from xmic.extract.runner import ExtractConfig, run_extraction
 
     rng = np.random.default_rng(0)
@@ -141,7 +151,7 @@ def run_extract_bench(
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         t0 = time.perf_counter()
         root = write_ego4d_dataset(Path(tmp) / "ego4d", clips, segments, width=width, height=height, gop=15)
-        models = write_tiny_encoders(Path(tmp) / "models")
+        models = model_dir if model_dir is not None else write_tiny_encoders(Path(tmp) / "models")
         boxes = write_given_boxes_for(Path(tmp) / "boxes", clips)
         generate_s = time.perf_counter() - t0
         config = ExtractConfig(
@@ -156,12 +166,14 @@ def run_extract_bench(
             model_dir=models,
             num_frames=num_frames,
             workers=workers,
-            device="cpu",
+            device=device,
+            batch_size=batch_size,
             chunk_rows=16,
             progress=False,
         )
         report = run_extraction(config, echo=lambda _line: None)
-    return {
+        ceiling = time_decode_only(config) if decode_ceiling else None
+    result = {
         "benchmark": "extract",
         "clips": report.rows_ok + report.rows_failed,
         "clips_ok": report.rows_ok,
@@ -171,9 +183,46 @@ def run_extract_bench(
         "wall_seconds": round(report.wall_seconds, 2),
         "generate_seconds": round(generate_s, 2),
         "setup": f"{n_clips} clips x {clip_frames} frames {width}x{height} H.264, {segments_per_clip} segments each, "
-        f"T={num_frames}, tiny CLIP + DINOv2 on cpu, hands {hands}, {workers} decode workers",
+        f"T={num_frames}, {'model-dir' if model_dir else 'tiny'} CLIP + DINOv2 on {device}, hands {hands}, "
+        f"{workers} decode workers",
         "cpus": os.cpu_count(),
     }
+    if ceiling is not None:
+        rows, seconds = ceiling
+        result["decode_only_clips_per_second"] = round(rows / seconds, 2)
+        result["decode_only_seconds"] = round(seconds, 3)
+        result["share_of_decode_ceiling"] = round(report.clips_per_second * seconds / rows, 3)
+    return result
+
+
+def time_decode_only(config: Any) -> tuple[int, float]:
+    """``(rows, seconds)`` to decode every row of ``config``'s dataset through the extraction's decode pool
+    (same chunks, settings and workers) with no hands, encoders or store: the ceiling of that extraction."""
+    from xmic.extract.launch import DecodePool
+    from xmic.extract.pipeline import DecodeSettings
+    from xmic.extract.plan import FIRST_FRAME, load_dataset, plan_chunks
+
+    records = load_dataset(config).records
+    chunk_rows = config.chunk_rows or 16
+    chunks = list(range(-(-len(records) // chunk_rows)))
+    jobs = plan_chunks(
+        records,
+        chunk_rows,
+        chunks,
+        clamp_stop=config.dataset == "egtea",
+        first_frame=FIRST_FRAME.get(config.dataset, 0),
+    )
+    settings = DecodeSettings(
+        config.num_frames, config.resolved_bins(), config.decode_size, piece_rows=config.piece_rows
+    )
+    pool = DecodePool(jobs, settings, config.workers, config.prefetch)
+    t0 = time.perf_counter()
+    try:
+        for _item in pool:
+            pass
+    finally:
+        pool.close()
+    return sum(j.row_stop - j.row_start for j in jobs), time.perf_counter() - t0
 
 
 @click.command("extract")

@@ -111,6 +111,8 @@ def make_tiny_clip(
     layers: int = 2,
     heads: int = 2,
     seed: int = 0,
+    projection: int | None = None,
+    text: tuple[int, int, int] | None = None,
 ) -> Path:
     """Build and save a random-weight CLIP (text + vision towers, projection width ``dim``) with its tokenizer.
 
@@ -123,6 +125,8 @@ def make_tiny_clip(
         layers: Transformer layers per tower.
         heads: Attention heads; must divide ``dim``.
         seed: Torch seed for the random weights.
+        projection: Projection (embedding) width D when it differs from ``dim`` (real ViT-B/16: 768 wide, D 512).
+        text: ``(width, layers, heads)`` of the text tower when it differs from the vision tower's.
 
     Returns:
         ``out_dir`` as a Path.
@@ -136,14 +140,16 @@ def make_tiny_clip(
     out.mkdir(parents=True, exist_ok=True)
     vocab, merges = build_clip_vocab(vocab_words)
     max_length = 77
-    text = dict(
+    proj = projection or dim
+    text_dim, text_layers, text_heads = text or (dim, layers, heads)
+    text_config = dict(
         vocab_size=len(vocab),
-        hidden_size=dim,
-        intermediate_size=4 * dim,
-        num_hidden_layers=layers,
-        num_attention_heads=heads,
+        hidden_size=text_dim,
+        intermediate_size=4 * text_dim,
+        num_hidden_layers=text_layers,
+        num_attention_heads=text_heads,
         max_position_embeddings=max_length,
-        projection_dim=dim,
+        projection_dim=proj,
         bos_token_id=vocab[BOS],
         eos_token_id=vocab[EOS],
         pad_token_id=vocab[EOS],
@@ -155,9 +161,9 @@ def make_tiny_clip(
         num_attention_heads=heads,
         image_size=image_size,
         patch_size=patch,
-        projection_dim=dim,
+        projection_dim=proj,
     )
-    config = CLIPConfig(text_config=text, vision_config=vision, projection_dim=dim)
+    config = CLIPConfig(text_config=text_config, vision_config=vision, projection_dim=proj)
     torch.manual_seed(seed)
     model = CLIPModel(config).eval()
     model.save_pretrained(out, safe_serialization=True)
