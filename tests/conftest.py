@@ -66,3 +66,28 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+def tiny_clip_extract_config(tmp_path: Path, dataset: str, root: Path, splits, words, **overrides):
+    """An ``ExtractConfig`` for a small synthetic dataset: a tiny random CLIP whose tokenizer knows ``words``
+    (saved under ``tmp_path/models``), 8 slots, no workers, CPU, into ``tmp_path/cache.zarr``; ``overrides``
+    replace any field (``hands``, ``hand_options``, ``num_frames``, ...)."""
+    from xmic.extract.runner import ExtractConfig
+    from xmic.extract.tiny_models import make_tiny_clip
+
+    make_tiny_clip(tmp_path / "models" / "clip-vit-b16", vocab_words=sorted(words))
+    fields = dict(
+        dataset=dataset,
+        root=root,
+        splits=tuple(splits),
+        cache=tmp_path / "cache.zarr",
+        hands="none",
+        model_dir=tmp_path / "models",
+        num_frames=8,
+        workers=0,
+        device="cpu",
+        decode_size=0,
+        fmt="zarr",
+        progress=False,
+    )
+    return ExtractConfig(**{**fields, **overrides})

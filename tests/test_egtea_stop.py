@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import tiny_clip_extract_config
 
 from xmic.extract.datasets.egtea import parse_clip_name
 from xmic.extract.sampling import slot_frames
@@ -70,26 +71,11 @@ def test_fit_stops_clamps_only_the_short_clip(short_clip) -> None:
 
 def test_store_records_the_stop_frame_sampling_used(short_clip, tmp_path: Path) -> None:
     from xmic.cache.reader import StoreReader
-    from xmic.extract.runner import ExtractConfig, run_extraction
-    from xmic.extract.tiny_models import make_tiny_clip
+    from xmic.extract.runner import run_extraction
 
     root, _old, new = short_clip
-    words = sorted({w for n in KITCHEN_C.verbs + KITCHEN_C.nouns for w in n.split()})
-    make_tiny_clip(tmp_path / "models" / "clip-vit-b16", vocab_words=words)
-    config = ExtractConfig(
-        dataset="egtea",
-        root=root,
-        splits=("test",),
-        cache=tmp_path / "cache.zarr",
-        hands="none",
-        model_dir=tmp_path / "models",
-        num_frames=8,
-        workers=0,
-        device="cpu",
-        decode_size=0,
-        fmt="zarr",
-        progress=False,
-    )
+    words = {w for n in KITCHEN_C.verbs + KITCHEN_C.nouns for w in n.split()}
+    config = tiny_clip_extract_config(tmp_path, "egtea", root, ("test",), words)
     lines: list[str] = []
     report = run_extraction(config, echo=lines.append)
     assert report.rows_failed == 0 and report.rows_ok == TINY.val

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import tiny_clip_extract_config
 
 from xmic.extract.datasets.egtea import parse_clip_name
 from xmic.extract.hands import HandBoxError, make_hand_provider
@@ -102,27 +103,19 @@ def test_extraction_with_hoa_boxes(bench, tmp_path: Path, dataset: str) -> None:
     """`xmic extract`'s runner with --hands hoa --hoa-dir: the store holds the true box of every sampled frame and
     records the provider with its dataset numbering."""
     from xmic.cache.reader import StoreReader
-    from xmic.extract.runner import ExtractConfig, run_extraction
-    from xmic.extract.tiny_models import make_tiny_clip
+    from xmic.extract.runner import run_extraction
 
     spec = KITCHEN_B if dataset == "ego4d" else KITCHEN_C
     info = bench.manifest["datasets"][dataset]
-    words = sorted({w for n in spec.verbs + spec.nouns for w in n.replace("_", " ").replace("/", " ").split()})
-    make_tiny_clip(tmp_path / "models" / "clip-vit-b16", vocab_words=words)
-    config = ExtractConfig(
-        dataset=dataset,
-        root=bench.out / info["root"],
-        splits=tuple(info["splits"].values()),
-        cache=tmp_path / "cache.zarr",
+    words = {w for n in spec.verbs + spec.nouns for w in n.replace("_", " ").replace("/", " ").split()}
+    config = tiny_clip_extract_config(
+        tmp_path,
+        dataset,
+        bench.out / info["root"],
+        info["splits"].values(),
+        words,
         hands="hoa",
         hand_options={"hoa_dir": str(bench.out / f"hoa_{dataset}")},
-        model_dir=tmp_path / "models",
-        num_frames=8,
-        workers=0,
-        device="cpu",
-        decode_size=0,
-        fmt="zarr",
-        progress=False,
     )
     report = run_extraction(config, echo=lambda _m: None)
     assert report.rows_failed == 0 and report.rows_ok > 0
@@ -139,28 +132,21 @@ def test_extraction_with_hoa_boxes(bench, tmp_path: Path, dataset: str) -> None:
 
 
 def _extract(bench, tmp_path: Path, dataset: str, hands: str, options: dict) -> Path:
-    from xmic.extract.runner import ExtractConfig, run_extraction
-    from xmic.extract.tiny_models import make_tiny_clip
+    from xmic.extract.runner import run_extraction
 
     spec = KITCHEN_B if dataset == "ego4d" else KITCHEN_C
     info = bench.manifest["datasets"][dataset]
-    words = sorted({w for n in spec.verbs + spec.nouns for w in n.replace("_", " ").replace("/", " ").split()})
-    make_tiny_clip(tmp_path / "models" / "clip-vit-b16", vocab_words=words)
+    words = {w for n in spec.verbs + spec.nouns for w in n.replace("_", " ").replace("/", " ").split()}
     cache = tmp_path / "cache.zarr"
-    config = ExtractConfig(
-        dataset=dataset,
-        root=bench.out / info["root"],
-        splits=tuple(info["splits"].values()),
-        cache=cache,
+    config = tiny_clip_extract_config(
+        tmp_path,
+        dataset,
+        bench.out / info["root"],
+        info["splits"].values(),
+        words,
         hands=hands,
         hand_options=options,
-        model_dir=tmp_path / "models",
         num_frames=16,
-        workers=0,
-        device="cpu",
-        decode_size=0,
-        fmt="zarr",
-        progress=False,
     )
     run_extraction(config, echo=lambda _m: None)
     return cache

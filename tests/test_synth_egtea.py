@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import decode_mp4
+from conftest import decode_mp4, tiny_clip_extract_config
 
 from xmic.evaluate.names import normalise_name
 from xmic.extract.datasets import read_annotations
@@ -315,26 +315,18 @@ def test_cli_datasets_option(tmp_path: Path) -> None:
 def test_extraction_of_kitchen_c_with_given_boxes(bench3, tmp_path: Path) -> None:
     """`xmic extract`'s runner on kitchen C with a tiny random CLIP: every clip extracts, every box is found."""
     from xmic.cache.reader import StoreReader
-    from xmic.extract.runner import ExtractConfig, run_extraction
-    from xmic.extract.tiny_models import make_tiny_clip
+    from xmic.extract.runner import run_extraction
 
     info = bench3.manifest["datasets"]["egtea"]
-    words = sorted({w for n in KITCHEN_C.verbs + KITCHEN_C.nouns for w in n.split()})
-    make_tiny_clip(tmp_path / "models" / "clip-vit-b16", vocab_words=words)
-    config = ExtractConfig(
-        dataset="egtea",
-        root=bench3.out / info["root"],
-        splits=tuple(info["splits"].values()),
-        cache=tmp_path / "cache.zarr",
+    words = {w for n in KITCHEN_C.verbs + KITCHEN_C.nouns for w in n.split()}
+    config = tiny_clip_extract_config(
+        tmp_path,
+        "egtea",
+        bench3.out / info["root"],
+        info["splits"].values(),
+        words,
         hands="given",
         hand_options={"hand_boxes": str(bench3.out / info["hand_boxes"])},
-        model_dir=tmp_path / "models",
-        num_frames=8,
-        workers=0,
-        device="cpu",
-        decode_size=0,
-        fmt="zarr",
-        progress=False,
     )
     report = run_extraction(config, echo=lambda _m: None)
     assert report.rows_ok == TINY.train + TINY.val and report.rows_failed == 0
