@@ -143,19 +143,9 @@ def decode_rows(reader: Any, rows: Sequence[int], root: str | Path | None = None
         rec = by_id.get(stored_ids[row])
         if rec is None:
             raise BoxSheetError(f"segment {stored_ids[row]} (row {row}) is not in the annotations under {config.root}")
-        videos.append(
-            VideoJob(
-                video_id=rec.video_id,
-                path=None if rec.video_path is None else str(rec.video_path),
-                media_kind=rec.media_kind,
-                annot_fps=float(rec.fps),
-                clamp_stop=config.dataset == "egtea",
-                rows=(row,),
-                starts=(int(rec.start_frame),),
-                stops=(int(rec.stop_frame),),
-                first_frame=FIRST_FRAME.get(config.dataset, 0),
-            )
-        )
+        first_frame = FIRST_FRAME.get(config.dataset, 0)
+        clamp = config.dataset == "egtea"
+        videos.append(VideoJob.for_records([rec], (row,), clamp_stop=clamp, first_frame=first_frame))
     settings = DecodeSettings(reader.spec.num_frames, config.resolved_bins(), config.decode_size or None)
     out: dict[int, np.ndarray] = {}
     for item in decode_chunk(ChunkJob(0, 0, len(stored_ids), tuple(videos)), settings):

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -70,6 +70,24 @@ class VideoJob:
     starts: tuple[int, ...]  # annotation frames, inclusive
     stops: tuple[int, ...]
     first_frame: int = 0  # annotation number of the media's first frame: EPIC 1 (frame_0000000001.jpg), else 0
+
+    @classmethod
+    def for_records(
+        cls, records: Sequence[Any], rows: Sequence[int], *, clamp_stop: bool, first_frame: int
+    ) -> VideoJob:
+        """The job of ``records`` (annotation records of one video, in row order) written to store ``rows``."""
+        first = records[0]
+        return cls(
+            video_id=first.video_id,
+            path=None if first.video_path is None else str(first.video_path),
+            media_kind=first.media_kind,
+            annot_fps=float(first.fps),
+            clamp_stop=clamp_stop,
+            rows=tuple(int(r) for r in rows),
+            starts=tuple(int(r.start_frame) for r in records),
+            stops=tuple(int(r.stop_frame) for r in records),
+            first_frame=first_frame,
+        )
 
 
 @dataclass(frozen=True)

@@ -133,19 +133,8 @@ def plan_chunks(
             end = row
             while end < hi and records[end].video_id == first.video_id:
                 end += 1
-            group = records[row:end]
             videos.append(
-                VideoJob(
-                    video_id=first.video_id,
-                    path=None if first.video_path is None else str(first.video_path),
-                    media_kind=first.media_kind,
-                    annot_fps=float(first.fps),
-                    clamp_stop=clamp_stop,
-                    rows=tuple(range(row, end)),
-                    starts=tuple(int(r.start_frame) for r in group),
-                    stops=tuple(int(r.stop_frame) for r in group),
-                    first_frame=first_frame,
-                )
+                VideoJob.for_records(records[row:end], range(row, end), clamp_stop=clamp_stop, first_frame=first_frame)
             )
             row = end
         jobs.append(ChunkJob(c, lo, hi, tuple(videos)))
