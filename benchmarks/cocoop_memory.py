@@ -64,7 +64,7 @@ def build_encoder(small: bool, words: list[str], folder: Path):
     from transformers import AutoTokenizer, CLIPTextConfig, CLIPTextModelWithProjection
 
     from xmic.adapt.text_encoder import FrozenTextEncoder
-    from xmic.extract.tiny_models import BOS, EOS, _write_clip_tokenizer, build_clip_vocab
+    from xmic.demo.tiny_models import BOS, EOS, _write_clip_tokenizer, build_clip_vocab
 
     width, layers, heads, mlp, proj, vocab_size = SMALL if small else REAL
     vocab, merges = build_clip_vocab(words + ["a", "photo", "of"])

@@ -138,7 +138,7 @@ def bench_preprocess(batch: int, iters: int, device: torch.device, spec_name: st
     import dataclasses
 
     from xmic.extract.preprocess import preprocess, preprocess_crops
-    from xmic.extract.registry import get_encoder_spec
+    from xmic.registry import get_encoder_spec
 
     spec = get_encoder_spec(spec_name)
     spec = dataclasses.replace(spec, image_size=size, resize=round(size * spec.resize / spec.image_size))

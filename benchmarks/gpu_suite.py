@@ -171,7 +171,7 @@ def part_encoders(sizes: dict[str, Any], device: torch.device, tflops: float, bu
 def write_encoders(model_dir: Path, smoke: bool) -> Path:
     """CLIP ViT-B/16 and DINOv2-B/14 checkpoints (random weights; real size unless ``smoke``) under ``model_dir``."""
     from xmic.bench.extract import TAXONOMY
-    from xmic.extract.tiny_models import make_tiny_clip, make_tiny_dinov2
+    from xmic.demo.tiny_models import make_tiny_clip, make_tiny_dinov2
 
     words = [w.split("_")[0] for w in TAXONOMY["verbs"] + TAXONOMY["nouns"]]
     configs = gpu_encoders.SMOKE if smoke else gpu_encoders.REAL

@@ -72,8 +72,8 @@ def tiny_clip_extract_config(tmp_path: Path, dataset: str, root: Path, splits, w
     """An ``ExtractConfig`` for a small synthetic dataset: a tiny random CLIP whose tokenizer knows ``words``
     (saved under ``tmp_path/models``), 8 slots, no workers, CPU, into ``tmp_path/cache.zarr``; ``overrides``
     replace any field (``hands``, ``hand_options``, ``num_frames``, ...)."""
+    from xmic.demo.tiny_models import make_tiny_clip
     from xmic.extract.runner import ExtractConfig
-    from xmic.extract.tiny_models import make_tiny_clip
 
     make_tiny_clip(tmp_path / "models" / "clip-vit-b16", vocab_words=sorted(words))
     fields = dict(

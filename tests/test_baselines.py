@@ -1,4 +1,4 @@
-"""Baselines trained from the cache, on a tiny random-weight CLIP built offline (xmic.extract.tiny_models)."""
+"""Baselines trained from the cache, on a tiny random-weight CLIP built offline (xmic.demo.tiny_models)."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ WORDS = ["a", "photo", "video", "of", "the", "cut", "onion", "knife", "chopping"
 def clip_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from transformers import CLIPConfig, CLIPModel
 
-    from xmic.extract.tiny_models import make_tiny_clip
+    from xmic.demo.tiny_models import make_tiny_clip
 
     out = make_tiny_clip(tmp_path_factory.mktemp("clip") / "tiny", vocab_words=WORDS, dim=D)
     cfg = CLIPConfig.from_pretrained(out)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from conftest import shared_path
 
-from xmic.extract import sampling
+from xmic import sampling
 from xmic.extract.decode import (
     DecodeStats,
     VideoDecodeError,
@@ -19,7 +19,7 @@ from xmic.extract.decode import (
     probe_video,
 )
 from xmic.extract.frames import count_frames, frame_file, probe_frame_folder, read_frame_folder_segments
-from xmic.extract.synthvideo import index_frame, read_frame_index, write_test_video
+from xmic.synth.video import index_frame, read_frame_index, write_test_video
 
 N_FRAMES, GOP, W, H = 600, 12, 128, 96
 

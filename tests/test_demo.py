@@ -186,8 +186,8 @@ def test_render_pairs_is_deterministic_and_labelled() -> None:
 
 
 def test_demo_encoders_have_their_own_registry_entries(tmp_path: Path) -> None:
-    from xmic.extract.encoders import ModelNotFoundError, find_model_dir
-    from xmic.extract.registry import ENCODERS, get_encoder_spec
+    from xmic.registry import ENCODERS, get_encoder_spec
+    from xmic.weights import ModelNotFoundError, find_model_dir
 
     assert ENCODERS["clip-vit-b16"].model_id == "openai/clip-vit-base-patch16"  # real entries keep their ids
     for name in ("demo-clip", "demo-dinov2"):

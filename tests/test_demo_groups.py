@@ -53,7 +53,7 @@ def test_fresh_store_gets_generated_groups_with_both_encoders(fresh: Path) -> No
 def test_demo_groups_use_the_bin_centre_layout_and_old_ones_are_rebuilt(fresh: Path, tmp_path: Path) -> None:
     from xmic.cache import layout
     from xmic.cache.backend import Backend
-    from xmic.extract.sampling import DEFAULT_NUM_FRAMES, SAMPLING_RULE
+    from xmic.sampling import DEFAULT_NUM_FRAMES, SAMPLING_RULE
 
     for group in ("synth-epic", "synth-ego4d"):
         spec = StoreReader(fresh, group).spec

@@ -14,7 +14,7 @@ import pytest
 from conftest import tiny_clip_extract_config
 
 from xmic.extract.datasets.egtea import parse_clip_name
-from xmic.extract.sampling import slot_frames
+from xmic.sampling import slot_frames
 from xmic.synth import KITCHEN_C, generate
 from xmic.synth.generate import Sizes
 from xmic.synth.writers import egtea_clip_path

@@ -14,11 +14,11 @@ import torch
 from PIL import Image
 
 from xmic.cache.schema import PROMPT_TEMPLATES
+from xmic.demo.tiny_models import make_tiny_clip, make_tiny_dinov2
 from xmic.extract.encoders import ModelNotFoundError, load_encoder
 from xmic.extract.preprocess import box_pixels, crop_boxes, preprocess, preprocess_crops
-from xmic.extract.registry import CLIP_MEAN, IMAGENET_STD
 from xmic.extract.text import text_embeddings
-from xmic.extract.tiny_models import make_tiny_clip, make_tiny_dinov2
+from xmic.registry import CLIP_MEAN, IMAGENET_STD
 
 WORDS = ["chopping", "board", "cut", "knife"]
 

@@ -211,7 +211,7 @@ def test_a_worker_error_reaches_the_main_process_with_its_traceback(tmp_path: Pa
 
     from xmic.extract.launch import DecodePool
     from xmic.extract.pipeline import ChunkJob, DecodeSettings, VideoJob
-    from xmic.extract.synthvideo import index_frame
+    from xmic.synth.video import index_frame
 
     folder = tmp_path / "P01_01"
     folder.mkdir()

@@ -20,8 +20,8 @@ from xmic.extract.decode import decode_all_then_index
 from xmic.extract.encoders import load_encoder
 from xmic.extract.extract_cli import extract
 from xmic.extract.runner import ExtractConfig, run_extraction
-from xmic.extract.sampling import slot_frames_batch
-from xmic.extract.synthvideo import index_frame, write_test_video
+from xmic.sampling import slot_frames_batch
+from xmic.synth.video import index_frame, write_test_video
 
 T = 4
 CLIPS = {"clipA": 48, "clipB": 40, "clipC": 36}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from xmic.adapt.data import FeatureBank, cond_views, frame_slots
-from xmic.extract.sampling import pick_bin_slots
+from xmic.sampling import pick_bin_slots
 
 
 def test_cond_views_order():

@@ -12,10 +12,10 @@ from click.testing import CliRunner
 
 from xmic.bench.extract import write_ego4d_dataset, write_tiny_encoders
 from xmic.cache.backend import Backend
+from xmic.cache.hand_info import hand_boxes_line, hand_coverage, hand_source, no_hands_reason
 from xmic.cache.reader import StoreReader
 from xmic.cache.schema import StoreSpec
 from xmic.cache.synthetic import write_random_store
-from xmic.evaluate.hand_policy import hand_boxes_line, hand_coverage, hand_source, no_hands_reason
 from xmic.evaluate.reproduce import ReproduceSettings
 from xmic.evaluate.reproduce_data import (
     HandPlan,

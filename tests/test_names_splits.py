@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 from conftest import find_realdata
 
-from xmic.evaluate.names import (
+from xmic.classnames import (
     ego4d_base_prompt,
     ego4d_names,
     egtea_names,

@@ -90,7 +90,7 @@ def test_cli_prints_a_ranking(demo: Path) -> None:
 
 
 def test_errors_name_the_problem(demo: Path, tmp_path: Path) -> None:
-    from xmic.extract.tiny_models import make_tiny_clip
+    from xmic.demo.tiny_models import make_tiny_clip
 
     run = _run(demo, "xmic", "synth-epic")
     video = next((demo / "data" / "ego4d" / "v2" / "clips").glob("*.mp4"))

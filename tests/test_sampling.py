@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from xmic.cache.schema import StoreSpec
-from xmic.extract.sampling import (
+from xmic.sampling import (
     DEFAULT_NUM_FRAMES,
     SAMPLING_RULE,
     centre_candidate,

@@ -285,7 +285,7 @@ def test_prompt_learning_refuses_text_weights_other_than_the_stores(tmp_path, mo
 
     import xmic.cache.synthetic as synthetic
     from xmic.cache.hashing import weights_sha256
-    from xmic.extract.tiny_models import make_tiny_clip
+    from xmic.demo.tiny_models import make_tiny_clip
 
     ours = make_tiny_clip(tmp_path / "ours", dim=32)
     other = make_tiny_clip(tmp_path / "other", dim=32, seed=7)

@@ -11,10 +11,10 @@ import pytest
 from click.testing import CliRunner
 from conftest import decode_mp4
 
-from xmic.evaluate.names import normalise_name
+from xmic.classnames import normalise_name
 from xmic.extract.datasets import read_annotations
 from xmic.extract.hands.given import GivenBoxProvider
-from xmic.extract.sampling import slot_frames
+from xmic.sampling import slot_frames
 from xmic.synth import KITCHEN_A, KITCHEN_B, generate
 from xmic.synth.cli import synth
 from xmic.synth.generate import Sizes, plan_dataset

@@ -11,11 +11,11 @@ import pytest
 from click.testing import CliRunner
 from conftest import decode_mp4, tiny_clip_extract_config
 
-from xmic.evaluate.names import normalise_name
+from xmic.classnames import normalise_name
 from xmic.extract.datasets import read_annotations
 from xmic.extract.datasets.egtea import parse_clip_name
 from xmic.extract.hands.given import GivenBoxProvider
-from xmic.extract.sampling import slot_frames
+from xmic.sampling import slot_frames
 from xmic.synth import KITCHEN_A, KITCHEN_B, KITCHEN_C, class_split, generate
 from xmic.synth.cli import synth
 from xmic.synth.generate import Sizes, plan_dataset

@@ -214,7 +214,7 @@ def test_coop_uses_the_store_encoders_own_weights(tmp_path, monkeypatch):
     import dataclasses
 
     import xmic.cache.synthetic as synthetic
-    from xmic.extract.tiny_models import make_tiny_clip
+    from xmic.demo.tiny_models import make_tiny_clip
 
     model_dir = make_tiny_clip(tmp_path / "tiny-clip", dim=DIM)
     real = synthetic.synthetic_encoder_spec

@@ -104,7 +104,7 @@ def clip_frames(
         ``(first frame, last frame, frame_index (T,), frames (T, H, W, 3) uint8, VideoInfo)``.
     """
     from xmic.extract.decode import decode_video_segments, probe_video
-    from xmic.extract.sampling import parse_sampling_rule, slot_frames
+    from xmic.sampling import parse_sampling_rule, slot_frames
 
     info = probe_video(video)
     last = max(info.n_frames - 1, 0)
@@ -274,8 +274,8 @@ def predict_cmd(video: Path, run_dir: Path, as_json: bool, **kw: Any) -> None:
     from transformers.utils import logging as hf_logging
 
     from xmic.cache.errors import StoreError
-    from xmic.extract.encoders import ModelNotFoundError
     from xmic.extract.segplan import VideoDecodeError
+    from xmic.weights import ModelNotFoundError
 
     hf_logging.disable_progress_bar()  # one "Loading weights" bar per encoder would bury the ranking
     opts = pop_hand_options(kw)

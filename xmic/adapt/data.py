@@ -33,7 +33,7 @@ def frame_slots(
 
     Training draws one candidate per bin at random; evaluation takes candidate ``(k - 1) // 2`` of the ``k`` in
     every bin, the bin's centre frame for the odd ``k`` extraction writes (1 of the default 3), as
-    :func:`xmic.extract.sampling.pick_bin_slots`. (Synthetic stores may hold an even ``k``; the first of the middle
+    :func:`xmic.sampling.pick_bin_slots`. (Synthetic stores may hold an even ``k``; the first of the middle
     two is taken there.)
     ``generator`` must live on ``device``.
     """

@@ -111,7 +111,7 @@ def text_weights(run_dir: Path, cfg: TrainConfig, meta: dict[str, Any], model_di
     if model_dir is None and recorded and (Path(recorded) / "config.json").is_file():
         return recorded
     from xmic.cache.schema import StoreSpec
-    from xmic.extract.encoders import ModelNotFoundError, find_model_dir
+    from xmic.weights import ModelNotFoundError, find_model_dir
 
     encoder = StoreSpec.from_json(meta["store"]["spec"]).encoders[cfg.encoder]
     try:

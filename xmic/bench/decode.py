@@ -1,8 +1,8 @@
 """`xmic bench decode`: sparse per-video decoding against decode-everything-then-index, same video, same run.
 
-The video is a generated 456x256 H.264 MP4 (:mod:`xmic.extract.synthvideo`) with EPIC-like segments:
+The video is a generated 456x256 H.264 MP4 (:mod:`xmic.synth.video`) with EPIC-like segments:
 1-5 s long, separated by gaps, covering a minority of the video. Each segment asks for its 32 slot frames
-(:func:`xmic.extract.sampling.slot_frames`). Both paths return the same arrays (checked); the reference
+(:func:`xmic.sampling.slot_frames`). Both paths return the same arrays (checked); the reference
 decodes every frame of the video (:func:`xmic.extract.decode.decode_all_then_index`), the sparse path
 decodes each segment's span plus the keyframe lead-in (:func:`xmic.extract.decode.decode_video_segments`).
 """
@@ -21,8 +21,8 @@ import click
 import numpy as np
 
 from xmic.extract.decode import DecodeStats, decode_all_then_index, decode_video_segments, probe_video
-from xmic.extract.sampling import slot_frames
-from xmic.extract.synthvideo import write_test_video
+from xmic.sampling import slot_frames
+from xmic.synth.video import write_test_video
 
 GOAL_SPEEDUP = 3.0
 

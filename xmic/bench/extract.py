@@ -1,8 +1,8 @@
 """`xmic bench extract`: clips/s of a whole extraction and the share of its time in decode, hands, encode, write.
 
 The dataset is generated on the spot in the real Ego4D FHO layout (``v2/annotations/fho_lta_{train,taxonomy}.json``
-and ``v2/clips/<clip_uid>.mp4``, :mod:`xmic.extract.synthvideo` videos) with boxes for ``--hands given``; the
-encoders are tiny random-weight CLIP and DINOv2 checkpoints (:mod:`xmic.extract.tiny_models`), so the numbers
+and ``v2/clips/<clip_uid>.mp4``, :mod:`xmic.synth.video` videos) with boxes for ``--hands given``; the
+encoders are tiny random-weight CLIP and DINOv2 checkpoints (:mod:`xmic.demo.tiny_models`), so the numbers
 measure the pipeline (decode, crops, preprocessing, store writes), not a real ViT. :func:`write_ego4d_dataset`
 and :func:`write_tiny_encoders` are also what the extraction tests build their data with.
 """
@@ -51,7 +51,7 @@ def write_ego4d_dataset(
     Returns:
         ``root``. Labels cycle through the taxonomy (action ``k`` of a clip: verb ``k % 4``, noun ``(k+1) % 4``).
     """
-    from xmic.extract.synthvideo import write_test_video
+    from xmic.synth.video import write_test_video
 
     root = Path(root)
     ann = root / "v2" / "annotations"
@@ -84,11 +84,11 @@ def write_ego4d_dataset(
 def write_tiny_encoders(model_dir: str | Path, names: Sequence[str] = ("clip-vit-b16", "dinov2-vitb14")) -> Path:
     """Tiny random-weight checkpoints at ``model_dir/<registry name>`` (what ``--model-dir`` then finds).
 
-    CLIP entries get :func:`~xmic.extract.tiny_models.make_tiny_clip` (seeded by their position in ``names``, so
-    two CLIP entries differ), DINOv2 entries :func:`~xmic.extract.tiny_models.make_tiny_dinov2`.
+    CLIP entries get :func:`~xmic.demo.tiny_models.make_tiny_clip` (seeded by their position in ``names``, so
+    two CLIP entries differ), DINOv2 entries :func:`~xmic.demo.tiny_models.make_tiny_dinov2`.
     """
-    from xmic.extract.registry import get_encoder_spec
-    from xmic.extract.tiny_models import make_tiny_clip, make_tiny_dinov2
+    from xmic.demo.tiny_models import make_tiny_clip, make_tiny_dinov2
+    from xmic.registry import get_encoder_spec
 
     words = [w.split("_")[0] for w in TAXONOMY["verbs"] + TAXONOMY["nouns"]]
     for seed, name in enumerate(names):

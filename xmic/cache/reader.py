@@ -282,7 +282,7 @@ class StoreReader(layout.GroupView):
         Evaluation takes the centre frame of each bin, so a store whose sampling rule has an even number of
         candidates per bin cannot be used by stage two; the message says how to re-extract it.
         """
-        from xmic.extract.sampling import parse_sampling_rule, rule_lacks_bin_centres
+        from xmic.sampling import parse_sampling_rule, rule_lacks_bin_centres
 
         rule = self.spec.sampling
         if not rule_lacks_bin_centres(rule):

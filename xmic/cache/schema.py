@@ -132,7 +132,7 @@ class StoreSpec:
     dataset: str  # "epic" | "ego4d" | "egtea" | any name
     num_frames: int  # T slots per segment
     encoders: dict[str, EncoderSpec]  # features/<name> present, keyed by registry name
-    sampling: str = "uniform-bins:16x3"  # frame sampling rule (xmic.extract.sampling.SAMPLING_RULE)
+    sampling: str = "uniform-bins:16x3"  # frame sampling rule (xmic.sampling.SAMPLING_RULE)
     chunk_rows: int = 256
     hands: str = "none"  # hand-box provider
     annotations: dict[str, str] = field(default_factory=dict)  # file name -> sha256

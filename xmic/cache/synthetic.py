@@ -23,7 +23,7 @@ SEGMENTS_PER_VIDEO = 8
 
 def synthetic_encoder_spec(name: str, dim: int) -> EncoderSpec:
     """The registry entry of ``name`` (its width replaced by ``dim`` if different) or a made-up spec."""
-    from xmic.extract.registry import CLIP_MEAN, CLIP_STD, ENCODERS
+    from xmic.registry import CLIP_MEAN, CLIP_STD, ENCODERS
 
     if name in ENCODERS:
         spec = ENCODERS[name]

@@ -42,8 +42,8 @@ def _old_layout_groups(cache: Path, groups: Sequence[str]) -> list[str]:
     """The groups of ``groups`` an older xmic wrote: a sampling rule without bin-centre candidates (the old 16x2
     layout), or the tiny CLIP stored under a real model's name (``clip-vit-b16`` before it became ``demo-clip``)."""
     from xmic.cache.reader import StoreReader
-    from xmic.extract.registry import DEMO_CLIP
-    from xmic.extract.sampling import rule_lacks_bin_centres
+    from xmic.registry import DEMO_CLIP
+    from xmic.sampling import rule_lacks_bin_centres
 
     specs = {g: StoreReader(cache, g).spec for g in groups}
     return [g for g, s in specs.items() if rule_lacks_bin_centres(s.sampling) or DEMO_CLIP not in s.encoders]

@@ -21,7 +21,7 @@ from typing import Any
 
 from xmic.demo.pretrain import PretrainConfig, PretrainReport, pretrain_clip
 from xmic.demo.webdata import caption_words
-from xmic.extract.registry import DEMO_CLIP, DEMO_DINO
+from xmic.registry import DEMO_CLIP, DEMO_DINO
 
 Echo = Callable[[str], None]
 DEFAULT_PRETRAIN = PretrainConfig()
@@ -82,7 +82,7 @@ def make_demo_encoders(
     Returns:
         A :class:`ModelsReport`.
     """
-    from xmic.extract.tiny_models import make_tiny_clip
+    from xmic.demo.tiny_models import make_tiny_clip
 
     t0 = time.perf_counter()
     root = Path(model_dir)
@@ -102,7 +102,7 @@ def make_demo_encoders(
 
 def write_demo_dino(model_dir: str | Path, *, seed: int = 0, echo: Echo = print) -> Path:
     """Write the demo's tiny random-weight DINOv2 to ``model_dir/demo-dinov2`` (width 32); returns that folder."""
-    from xmic.extract.tiny_models import make_tiny_dinov2
+    from xmic.demo.tiny_models import make_tiny_dinov2
 
     path = make_tiny_dinov2(Path(model_dir) / DINO_NAME, dim=32, seed=seed + 1)
     echo("tiny DINOv2 written with random weights (X-MIC+DINO shows the mechanics, not DINOv2's features)")

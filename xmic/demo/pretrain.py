@@ -159,7 +159,7 @@ def pretrain_clip(
     """Pretrain the CLIP saved in ``model_dir`` on rendered pairs and save it back in place.
 
     Args:
-        model_dir: A CLIP folder in Hugging Face layout (e.g. from :func:`xmic.extract.tiny_models.make_tiny_clip`).
+        model_dir: A CLIP folder in Hugging Face layout (e.g. from :func:`xmic.demo.tiny_models.make_tiny_clip`).
         config: Steps, batch, learning rate, pairs.
         progress: Show a progress bar.
         echo: Where the summary line goes.
@@ -171,7 +171,7 @@ def pretrain_clip(
 
     from xmic.demo.webdata import all_nouns, all_verbs
     from xmic.extract.encoders import load_encoder
-    from xmic.extract.registry import DEMO_CLIP
+    from xmic.registry import DEMO_CLIP
 
     config = config or PretrainConfig()
     t0 = time.perf_counter()

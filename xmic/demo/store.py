@@ -15,8 +15,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from xmic.extract.registry import DEMO_CLIP
-from xmic.extract.sampling import DEFAULT_NUM_FRAMES
+from xmic.registry import DEMO_CLIP
+from xmic.sampling import DEFAULT_NUM_FRAMES
 
 Echo = Callable[[str], None]
 GROUP_PREFIX = "synth-"

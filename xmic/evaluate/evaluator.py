@@ -18,8 +18,8 @@ from xmic.adapt.data import FeatureBank, frame_slots, load_bank
 from xmic.adapt.trainer import class_text
 from xmic.cache.errors import StoreSpecError
 from xmic.cache.schema import same_identity
+from xmic.classnames import normalise_name
 from xmic.evaluate.metrics import class_mean_top1, harmonic_mean, subset_accuracy, top1
-from xmic.evaluate.names import normalise_name
 
 
 def evaluation_splits(reader) -> tuple[str, ...]:

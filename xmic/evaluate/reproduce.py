@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from xmic.adapt.config import PRESETS, StaleRunError, TrainConfig
-from xmic.evaluate.hand_policy import hand_boxes_line, no_hands_reason
+from xmic.cache.hand_info import hand_boxes_line, no_hands_reason
 from xmic.evaluate.paper_file import load_paper_table
 from xmic.evaluate.reproduce_data import (  # noqa: F401 - re-exported: part of this module's interface
     EXTRACT_SPLITS,

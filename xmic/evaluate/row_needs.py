@@ -29,7 +29,7 @@ def resolve_row(
         row: the run configuration.
         settings: the rebuild's settings (``model_dir`` for the prompt learners' text encoder, ``allow_no_hands``).
         readers: :class:`~xmic.cache.reader.StoreReader` of every group the table trains or evaluates on.
-        no_hands: group -> why it has no usable hand boxes (:func:`~xmic.evaluate.hand_policy.no_hands_reason`);
+        no_hands: group -> why it has no usable hand boxes (:func:`~xmic.cache.hand_info.no_hands_reason`);
             X-MIC rows refuse such groups unless ``settings.allow_no_hands``.
     """
     from xmic.adapt.baselines import VITA_CLIP_MESSAGE
@@ -81,7 +81,7 @@ def resolve_row(
             "re-run `xmic extract` on those groups (it adds the missing prompts and keeps the features)"
         )
     if row.method in PROMPT_LEARNERS:
-        from xmic.extract.encoders import ModelNotFoundError, find_model_dir
+        from xmic.weights import ModelNotFoundError, find_model_dir
 
         entry = specs[0].encoders[clip]
         source = entry.source

@@ -6,7 +6,7 @@ vocabulary, *novel* ones do not, and each subset is classified among its own cla
 
 Two ways to get the shared classes:
 
-- ``rule="exact"``: prompt names equal after :func:`~xmic.evaluate.names.normalise_name`.
+- ``rule="exact"``: prompt names equal after :func:`~xmic.classnames.normalise_name`.
 - the authors' split files (one class name per line, e.g. ``epic_ego_common_exact_noun.txt``). Their
   ``epic_ego_*`` files list EPIC classes by prompt name ("chopping board", "turn on"); their
   ``ego_epic_*`` files list Ego4D classes by raw taxonomy name ("bag_(bag,_grocery,...)",
@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from xmic.evaluate.names import ego4d_names, egtea_prompt, epic_prompt, normalise_name
+from xmic.classnames import ego4d_names, egtea_prompt, epic_prompt, normalise_name
 from xmic.evaluate.vocab_files import Vocab
 
 RULES = ("exact",)
@@ -35,7 +35,7 @@ def shared_classes(vocab: Vocab, other: Vocab | Iterable[str], rule: str = "exac
     Args:
         vocab: the vocabulary to split (usually the target / test dataset's).
         other: the other vocabulary (usually the training dataset's), or its prompt names.
-        rule: ``"exact"``: equal after :func:`~xmic.evaluate.names.normalise_name`.
+        rule: ``"exact"``: equal after :func:`~xmic.classnames.normalise_name`.
 
     Returns:
         Class ids of ``vocab`` in increasing order.
@@ -91,7 +91,7 @@ def split_from_file(vocab: Vocab | Sequence[str], names: Iterable[str], origin: 
     """Ids of ``vocab`` listed in ``names`` (from :func:`read_split_file`).
 
     A name matches a class when it equals its raw name, or when it equals its prompt name after
-    :func:`~xmic.evaluate.names.normalise_name` -- directly or once read as a raw name of the vocabulary's
+    :func:`~xmic.classnames.normalise_name` -- directly or once read as a raw name of the vocabulary's
     source ("board:chopping", "bag_(bag,_grocery)", "Cut/Slice"). So the authors' ``epic_ego_*`` (EPIC
     prompt names, ``_`` for spaces) and ``ego_epic_*`` (raw Ego4D names) files both work.
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from xmic.evaluate.names import ego4d_names, egtea_names, epic_names
+from xmic.classnames import ego4d_names, egtea_names, epic_names
 
 Kind = Literal["noun", "verb"]
 KINDS = ("noun", "verb")
@@ -30,7 +30,7 @@ class Vocab:
     Attributes:
         source: ``"epic"``, ``"ego4d"`` or ``"egtea"``.
         raw: class names as the file writes them, ``raw[i]`` is class ``ids[i]``.
-        prompt: prompt names (see :mod:`xmic.evaluate.names`), unique within the vocabulary.
+        prompt: prompt names (see :mod:`xmic.classnames`), unique within the vocabulary.
         ids: 0-based label ids, ``ids == list(range(len(raw)))``.
         kind: ``"noun"`` or ``"verb"``.
         path: the file it was read from (``""`` when built in memory).

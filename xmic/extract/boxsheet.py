@@ -252,9 +252,9 @@ def show_boxes(
     Returns:
         ``(out, rows drawn)``.
     """
+    from xmic.cache.hand_info import hand_record, hand_source
     from xmic.cache.reader import StoreReader
     from xmic.cache.schema import ROW_OK
-    from xmic.evaluate.hand_policy import hand_record, hand_source
 
     reader = StoreReader(cache, dataset)
     if rows is None:

@@ -271,7 +271,7 @@ class VideoFrameReader:
 
         Args:
             frame_lists: One 1-D integer array of frame indices per segment (e.g. ``(T,)`` from
-                :func:`xmic.extract.sampling.slot_frames`), in any order, overlapping or not.
+                :func:`xmic.sampling.slot_frames`), in any order, overlapping or not.
 
         Yields:
             ``(segment_idx, frames)`` with ``frames`` ``(T_s, H, W, 3)`` uint8 RGB, in the order segments

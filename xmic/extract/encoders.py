@@ -37,97 +37,12 @@ import torch
 from xmic.cache.hashing import weights_sha256
 from xmic.cache.schema import EncoderSpec
 from xmic.extract.preprocess import preprocess, preprocess_crops
-from xmic.extract.registry import DEMO_MODEL_PREFIX, get_encoder_spec
+from xmic.registry import get_encoder_spec
+from xmic.weights import ModelNotFoundError, check_weight_files, find_model_dir
 
 log = logging.getLogger(__name__)
 
-WEIGHT_FILES = (
-    "model.safetensors",
-    "model.safetensors.index.json",
-    "pytorch_model.bin",
-    "pytorch_model.bin.index.json",
-)
 _PIL_RESAMPLE = {0: "nearest", 2: "bilinear", 3: "bicubic"}
-
-
-class ModelNotFoundError(FileNotFoundError):
-    """The weights of a frozen encoder are not on this machine (nothing is downloaded at run time)."""
-
-
-def hf_cache_dir() -> Path:
-    """The Hugging Face hub cache folder, from the environment at call time."""
-    env = os.environ
-    if env.get("HF_HUB_CACHE"):
-        return Path(env["HF_HUB_CACHE"]).expanduser()
-    if env.get("HUGGINGFACE_HUB_CACHE"):
-        return Path(env["HUGGINGFACE_HUB_CACHE"]).expanduser()
-    if env.get("HF_HOME"):
-        return Path(env["HF_HOME"]).expanduser() / "hub"
-    xdg = Path(env["XDG_CACHE_HOME"]).expanduser() if env.get("XDG_CACHE_HOME") else Path.home() / ".cache"
-    return xdg / "huggingface" / "hub"
-
-
-def _has_weights(folder: Path) -> bool:
-    return (folder / "config.json").is_file() and any((folder / f).is_file() for f in WEIGHT_FILES)
-
-
-def snapshot_in_cache(model_id: str, cache: Path) -> Path | None:
-    """The cached snapshot folder of ``model_id`` under hub cache ``cache`` (refs/main first), or None."""
-    repo = cache / ("models--" + model_id.replace("/", "--"))
-    ref = repo / "refs" / "main"
-    if ref.is_file():
-        snap = repo / "snapshots" / ref.read_text().strip()
-        if _has_weights(snap):
-            return snap
-    snaps = [p for p in (repo / "snapshots").glob("*") if _has_weights(p)] if (repo / "snapshots").is_dir() else []
-    return max(snaps, key=lambda p: p.stat().st_mtime) if snaps else None
-
-
-def _candidates(spec: EncoderSpec, root: Path) -> list[Path]:
-    short = spec.model_id.split("/")[-1]
-    return [root, root / short, root / spec.name, root / spec.model_id]
-
-
-def find_model_dir(spec: EncoderSpec, model_dir: str | Path | None = None) -> Path:
-    """Resolve where the weights of ``spec`` are, following the module's lookup order.
-
-    Raises:
-        ModelNotFoundError: nothing found; the message lists the paths searched and how to provide the model.
-    """
-    searched: list[str] = []
-    roots = [Path(model_dir).expanduser()] if model_dir is not None else []
-    if model_dir is None and os.environ.get("XMIC_MODEL_DIR"):
-        roots.append(Path(os.environ["XMIC_MODEL_DIR"]).expanduser())
-    for root in roots:
-        for cand in _candidates(spec, root):
-            if _has_weights(cand):
-                return cand
-            searched.append(str(cand))
-        snap = snapshot_in_cache(spec.model_id, root)
-        if snap is not None:
-            return snap
-        searched.append(str(root / ("models--" + spec.model_id.replace("/", "--"))))
-    cache = hf_cache_dir()
-    snap = snapshot_in_cache(spec.model_id, cache)
-    if snap is not None:
-        return snap
-    searched.append(str(cache / ("models--" + spec.model_id.replace("/", "--"))))
-    short = spec.model_id.split("/")[-1]
-    if spec.model_id.startswith(DEMO_MODEL_PREFIX):
-        raise ModelNotFoundError(
-            f"weights of the demo encoder {spec.name!r} not found; only `xmic demo` writes them (into "
-            f"<out>/models/{spec.name}), nothing is downloaded. Searched:\n  " + "\n  ".join(searched) + "\n"
-            "Pass --model-dir <demo out>/models, or run `xmic demo` first."
-        )
-    raise ModelNotFoundError(
-        f"weights of encoder {spec.name!r} (model id {spec.model_id}) not found; nothing is downloaded at run time.\n"
-        f"Searched (each needs config.json + model.safetensors):\n  " + "\n  ".join(searched) + "\n"
-        f"Hugging Face cache: {cache} (set HF_HUB_CACHE or HF_HOME to move it).\n"
-        f"To provide it: on a machine with internet run `hf download {spec.model_id}` "
-        f"(or `huggingface-cli download {spec.model_id}`) and copy its cache folder "
-        f"models--{spec.model_id.replace('/', '--')} into {cache}, or save the model to a folder and pass "
-        f"--model-dir DIR (DIR itself, or DIR/{short} inside a parent folder)."
-    )
 
 
 def _processor_preprocessing(folder: Path, fallback: EncoderSpec) -> dict[str, Any]:
@@ -155,21 +70,6 @@ def _processor_preprocessing(folder: Path, fallback: EncoderSpec) -> dict[str, A
     mean = tuple(float(v) for v in cfg.get("image_mean", fallback.mean))
     std = tuple(float(v) for v in cfg.get("image_std", fallback.std))
     return dict(image_size=crop, resize=resize, interpolation=resample, mean=mean, std=std)
-
-
-def check_weight_files(folder: Path) -> None:
-    """ModelNotFoundError naming the file when a ``*.safetensors`` file of ``folder`` does not parse (truncated,
-    overwritten) — before transformers would fail on it with a message that does not name it."""
-    from safetensors import safe_open
-
-    for f in sorted(Path(folder).glob("*.safetensors")):
-        try:
-            with safe_open(str(f), "pt") as fh:
-                fh.keys()
-        except Exception as exc:  # noqa: BLE001 - safetensors raises its own error type for every defect
-            raise ModelNotFoundError(
-                f"{f} is not a readable safetensors file ({exc}); copy or download that model folder again"
-            ) from None
 
 
 def _from_pretrained(cls: Any, folder: Path) -> Any:

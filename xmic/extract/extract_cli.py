@@ -15,7 +15,7 @@ import click
 
 from xmic.extract.hands.factory import choose_hands, hand_options, pop_hand_options
 from xmic.extract.runner import Dataset, ExtractConfig, ExtractReport, run_extraction
-from xmic.extract.sampling import DEFAULT_NUM_FRAMES
+from xmic.sampling import DEFAULT_NUM_FRAMES
 
 #: Exit status of `xmic extract` when rows failed without --skip-bad (after writing everything that succeeded).
 EXIT_ROWS_FAILED = 3
@@ -58,8 +58,8 @@ def _listed(items: list[str]) -> str:
 
 def _encoder_plan(name: str, model_dir: Path | None) -> dict[str, Any]:
     """Where the weights of ``name`` are and its width, from config.json only (no model is loaded)."""
-    from xmic.extract.encoders import ModelNotFoundError, find_model_dir
-    from xmic.extract.registry import get_encoder_spec
+    from xmic.registry import get_encoder_spec
+    from xmic.weights import ModelNotFoundError, find_model_dir
 
     spec = get_encoder_spec(name)
     try:

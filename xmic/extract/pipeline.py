@@ -15,7 +15,7 @@ process next to the GPU:
 
 Frame numbering: ``frame_index`` holds the slots' frames in the **annotation's numbering** (EPIC: the RGB frame
 file number ``frame_%010d.jpg``, from 1; Ego4D / EGTEA: 0-based frames at the annotation rate), i.e.
-:func:`xmic.extract.sampling.slot_frames` of the segment. ``VideoJob.first_frame`` turns them 0-based (EPIC
+:func:`xmic.sampling.slot_frames` of the segment. ``VideoJob.first_frame`` turns them 0-based (EPIC
 ``N - 1``): a frame folder serves that index, a video maps it to its native frame by time
 (:func:`xmic.extract.datasets.epic_media.to_native_frames`) with the rate probed from the file.
 """
@@ -32,8 +32,8 @@ from typing import Any
 import numpy as np
 
 from xmic.extract.datasets.epic_media import to_native_frames
-from xmic.extract.sampling import slot_frames_batch
 from xmic.extract.segplan import DEFAULT_OVERSHOOT, DecodeStats, VideoDecodeError
+from xmic.sampling import slot_frames_batch
 
 
 @dataclass(frozen=True)

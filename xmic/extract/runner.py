@@ -41,7 +41,7 @@ from xmic.extract.plan import (  # noqa: F401 - API
     load_dataset,
     plan_chunks,
 )
-from xmic.extract.sampling import DEFAULT_BINS, DEFAULT_NUM_FRAMES, check_bin_centres, sampling_rule
+from xmic.sampling import DEFAULT_BINS, DEFAULT_NUM_FRAMES, check_bin_centres, sampling_rule
 
 Echo = Callable[[str], None]
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from xmic.evaluate.names import normalise_name
+from xmic.classnames import normalise_name
 
 RGB = tuple[int, int, int]
 
@@ -106,7 +106,7 @@ def egtea_verb_name(verb: str) -> str:
 def egtea_noun_name(noun: str) -> str:
     """EGTEA ``noun_idx.txt`` name, as ``Cutting_board``: ``"red cube"`` -> ``"Red_cube"``.
 
-    :func:`xmic.evaluate.names.egtea_prompt` maps it back to the canonical name.
+    :func:`xmic.classnames.egtea_prompt` maps it back to the canonical name.
     """
     colour, shape = noun_parts(noun)
     return f"{colour.capitalize()}_{shape}"

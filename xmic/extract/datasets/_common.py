@@ -147,12 +147,12 @@ def unique_dirs(dirs: Iterable[Path | None]) -> list[Path]:
 
 
 def prompt_names(dataset: str, raw: Sequence[str]) -> list[str]:
-    """Prompt names of ``raw`` class names (label order) via :mod:`xmic.evaluate.names`.
+    """Prompt names of ``raw`` class names (label order) via :mod:`xmic.classnames`.
 
     Uses ``epic_prompt_name`` / ``ego4d_prompt_names`` / ``egtea_prompt_name`` when that module has them,
     else its ``epic_names`` / ``ego4d_names`` / ``egtea_names`` (``(raw, prompt)`` pairs).
     """
-    from xmic.evaluate import names
+    from xmic import classnames as names
 
     raw = list(raw)
     if dataset == "epic" and hasattr(names, "epic_prompt_name"):
@@ -163,5 +163,5 @@ def prompt_names(dataset: str, raw: Sequence[str]) -> list[str]:
         return [names.egtea_prompt_name(k) for k in raw]
     pairs_fn = getattr(names, f"{dataset}_names", None)
     if pairs_fn is None:
-        raise ImportError(f"xmic.evaluate.names has no prompt-name function for dataset {dataset!r}")
+        raise ImportError(f"xmic.classnames has no prompt-name function for dataset {dataset!r}")
     return [prompt for _, prompt in pairs_fn(raw)]

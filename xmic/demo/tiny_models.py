@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from xmic.extract.registry import CLIP_MEAN, CLIP_STD, IMAGENET_MEAN, IMAGENET_STD
+from xmic.registry import CLIP_MEAN, CLIP_STD, IMAGENET_MEAN, IMAGENET_STD
 
 BOS = "<|startoftext|>"
 EOS = "<|endoftext|>"
