@@ -123,18 +123,18 @@ def clip_frames(
     return first, stop, frame_index, frames, info
 
 
-def clip_features(encoders: dict[str, Any], frames: np.ndarray, boxes: np.ndarray) -> dict[str, dict[str, Any]]:
+def clip_features(
+    encoders: dict[str, Any], frames: np.ndarray, boxes: np.ndarray, bins: int
+) -> dict[str, dict[str, Any]]:
     """``{encoder: {"full": (T, D), "hand": (T, D)}}`` float16 tensors, as the store would hold them."""
     import torch
 
-    has_box = ~np.isnan(boxes).any(axis=1)
+    from xmic.extract.assemble import encoder_views
+
     out = {}
     for name, enc in encoders.items():
-        full = enc.encode_images(frames)
-        hand = full.clone()
-        if has_box.any():
-            hand[torch.from_numpy(has_box)] = enc.encode_crops(frames[has_box], boxes[has_box])
-        out[name] = {"full": full.to(torch.float16), "hand": hand.to(torch.float16)}
+        full, hand = encoder_views(enc, frames[None], boxes[None], bins)
+        out[name] = {"full": torch.from_numpy(full[0]).half(), "hand": torch.from_numpy(hand[0]).half()}
     return out
 
 
@@ -221,7 +221,9 @@ def predict_clip(
     first, last, frame_index, frames, info = clip_frames(video, start, end, spec)
     with make_hand_provider(hands, **(hand_opts or {})) as provider:
         boxes = provider.boxes(video.stem, frame_index, frames if provider.needs_frames else None)
-    feats = clip_features(encoders, frames, boxes)
+    from xmic.sampling import parse_sampling_rule
+
+    feats = clip_features(encoders, frames, boxes, parse_sampling_rule(spec.sampling)[0])
     bank = FeatureBank(
         cls=feats[cfg.encoder][cfg.classified_view][None].to(device),
         cond=[feats[cfg.second_encoder][v][None].to(device) for v in cond_views(cfg.views)],

@@ -167,3 +167,28 @@ def pick_bin_slots(
     else:
         offset = rng.integers(0, per_bin, size=(n, bins), dtype=np.int64)
     return base[None, :] + offset
+
+
+def window_slots(bins: int, per_bin: int, clip_frames: int) -> np.ndarray:
+    """The slots of every ``clip_frames``-frame clip a video encoder embeds: ``(W, clip_frames)`` int64.
+
+    Clip ``w = g * per_bin + c`` is candidate ``c`` of the ``clip_frames`` consecutive bins ``g * clip_frames ..
+    (g + 1) * clip_frames - 1``: with the default 16 bins and 4-frame clips, the evaluation slots (the bin centres)
+    form LaViLa's 4 clips of 4 frames over 16 uniformly sampled frames. ``W = bins // clip_frames * per_bin``.
+
+    Raises:
+        ValueError: ``bins`` is not a multiple of ``clip_frames``.
+    """
+    if clip_frames < 1 or bins % clip_frames:
+        raise ValueError(f"{bins} bins do not split into clips of {clip_frames} frames (bins must be a multiple)")
+    groups = bins // clip_frames
+    g, c, j = np.meshgrid(np.arange(groups), np.arange(per_bin), np.arange(clip_frames), indexing="ij")
+    return ((g * clip_frames + j) * per_bin + c).reshape(groups * per_bin, clip_frames).astype(np.int64)
+
+
+def slot_windows(bins: int, per_bin: int, clip_frames: int) -> np.ndarray:
+    """Which clip of :func:`window_slots` each of the ``bins * per_bin`` slots belongs to: ``(T,)`` int64."""
+    owner = np.empty(bins * per_bin, np.int64)
+    for w, slots in enumerate(window_slots(bins, per_bin, clip_frames)):
+        owner[slots] = w
+    return owner

@@ -125,3 +125,52 @@ def check_weight_files(folder: Path) -> None:
             raise ModelNotFoundError(
                 f"{f} is not a readable safetensors file ({exc}); copy or download that model folder again"
             ) from None
+
+
+def lavila_checkpoint_name(spec: EncoderSpec) -> str:
+    """The file name of a LaViLa entry's released checkpoint (its model id is ``lavila/<file>``)."""
+    return spec.model_id.split("/", 1)[-1]
+
+
+def find_lavila_checkpoint(spec: EncoderSpec, model_dir: str | Path | None = None) -> Path:
+    """Where the ``.pth`` checkpoint of a LaViLa registry entry is; nothing is downloaded.
+
+    Looked for, in each root (``model_dir``, else ``$XMIC_MODEL_DIR``): the root itself when it is the file, then
+    ``root/<file>``, ``root/<entry name>/<file>``, ``root/lavila/<file>``, and the only ``*.pth`` in
+    ``root/<entry name>/`` (a renamed copy).
+
+    Raises:
+        ModelNotFoundError: not found; the message names the file, the places searched and where LaViLa's model
+            zoo publishes it.
+    """
+    from xmic.registry import LAVILA_ZOO
+
+    file = lavila_checkpoint_name(spec)
+    roots = [Path(model_dir).expanduser()] if model_dir is not None else []
+    if model_dir is None and os.environ.get("XMIC_MODEL_DIR"):
+        roots.append(Path(os.environ["XMIC_MODEL_DIR"]).expanduser())
+    searched: list[str] = []
+    for root in roots:
+        if root.is_file() and root.suffix == ".pth":
+            return root
+        for cand in (root / file, root / spec.name / file, root / "lavila" / file):
+            if cand.is_file():
+                return cand
+            searched.append(str(cand))
+        renamed = sorted((root / spec.name).glob("*.pth")) if (root / spec.name).is_dir() else []
+        if len(renamed) == 1:
+            return renamed[0]
+    if spec.model_id.startswith(DEMO_MODEL_PREFIX):
+        raise ModelNotFoundError(
+            f"weights of the demo encoder {spec.name!r} not found; only `xmic demo` writes them (into "
+            f"<out>/models/{spec.name}/{file}). Pass --model-dir <demo out>/models, or run `xmic demo` first."
+        )
+    where = "\n  ".join(searched) if searched else "(no --model-dir given and XMIC_MODEL_DIR is not set)"
+    raise ModelNotFoundError(
+        f"LaViLa checkpoint {file} of encoder {spec.name!r} not found; nothing is downloaded at run time.\n"
+        f"Searched:\n  {where}\n"
+        f"To provide it: download {LAVILA_ZOO}{file} (LaViLa's model zoo, docs/MODEL_ZOO.md, dual encoders "
+        f"pre-trained on Ego4D) on a machine with internet and put it in MODEL_DIR (or MODEL_DIR/{spec.name}/), "
+        f"then pass --model-dir MODEL_DIR. The text side needs the CLIP BPE vocabulary too: vocab.json + merges.txt "
+        f"of any Hugging Face CLIP folder, or bpe_simple_vocab_16e6.txt.gz, beside the checkpoint."
+    )

@@ -34,7 +34,10 @@ class TrainResult:
 
 def resolve_encoders(cfg: TrainConfig, spec) -> tuple[str, str]:
     """The CLIP encoder (classified view + text) and the conditioning encoder, checked against the store."""
-    clip = [name for name, e in spec.encoders.items() if e.family == "clip"]
+    from xmic.adapt.baselines import TEXT_METHODS
+    from xmic.registry import TEXT_FAMILIES, text_encoders
+
+    clip = text_encoders(spec.encoders)
     encoder = cfg.encoder or (clip[0] if clip else None)
     if encoder is None:
         raise StoreSpecError(f"the store holds no CLIP encoder (it has {', '.join(spec.encoders)}); X-MIC needs one")
@@ -45,9 +48,16 @@ def resolve_encoders(cfg: TrainConfig, spec) -> tuple[str, str]:
                 f"the run asks for encoder {name!r} but the store {spec.dataset!r} was extracted with "
                 f"{', '.join(spec.encoders)}; re-run `xmic extract` with --encoder/--second-encoder {name}"
             )
-    if spec.encoders[encoder].family != "clip":
+    family = spec.encoders[encoder].family
+    if family not in TEXT_FAMILIES:
         raise StoreSpecError(
-            f"--encoder must be a CLIP encoder (text embeddings); {encoder!r} is {spec.encoders[encoder].family}"
+            f"--encoder must be an encoder with a text tower (CLIP or LaViLa; the store holds its text embeddings); "
+            f"{encoder!r} is {family}"
+        )
+    if family != "clip" and cfg.method in TEXT_METHODS:
+        raise StoreSpecError(
+            f"{cfg.method} runs the frozen text tower of a Hugging Face CLIP model and cannot run on {encoder!r} "
+            f"({family}); use a CLIP --encoder, or zero-shot / X-MIC / the feature baselines on {encoder}"
         )
     return encoder, second
 

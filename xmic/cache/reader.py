@@ -328,7 +328,9 @@ def _reextract_command(spec: StoreSpec, path: str, group: str) -> str:
     if cfg.get("splits"):
         parts.append("--split " + ",".join(map(str, cfg["splits"])))
     parts.append(f"--cache {path}")
-    clip = [n for n, e in sorted(spec.encoders.items()) if e.family == "clip"]
+    from xmic.registry import text_encoders
+
+    clip = text_encoders(spec.encoders)
     encoder = cfg.get("encoder") or (clip[0] if clip else None)
     second = cfg.get("second_encoder") or next((n for n in sorted(spec.encoders) if n != encoder), None)
     if encoder:

@@ -84,8 +84,8 @@ class EncoderSpec:
     """A frozen encoder as the store records it: identity, preprocessing and output width."""
 
     name: str  # registry name, e.g. "clip-vit-b16"
-    family: str  # "clip" or "dinov2"
-    model_id: str  # Hugging Face id, e.g. "openai/clip-vit-base-patch16"
+    family: str  # "clip", "dinov2" or "lavila"
+    model_id: str  # Hugging Face id, e.g. "openai/clip-vit-base-patch16" (LaViLa: "lavila/<checkpoint file>")
     dim: int  # output width D
     image_size: int
     resize: int
@@ -94,6 +94,10 @@ class EncoderSpec:
     std: tuple[float, ...]
     source: str = ""  # where the weights were loaded from (directory), informational
     weights_sha256: str = ""  # content hash of the weight files (both towers of CLIP); "" = not recorded (old store)
+    #: Frames per embedding: 1 for image encoders; F > 1 for video encoders (LaViLa: 4), whose slot ``(bin b,
+    #: candidate c)`` holds the embedding of the F-frame clip of candidate ``c`` in bins ``F*(b//F) .. F*(b//F)+F-1``
+    #: (:func:`xmic.sampling.window_slots`), so every slot of one clip holds the same vector.
+    clip_frames: int = 1
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -109,9 +113,12 @@ class EncoderSpec:
         return cls(**kw)
 
     def identity(self) -> dict[str, Any]:
-        """The fields that must match for features to be interchangeable (not the load path)."""
+        """The fields that must match for features to be interchangeable (not the load path; ``clip_frames`` only
+        when it is not 1, so specs recorded before the field existed still match)."""
         d = self.to_dict()
         d.pop("source")
+        if d.get("clip_frames", 1) == 1:
+            d.pop("clip_frames", None)
         return d
 
 

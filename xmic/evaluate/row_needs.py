@@ -17,7 +17,9 @@ PROMPT_LEARNERS = ("coop", "cocoop", "a5")
 
 
 def _clip_encoders(spec: Any) -> list[str]:
-    return [name for name, e in spec.encoders.items() if e.family == "clip"]
+    from xmic.registry import text_encoders
+
+    return text_encoders(spec.encoders)
 
 
 def resolve_row(

@@ -15,6 +15,7 @@ import numpy as np
 
 from xmic.cache.schema import HAND_SOURCE_NONE, ROW_FAILED, ROW_OK, ROW_PENDING, hand_source_from_boxes
 from xmic.extract.pipeline import Piece
+from xmic.sampling import DEFAULT_BINS
 
 
 @dataclass
@@ -58,8 +59,43 @@ def piece_boxes(piece: Piece, provider: Any, records: list[Any]) -> tuple[np.nda
     return boxes, hand_source_from_boxes(boxes)
 
 
+def encoder_views(enc: Any, frames: np.ndarray, boxes: np.ndarray, bins: int) -> tuple[np.ndarray, np.ndarray]:
+    """One encoder's full-frame and hand-crop features of whole segments.
+
+    Args:
+        enc: A loaded encoder: an image encoder (``encode_images`` / ``encode_crops``) or a clip encoder
+            (``clip_frames > 1``, ``encode_slots``, :mod:`xmic.extract.lavila_encoder`).
+        frames: uint8 ``(R, T, H, W, 3)``, every slot of R segments.
+        boxes: ``(R, T, 4)`` normalised xyxy, NaN = no box (the hand view is then the full frame).
+        bins: The store's bins (a clip encoder groups the slots of ``clip_frames`` consecutive bins).
+
+    Returns:
+        ``(full, hand)``, each ``(R, T, D)`` float32.
+    """
+    r, t = frames.shape[:2]
+    has_box = ~np.isnan(boxes).any(axis=-1)  # (R, T)
+    if getattr(enc, "clip_frames", 1) > 1:
+        full = enc.encode_slots(frames, None, bins).numpy()
+        hand = full.copy()
+        rows = has_box.any(axis=1)
+        if rows.any():
+            hand[rows] = enc.encode_slots(frames[rows], boxes[rows], bins).numpy()
+        return full, hand
+    flat, flat_boxes, flat_has = frames.reshape(r * t, *frames.shape[2:]), boxes.reshape(-1, 4), has_box.reshape(-1)
+    full = enc.encode_images(flat).numpy()
+    hand = full.copy()
+    if flat_has.any():
+        hand[flat_has] = enc.encode_crops(flat[flat_has], flat_boxes[flat_has]).numpy()
+    return full.reshape(r, t, -1), hand.reshape(r, t, -1)
+
+
 def encode_pieces(
-    pieces: list[Piece], provider: Any, encoders: dict[str, Any], records: list[Any], timings: Timings
+    pieces: list[Piece],
+    provider: Any,
+    encoders: dict[str, Any],
+    records: list[Any],
+    timings: Timings,
+    bins: int = DEFAULT_BINS,
 ) -> list[tuple[np.ndarray, dict[str, dict[str, np.ndarray]]] | Exception]:
     """Hand boxes and features of several pieces, encoded together (one batch per frame size).
 
@@ -69,6 +105,7 @@ def encode_pieces(
         encoders: ``{name: FrozenEncoder}``.
         records: All store rows (segment records, for the provider's messages).
         timings: ``hands`` and ``encode`` are added to.
+        bins: The store's bins (for clip encoders, see :func:`encoder_views`).
 
     Returns:
         Per piece, ``(hand_box (n_i, T, 4) float32, {encoder: {"full": (n_i, T, D), "hand": ...} float16},
@@ -94,15 +131,13 @@ def encode_pieces(
     for shape, idx in groups.items():
         frames = np.concatenate([pieces[i].frames.reshape(-1, *shape) for i in idx])  # (M, H, W, 3)
         boxes = np.concatenate([out[i][0].reshape(-1, 4) for i in idx])  # (M, 4)
-        has_box = ~np.isnan(boxes).any(axis=1)
         sizes = np.cumsum([pieces[i].frames.shape[0] * pieces[i].frames.shape[1] for i in idx])[:-1]
+        t = pieces[idx[0]].frames.shape[1]
         views: dict[str, dict[str, list[np.ndarray]]] = {}
         for name, enc in encoders.items():
-            full = enc.encode_images(frames).numpy()  # (M, D) float32
-            hand = full.copy()
-            if has_box.any():
-                hand[has_box] = enc.encode_crops(frames[has_box], boxes[has_box]).numpy()
-            views[name] = {"full": np.split(full, sizes), "hand": np.split(hand, sizes)}
+            full, hand = encoder_views(enc, frames.reshape(-1, t, *shape), boxes.reshape(-1, t, 4), bins)
+            views[name] = {"full": np.split(full.reshape(-1, full.shape[-1]), sizes)}
+            views[name]["hand"] = np.split(hand.reshape(-1, hand.shape[-1]), sizes)
         for k, i in enumerate(idx):
             n, t = pieces[i].frame_index.shape
             feats = {

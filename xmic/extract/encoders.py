@@ -215,11 +215,12 @@ def load_encoder(
     device: str | torch.device = "cpu",
     dtype: torch.dtype | None = None,
     batch_size: int | None = None,
-) -> FrozenEncoder:
+) -> Any:
     """Load the registry encoder ``name`` from local files (see the module docstring for the lookup order).
 
     Args:
-        name: Registry name, e.g. "clip-vit-b16", "dinov2-vitb14".
+        name: Registry name, e.g. "clip-vit-b16", "dinov2-vitb14", "lavila-tsf-l14" (a
+            :class:`~xmic.extract.lavila_encoder.LavilaEncoder` from LaViLa's released checkpoint).
         model_dir: A model folder in Hugging Face layout, a parent folder of such folders, or a hub cache.
         device: "cpu", "cuda", "cuda:1", ...
         dtype: Weight dtype (default float32; on CUDA the forward runs under bf16 autocast either way,
@@ -228,11 +229,17 @@ def load_encoder(
 
     Raises:
         ModelNotFoundError: the weights are not on disk.
+        LavilaCheckpointError: a LaViLa file whose keys or shapes are not LaViLa's.
         ValueError: the folder holds a model of another family than the registry entry.
     """
     os.environ["HF_HUB_OFFLINE"] = "1"
     os.environ["TRANSFORMERS_OFFLINE"] = "1"
     base = get_encoder_spec(name)
+    dev = torch.device(device)
+    if base.family == "lavila":
+        from xmic.extract.lavila_encoder import load_lavila_encoder
+
+        return load_lavila_encoder(base, model_dir, dev, dtype, batch_size)
     folder = find_model_dir(base, model_dir)
     from transformers import AutoConfig, CLIPModel, CLIPVisionModelWithProjection, Dinov2Model
 
@@ -246,7 +253,6 @@ def load_encoder(
     kind, cls = kinds[config.model_type]
     check_weight_files(folder)
     model = _from_pretrained(cls, folder)
-    dev = torch.device(device)
     model = model.to(device=dev, dtype=dtype or torch.float32).eval().requires_grad_(False)
     if kind == "dinov2":
         dim, fallback = int(config.hidden_size), base

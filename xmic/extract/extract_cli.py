@@ -59,9 +59,14 @@ def _listed(items: list[str]) -> str:
 def _encoder_plan(name: str, model_dir: Path | None) -> dict[str, Any]:
     """Where the weights of ``name`` are and its width, from config.json only (no model is loaded)."""
     from xmic.registry import get_encoder_spec
-    from xmic.weights import ModelNotFoundError, find_model_dir
+    from xmic.weights import ModelNotFoundError, find_lavila_checkpoint, find_model_dir
 
     spec = get_encoder_spec(name)
+    if spec.family == "lavila":  # the width is in the checkpoint's tensors; the plan keeps the registry's
+        try:
+            return {"family": spec.family, "dim": spec.dim, "weights": str(find_lavila_checkpoint(spec, model_dir))}
+        except ModelNotFoundError:
+            return {"family": spec.family, "dim": spec.dim, "weights": None}
     try:
         folder = find_model_dir(spec, model_dir)
     except ModelNotFoundError:
@@ -90,6 +95,7 @@ def dry_run_info(config: ExtractConfig, data: Dataset, rank: int, world: int, ec
     """Describe what ``config`` would do, decoding nothing and loading no model; print it with ``echo``."""
     from xmic.cache.schema import PROMPT_TEMPLATES
     from xmic.extract.launch import chunks_of_rank, planned_chunks
+    from xmic.registry import TEXT_FAMILIES
 
     info: dict[str, Any] = {"dataset": config.dataset, "store": str(config.cache), "splits": {}}
     echo(f"dry run: {config.dataset} from {config.root} -> {config.cache} (nothing is decoded or written)")
@@ -147,7 +153,7 @@ def dry_run_info(config: ExtractConfig, data: Dataset, rank: int, world: int, ec
     for name, e in encoders.items():
         where = e["weights"] or "NOT FOUND (the run would stop; see --model-dir)"
         echo(f"encoder {name}: D={e['dim']}, full + hand views, T={config.num_frames}; weights: {where}")
-        if e["family"] == "clip":
+        if e["family"] in TEXT_FAMILIES:
             sizes = " + ".join(f"{t} {len(data.vocab[t])}" for t in ("verb", "noun"))
             echo(f"  text embeddings: {sizes} classes x {len(PROMPT_TEMPLATES)} templates (rank 0)")
     echo(f"hands: {config.hands}; decode size: {config.decode_size or 'source'}; workers: {config.workers}")

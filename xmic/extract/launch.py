@@ -28,6 +28,7 @@ from xmic.cache.schema import ROW_FAILED, ROW_OK, StoreSpec, chunk_rows_for, num
 from xmic.cache.writer import StoreWriter
 from xmic.extract.assemble import ChunkAssembler, Timings, encode_pieces
 from xmic.extract.pipeline import ChunkDecoded, ChunkJob, DecodeSettings, Failed, Piece, decode_chunk
+from xmic.sampling import parse_sampling_rule
 
 #: Environment variables read by :func:`discover_rank`, in order of preference: (rank, world size).
 RANK_ENV = (("RANK", "WORLD_SIZE"), ("SLURM_PROCID", "SLURM_NTASKS"))
@@ -355,7 +356,8 @@ class ChunkLoop:
 
     def _flush(self, acc: ChunkAssembler, bar: Any) -> None:
         waiting, acc.waiting = acc.waiting, []
-        results = encode_pieces(waiting, self.provider, self.encoders, self.records, self.timings)
+        bins, _ = parse_sampling_rule(self.writer.spec.sampling)
+        results = encode_pieces(waiting, self.provider, self.encoders, self.records, self.timings, bins)
         for piece, result in zip(waiting, results, strict=True):
             rows = [int(r) for r in piece.rows]
             if isinstance(result, Exception):

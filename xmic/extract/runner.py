@@ -203,15 +203,17 @@ def make_provider(config: ExtractConfig) -> Any:
 
 
 def write_text_embeddings(writer: Any, encoders: dict[str, Any], dataset: str, vocab: dict[str, list[str]]) -> int:
-    """Prompt embeddings of every vocabulary x PROMPT_TEMPLATES for every CLIP encoder; returns arrays written."""
+    """Prompt embeddings of every vocabulary x PROMPT_TEMPLATES for every encoder with a text tower (CLIP,
+    LaViLa); returns arrays written."""
     from xmic.cache.reader import StoreReader
     from xmic.cache.schema import PROMPT_TEMPLATES
     from xmic.extract.text import text_embeddings
+    from xmic.registry import TEXT_FAMILIES
 
     reader = StoreReader(writer.path, dataset, writer.fmt)
     written = 0
     for name, enc in encoders.items():
-        if enc.spec.family != "clip":
+        if enc.spec.family not in TEXT_FAMILIES:
             continue
         for target in ("verb", "noun"):
             if set(PROMPT_TEMPLATES) <= set(reader.text_templates(name, target)):
