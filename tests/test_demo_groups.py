@@ -87,7 +87,7 @@ def test_table5_runs_the_b16_rows_and_says_why_not_the_others(fresh: Path, tmp_p
     assert "CLIP ViT-B/16 rows use demo-clip as a stand-in" in md
     record = json.loads((out / "table5.json").read_text())
     assert "needs clip-vit-l14 features" in record["rows"]["CLIP ViT-L/14 | X-MIC"]["reason"]
-    assert "LaViLa" in record["rows"]["LaViLa ViT-L/14 | X-MIC"]["reason"]
+    assert "needs lavila-tsf-l14 features" in record["rows"]["LaViLa ViT-L/14 | X-MIC"]["reason"]
     xmic = record["rows"]["CLIP ViT-B/16 | X-MIC"]["results"]
     assert all(set(r["encoders"]) == {"demo-clip"} for r in xmic)  # no DINO: the backbone conditions itself
 

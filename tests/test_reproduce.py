@@ -260,8 +260,8 @@ def test_table_specs_match_paper_rows():
         "n1,n2": (True, True, False),
         "n1,n3": (True, False, True),
     }
-    assert {r.encoder for r in TABLE_SPECS[5].rows} == {"clip-vit-b16", "clip-vit-l14", None}
-    assert all("LaViLa" in r.unavailable for r in TABLE_SPECS[5].rows if r.encoder is None)
+    assert {r.encoder for r in TABLE_SPECS[5].rows} == {"clip-vit-b16", "clip-vit-l14", "lavila-tsf-l14"}
+    assert not any(r.unavailable for r in TABLE_SPECS[5].rows)
     templates = {(r.key, r.part): (r.method, r.overrides["template"]) for r in TABLE_SPECS[7].rows}
     assert templates[("Egocentric image a <class>", "ZS")] == ("zero-shot", "Egocentric image a {}")
     assert templates[("<class>", "X-MIC")] == ("xmic", "{}")
@@ -336,7 +336,8 @@ def test_resolve_row_backbones_and_prompts(tmp_path):
     with_l14 = [SpecReader(StoreSpec("e", 8, both)), SpecReader(StoreSpec("k", 8, both))]
 
     reason = resolve_row(rows["CLIP ViT-L/14 | X-MIC"], settings, only_b16)[1]
-    assert "needs clip-vit-l14 features in every dataset group (e, k)" in reason and "--encoder clip-vit-l14" in reason
+    assert "needs clip-vit-l14 features in every dataset group (e, k)" in reason
+    assert "--extra-encoder clip-vit-l14`" in reason and "model-dir" not in reason
     overrides, reason = resolve_row(rows["CLIP ViT-L/14 | X-MIC"], settings, with_l14)
     assert reason is None and overrides == {
         "method": "xmic",
@@ -345,7 +346,15 @@ def test_resolve_row_backbones_and_prompts(tmp_path):
     }
     overrides, reason = resolve_row(rows["CLIP ViT-L/14 | ZS"], settings, with_l14)
     assert reason is None and overrides == {"method": "zero-shot", "encoder": "clip-vit-l14"}
-    assert "LaViLa" in resolve_row(rows["LaViLa ViT-L/14 | ZS"], settings, with_l14)[1]
+    reason = resolve_row(rows["LaViLa ViT-L/14 | ZS"], settings, with_l14)[1]
+    assert "needs lavila-tsf-l14 features" in reason and "--extra-encoder lavila-tsf-l14" in reason
+    assert "clip_openai_timesformer_large.narrator_rephraser.ep_0003.md5sum_c89337.pth from https://" in reason
+    lavila = {**b16, "lavila-tsf-l14": synthetic_encoder_spec("lavila-tsf-l14", 256)}
+    with_lavila = [SpecReader(StoreSpec("e", 8, lavila)), SpecReader(StoreSpec("k", 8, lavila))]
+    overrides, reason = resolve_row(rows["LaViLa ViT-L/14 | X-MIC"], settings, with_lavila)
+    assert reason is None
+    assert overrides == {"method": "xmic", "encoder": "lavila-tsf-l14", "second_encoder": "lavila-tsf-l14"}
+    assert resolve_row(rows["CLIP ViT-B/16 | ZS"], settings, with_lavila)[0]["encoder"] == "clip-vit-b16"
     # both CLIPs in the store: every other row classifies with the paper's default, ViT-B/16
     assert resolve_row(rows["CLIP ViT-B/16 | X-MIC"], settings, with_l14)[0]["second_encoder"] == "clip-vit-b16"
 

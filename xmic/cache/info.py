@@ -61,7 +61,10 @@ def _dataset_info(s: Session, ds: str, where: str) -> dict[str, Any]:
         "skipped": skipped,
         "videos": int(len(np.unique(videos))),
         "splits": {str(k): int(v) for k, v in zip(names, counts, strict=True)},
-        "encoders": {n: {"dim": e.dim, "family": e.family, "model_id": e.model_id} for n, e in spec.encoders.items()},
+        "encoders": {
+            n: {"dim": e.dim, "family": e.family, "model_id": e.model_id, "clip_frames": e.clip_frames}
+            for n, e in spec.encoders.items()
+        },
         "vocab": vocab,
         "sampling": spec.sampling,
         "hands": spec.hands,

@@ -337,6 +337,7 @@ def _reextract_command(spec: StoreSpec, path: str, group: str) -> str:
         parts.append(f"--encoder {encoder}")
     if second:
         parts.append(f"--second-encoder {second}")
+    parts += [f"--extra-encoder {n}" for n in cfg.get("extra_encoders") or []]
     parts.append(f"--hands {spec.hands}")
     for name, value in sorted((cfg.get("hand_options") or {}).items()):
         if value is not None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from xmic.registry import CLIP_MEAN, CLIP_STD, IMAGENET_MEAN, IMAGENET_STD
 
@@ -248,4 +249,99 @@ def make_tiny_dinov2(
         do_convert_rgb=True,
     )
     processor.save_pretrained(out)
+    return out
+
+
+def clip_to_lavila_state(clip_dir: str | Path) -> tuple[dict[str, Any], Any]:
+    """A Hugging Face CLIP folder's weights in LaViLa's dual-encoder layout, as a 1-frame-trained video model.
+
+    Space attention, MLPs, norms, embeddings, the text tower and both projections are the CLIP's; each block's time
+    attention starts as a copy of its space attention with a zero output projection and the temporal embedding
+    is zero (LaViLa's ``time_init='zeros'``), so the video tower begins as the image model applied over a clip.
+
+    Returns:
+        ``(state_dict, LavilaConfig)`` with ``num_frames`` 4.
+    """
+    import torch
+    from transformers import CLIPModel
+
+    from xmic.lavila.model import LavilaConfig
+
+    clip = CLIPModel.from_pretrained(clip_dir, local_files_only=True)
+    sd = {k: v.detach().clone() for k, v in clip.state_dict().items()}
+    vc, tc = clip.config.vision_config, clip.config.text_config
+    config = LavilaConfig(
+        image_size=vc.image_size,
+        patch_size=vc.patch_size,
+        vision_width=vc.hidden_size,
+        vision_layers=vc.num_hidden_layers,
+        vision_heads=vc.num_attention_heads,
+        num_frames=4,
+        embed_dim=clip.config.projection_dim,
+        context_length=tc.max_position_embeddings,
+        vocab_size=tc.vocab_size,
+        text_width=tc.hidden_size,
+        text_heads=tc.num_attention_heads,
+        text_layers=tc.num_hidden_layers,
+        ln_pre=True,
+    )
+    v, t = "vision_model.", "text_model."
+    out: dict[str, Any] = {
+        "visual.cls_token": sd[v + "embeddings.class_embedding"].view(1, 1, -1),
+        "visual.pos_embed": sd[v + "embeddings.position_embedding.weight"].unsqueeze(0),
+        "visual.temporal_embed": torch.zeros(1, config.num_frames, config.vision_width),
+        "visual.patch_embed.proj.weight": sd[v + "embeddings.patch_embedding.weight"],
+        "image_projection": sd["visual_projection.weight"].T.contiguous(),
+        "token_embedding.weight": sd[t + "embeddings.token_embedding.weight"],
+        "positional_embedding": sd[t + "embeddings.position_embedding.weight"],
+        "text_projection": sd["text_projection.weight"].T.contiguous(),
+        "logit_scale": sd["logit_scale"].reshape(()),
+    }
+    for ours, theirs in (("ln_pre", "pre_layrnorm"), ("norm", "post_layernorm")):
+        for p in ("weight", "bias"):
+            out[f"visual.{ours}.{p}"] = sd[f"{v}{theirs}.{p}"]
+    for p in ("weight", "bias"):
+        out[f"ln_final.{p}"] = sd[f"{t}final_layer_norm.{p}"]
+    for i in range(config.vision_layers):
+        hf, lv = f"{v}encoder.layers.{i}.", f"visual.blocks.{i}."
+        for p in ("weight", "bias"):
+            qkv = torch.cat([sd[f"{hf}self_attn.{n}_proj.{p}"] for n in "qkv"])
+            out[f"{lv}attn.qkv.{p}"] = qkv
+            out[f"{lv}timeattn.qkv.{p}"] = qkv.clone()
+            out[f"{lv}attn.proj.{p}"] = sd[f"{hf}self_attn.out_proj.{p}"]
+            out[f"{lv}timeattn.proj.{p}"] = torch.zeros_like(sd[f"{hf}self_attn.out_proj.{p}"])
+            out[f"{lv}norm1.{p}"] = sd[f"{hf}layer_norm1.{p}"]
+            out[f"{lv}norm2.{p}"] = sd[f"{hf}layer_norm2.{p}"]
+            out[f"{lv}norm3.{p}"] = sd[f"{hf}layer_norm1.{p}"].clone()
+            out[f"{lv}mlp.fc1.{p}"] = sd[f"{hf}mlp.fc1.{p}"]
+            out[f"{lv}mlp.fc2.{p}"] = sd[f"{hf}mlp.fc2.{p}"]
+    for i in range(config.text_layers):
+        hf, lv = f"{t}encoder.layers.{i}.", f"transformer.resblocks.{i}."
+        out[f"{lv}attn.in_proj_weight"] = torch.cat([sd[f"{hf}self_attn.{n}_proj.weight"] for n in "qkv"])
+        out[f"{lv}attn.in_proj_bias"] = torch.cat([sd[f"{hf}self_attn.{n}_proj.bias"] for n in "qkv"])
+        for p in ("weight", "bias"):
+            out[f"{lv}attn.out_proj.{p}"] = sd[f"{hf}self_attn.out_proj.{p}"]
+            out[f"{lv}ln_1.{p}"] = sd[f"{hf}layer_norm1.{p}"]
+            out[f"{lv}ln_2.{p}"] = sd[f"{hf}layer_norm2.{p}"]
+            out[f"{lv}mlp.c_fc.{p}"] = sd[f"{hf}mlp.fc1.{p}"]
+            out[f"{lv}mlp.c_proj.{p}"] = sd[f"{hf}mlp.fc2.{p}"]
+    return out, config
+
+
+def make_tiny_lavila(out_path: str | Path, clip_dir: str | Path) -> Path:
+    """Write a LaViLa-layout checkpoint (``.pth``, :func:`xmic.lavila.checkpoint.save_lavila_checkpoint`) made from
+    the tiny CLIP in ``clip_dir`` (:func:`clip_to_lavila_state`), with that CLIP's ``vocab.json`` and
+    ``merges.txt`` beside it for the text tower; returns ``out_path``."""
+    import shutil
+
+    from xmic.lavila.checkpoint import save_lavila_checkpoint
+    from xmic.lavila.model import LavilaDualEncoder
+
+    state, config = clip_to_lavila_state(clip_dir)
+    model = LavilaDualEncoder(config)
+    model.load_state_dict(state, strict=True)
+    out = Path(out_path)
+    save_lavila_checkpoint(model, out)
+    for name in ("vocab.json", "merges.txt"):
+        shutil.copyfile(Path(clip_dir) / name, out.parent / name)
     return out

@@ -38,7 +38,6 @@ from xmic.evaluate.table_specs import (  # noqa: F401 - re-exported: part of thi
     BOTH,
     DEFAULT_CLIP,
     EGO4D_TO_EPIC,
-    LAVILA_MESSAGE,
     METHOD_ROWS,
     NORM_ROWS,
     TABLE_SPECS,

@@ -22,6 +22,17 @@ def _clip_encoders(spec: Any) -> list[str]:
     return text_encoders(spec.encoders)
 
 
+def _weights_hint(encoder: str) -> str:
+    """Where the weights of a LaViLa entry come from (its checkpoint is not on the Hugging Face hub)."""
+    from xmic.registry import ENCODERS, LAVILA_ZOO
+    from xmic.weights import lavila_checkpoint_name
+
+    spec = ENCODERS.get(encoder)
+    if spec is None or spec.family != "lavila" or spec.model_id.startswith("xmic-demo/"):
+        return ""
+    return f" --model-dir MODEL_DIR, MODEL_DIR holding {lavila_checkpoint_name(spec)} from {LAVILA_ZOO}"
+
+
 def resolve_row(
     row: RowSpec, settings: Any, readers: list[Any], no_hands: Mapping[str, str] | None = None
 ) -> tuple[dict[str, Any], str | None]:
@@ -56,7 +67,7 @@ def resolve_row(
             have = ", ".join(sorted(specs[0].encoders))
             return overrides, (
                 f"needs {encoder} features in every dataset group ({groups}); the store has {have}: extract "
-                f"them with `xmic extract ... --encoder {encoder}`"
+                f"them with `xmic extract ... --extra-encoder {encoder}`{_weights_hint(encoder)}"
             )
         overrides["encoder"] = encoder
         if row.method == "xmic":

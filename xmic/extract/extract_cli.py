@@ -179,6 +179,12 @@ def _split_list(values: tuple[str, ...]) -> tuple[str, ...]:
 @click.option("--format", "fmt", type=click.Choice(["zarr", "h5"]), default=None, help="store format (default zarr)")
 @click.option("--encoder", default="clip-vit-b16", show_default=True, help="CLIP encoder (registry name)")
 @click.option("--second-encoder", default=None, help="second visual encoder, e.g. dinov2-vitb14")
+@click.option(
+    "--extra-encoder",
+    "extra_encoders",
+    multiple=True,
+    help="more encoders filled in the same decode pass (repeatable), e.g. clip-vit-l14, lavila-tsf-l14 for Table 5",
+)
 @click.option("--model-dir", type=click.Path(path_type=Path), default=None, help="local model folder or HF cache")
 @hand_options
 @click.option("--boxes-dir", type=click.Path(path_type=str), default=None, help="alias of --hand-boxes")

@@ -25,6 +25,9 @@ from xmic.extract.preprocess import preprocess, preprocess_crops
 from xmic.sampling import slot_windows, window_slots
 
 log = logging.getLogger(__name__)
+#: Registry entries of LaViLa's released models -> their sizes in :data:`xmic.lavila.model.LAVILA_CONFIGS` (a file of
+#: other sizes is refused); the demo's tiny entry takes the sizes its checkpoint has.
+RELEASED_SIZES = {"lavila-tsf-l14": "tsf-l14", "lavila-tsf-b16": "tsf-b16"}
 
 
 class LavilaEncoder:
@@ -152,11 +155,13 @@ def load_lavila_encoder(
         LavilaCheckpointError: the file's keys or shapes are not LaViLa's.
     """
     from xmic.lavila.checkpoint import load_lavila
+    from xmic.lavila.model import LAVILA_CONFIGS
     from xmic.lavila.tokenizer import load_lavila_tokenizer
     from xmic.weights import ModelNotFoundError, find_lavila_checkpoint
 
     path = find_lavila_checkpoint(base, model_dir)
-    model, config = load_lavila(path, num_frames=base.clip_frames)
+    expected = LAVILA_CONFIGS.get(RELEASED_SIZES.get(base.name, ""))
+    model, config = load_lavila(path, num_frames=base.clip_frames, expected=expected)
     tokenizer = None
     errors = []
     for folder in _tokenizer_dirs(path, model_dir):

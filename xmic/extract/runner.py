@@ -65,6 +65,7 @@ class ExtractConfig:
     cache: Path = Path("cache")
     encoder: str = "clip-vit-b16"
     second_encoder: str | None = None
+    extra_encoders: tuple[str, ...] = ()  # more encoders filled in the same decode pass (Table 5's backbones)
     hands: str = "none"
     hand_options: dict[str, Any] = field(default_factory=dict)
     model_dir: Path | None = None
@@ -97,6 +98,7 @@ class ExtractConfig:
         if isinstance(self.splits, str):
             self.splits = tuple(s.strip() for s in self.splits.split(",") if s.strip())
         self.splits = tuple(self.splits)
+        self.extra_encoders = tuple(self.extra_encoders)
         self.decode_size = self.decode_size or None  # 0 = the source size
         if self.num_frames < 1 or self.workers < 0 or self.piece_rows < 1:
             raise ValueError(
@@ -110,9 +112,9 @@ class ExtractConfig:
         return DEFAULT_BINS if self.num_frames % DEFAULT_BINS == 0 else self.num_frames
 
     def encoder_names(self) -> list[str]:
-        names = [self.encoder] + ([self.second_encoder] if self.second_encoder else [])
+        names = [self.encoder] + ([self.second_encoder] if self.second_encoder else []) + list(self.extra_encoders)
         if len(set(names)) != len(names):
-            raise ValueError(f"--second-encoder {self.second_encoder} is the same as --encoder")
+            raise ValueError(f"an encoder is named twice among --encoder, --second-encoder, --extra-encoder: {names}")
         return names
 
     def as_record(self) -> dict[str, Any]:
