@@ -41,7 +41,8 @@ def format_info(info: dict[str, Any]) -> str:
         if d.get("hand_boxes"):
             lines.append(f"  hand boxes {_hand_boxes_line(d['hand_boxes'])}")
         for enc, e in d["encoders"].items():
-            lines.append(f"  encoder    {enc:<16} D={e['dim']:<5} {e['model_id']}")
+            clips = f"  ({e['clip_frames']}-frame clips)" if e.get("clip_frames", 1) > 1 else ""
+            lines.append(f"  encoder    {enc:<16} D={e['dim']:<5} {e['model_id']}{clips}")
         for rec in d.get("skipped", [])[:20]:
             lines.append(f"  skipped    {rec.get('file')}: {rec.get('where')}: {rec.get('reason')}")
     for enc, per_ds in info["text"].items():
