@@ -1,7 +1,8 @@
 """Frozen-encoder throughput on one CUDA device, against a bound derived from a bf16 matmul in the same run.
 
 Builds real-size, random-weight vision towers from hand-written configs (no download): CLIP ViT-B/16,
-CLIP ViT-L/14 (both with their projection) and DINOv2-B/14 run at 224 px. For each, it times batches of
+CLIP ViT-L/14 (both with their projection) and DINOv2-B/14 run at 224 px, and LaViLa's TimeSformer-L/14 video
+tower (4-frame clips at 224 px, bf16; its img/s counts frames, its bound comes from ``timesformer_flops``). For each, it times batches of
 256 images in bf16 (bf16 weights; and fp32 weights under bf16 autocast, the encoders' default on CUDA),
 then prints JSON with img/s, FLOPs per image (from the config), the img/s bound implied by the measured
 bf16 8192^3 matmul TFLOP/s, and the share of that bound reached. It also times the on-device
@@ -49,6 +50,67 @@ def vit_flops(width: int, layers: int, mlp: int, patch: int, image: int, project
     n = patches + 1
     block = 4 * n * width**2 + 2 * n**2 * width + 2 * n * width * mlp
     return 2.0 * (patches * 3 * patch**2 * width + layers * block + width * projection)
+
+
+def lavila_config(smoke: bool):
+    """LaViLa's TimeSformer-L/14 (4 frames, 224 px) or, for ``smoke``, a tiny model of the same layout."""
+    import dataclasses
+
+    from xmic.lavila.model import LAVILA_CONFIGS
+
+    real = LAVILA_CONFIGS["tsf-l14"]
+    if not smoke:
+        return real
+    return dataclasses.replace(
+        real, image_size=56, vision_width=64, vision_layers=2, vision_heads=2, embed_dim=32, text_width=64,
+        text_heads=2, text_layers=1, vocab_size=64,
+    )  # fmt: skip
+
+
+def timesformer_flops(cfg) -> float:
+    """FLOPs (2 per multiply-add) of one clip through LaViLa's divided space-time video tower and its projection.
+
+    Per block with ``F`` frames of ``P`` patches and ``N = F P + 1`` tokens: two attentions' QKV + output projections
+    ``8 N d^2``; time attention (each patch against the CLS and its ``F`` positions) ``2 F P (F + 1) d``, space attention
+    (against the CLS and its frame's ``P`` patches) ``2 F P (P + 1) d``, the CLS query against all tokens twice
+    ``4 N d``; MLP ``2 N d (4 d)``.
+    """
+    d, f = cfg.vision_width, cfg.num_frames
+    p = cfg.patches_per_frame
+    n = f * p + 1
+    block = 8 * n * d**2 + 2 * f * p * (f + 1) * d + 2 * f * p * (p + 1) * d + 4 * n * d + 8 * n * d**2
+    return 2.0 * (f * p * 3 * cfg.patch_size**2 * d + cfg.vision_layers * block + d * cfg.embed_dim)
+
+
+def build_lavila_video(cfg) -> torch.nn.Module:
+    """LaViLa's video tower with its projection, random weights: ``(B, 3, F, S, S) -> (B, embed_dim)``."""
+    from xmic.lavila.model import LavilaDualEncoder
+
+    model = LavilaDualEncoder(cfg)
+    model.transformer = torch.nn.Identity()  # the text tower is not timed
+    return model
+
+
+def bench_lavila(cfg, batch_clips: int, iters: int, device: torch.device, dtype: torch.dtype) -> dict[str, Any]:
+    """Clips/s and frames/s of LaViLa's video tower in ``dtype`` at ``batch_clips`` clips per pass."""
+    model = build_lavila_video(cfg).eval().requires_grad_(False).to(device=device, dtype=dtype)
+    x = torch.randn(batch_clips, 3, cfg.num_frames, cfg.image_size, cfg.image_size, device=device, dtype=dtype)
+
+    def step(model=model, x=x) -> None:
+        with torch.inference_mode():
+            model.encode_video(x)
+
+    sec = timed(step, iters, max(2, iters // 4), device)
+    del model
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    flops = timesformer_flops(cfg)
+    return {
+        "clips_per_s": batch_clips / sec,
+        "img_per_s": batch_clips * cfg.num_frames / sec,
+        "gflops_per_clip": flops / 1e9,
+        "gflops_per_img": flops / cfg.num_frames / 1e9,
+    }
 
 
 def build(family: str, d: int, layers: int, heads: int, mlp: int, patch: int, cfg_image: int, proj: int):
@@ -158,7 +220,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--iters", type=int, default=20)
     ap.add_argument("--matmul", type=int, default=8192, help="size n of the bf16 n^3 matmul")
     ap.add_argument("--modes", default="bf16,autocast", help="comma list of bf16 (bf16 weights), autocast")
-    ap.add_argument("--models", default=",".join(REAL), help="comma list of " + ", ".join(REAL))
+    names = [*REAL, "lavila-tsf-l14"]
+    ap.add_argument("--models", default=",".join(names), help="comma list of " + ", ".join(names))
     ap.add_argument("--smoke", action="store_true", help="tiny shapes, runs on the CPU; numbers are meaningless")
     ap.add_argument("--out", type=Path, help="also write the JSON here")
     args = ap.parse_args(argv)
@@ -192,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
         "models": {},
     }
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
-    for name in [m.strip() for m in args.models.split(",") if m.strip()]:
+    for name in [m.strip() for m in args.models.split(",") if m.strip() and m.strip() != "lavila-tsf-l14"]:
         if name not in configs:
             ap.error(f"unknown model {name!r}; choose from {', '.join(configs)}")
         r = bench_model(name, configs[name], batch, iters, device, modes)
@@ -200,6 +263,12 @@ def main(argv: list[str] | None = None) -> int:
         r["bound_img_per_s"] = bound
         r["share_of_bound"] = {m: v / bound for m, v in r["img_per_s"].items()}
         report["models"][name] = r
+    if "lavila-tsf-l14" in args.models:
+        dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+        r = bench_lavila(lavila_config(args.smoke), max(1, batch // 4), iters, device, dtype)
+        r["bound_img_per_s"] = tflops * 1e12 / (r["gflops_per_img"] * 1e9)
+        r["share_of_bound"] = {"bf16": r["img_per_s"] / r["bound_img_per_s"]}
+        report["models"]["lavila-tsf-l14"] = r
     report["preprocess"] = bench_preprocess(batch, iters, device, "clip-vit-b16", 64 if args.smoke else 224)
     text = json.dumps(report, indent=2)
     print(text)

@@ -88,6 +88,7 @@ def _sizes(smoke: bool) -> dict[str, Any]:
             matmul_iters=5,
             encoders=gpu_encoders.SMOKE,
             batches=(2, 4),
+            lavila_batches=(1, 2),
             iters=2,
             extract=dict(n_clips=2, clip_frames=90, segments_per_clip=3, width=64, height=48, workers=1),
             train=dict(segments=256, epochs=2, reference_epochs=1, dim=64, batch_size=64),
@@ -99,6 +100,7 @@ def _sizes(smoke: bool) -> dict[str, Any]:
         matmul_iters=50,
         encoders=gpu_encoders.REAL,
         batches=(64, 128, 256),
+        lavila_batches=(16, 32, 64),
         iters=10,
         # 8 clips x 60 s of 456x256 video (EPIC's frame size), 10 segments each, 4 decode workers
         extract=dict(n_clips=8, clip_frames=1800, segments_per_clip=10, width=456, height=256, workers=4),
@@ -163,6 +165,23 @@ def part_encoders(sizes: dict[str, Any], device: torch.device, tflops: float, bu
             entry["gflops_per_img_issue"] = issue
             entry["share_of_bound_issue_gflops"] = per_batch[best] * issue * 1e9 / (tflops * 1e12)
         out["models"][name] = entry
+    if budget.fits(20):
+        cfg = gpu_encoders.lavila_config(smoke=device.type != "cuda")
+        per_batch = {}
+        for clips in sizes["lavila_batches"]:
+            try:
+                per_batch[str(clips)] = gpu_encoders.bench_lavila(cfg, clips, sizes["iters"], device, dtype)
+            except torch.OutOfMemoryError:
+                break
+        if per_batch:
+            best = max(per_batch, key=lambda k: per_batch[k]["img_per_s"])
+            entry = dict(per_batch[best], best_batch=int(best))  # clips of 4 frames
+            entry["img_per_s_by_batch_clips"] = {k: v["img_per_s"] for k, v in per_batch.items()}
+            entry["bound_img_per_s"] = tflops * 1e12 / (entry["gflops_per_img"] * 1e9)
+            entry["share_of_bound"] = entry["img_per_s"] / entry["bound_img_per_s"]
+            out["models"]["lavila-tsf-l14"] = entry
+    else:
+        skipped["lavila-tsf-l14"] = f"budget: {budget.elapsed():.0f} s used"
     if skipped:
         out["skipped"] = skipped
     return out
