@@ -39,7 +39,7 @@ def test_fresh_store_gets_generated_groups_with_both_encoders(fresh: Path) -> No
     manifest = json.loads((root / "data" / "manifest.json").read_text())
     for name in ("epic", "ego4d"):
         reader = StoreReader(fresh, f"synth-{name}")
-        assert set(reader.spec.encoders) == {"demo-clip", "demo-dinov2"}
+        assert set(reader.spec.encoders) == {"demo-clip", "demo-dinov2", "demo-lavila"}
         counts = manifest["datasets"][name]["counts"]
         assert len(reader.segments["segment_id"]) == sum(c["segments"] for c in counts.values())
     assert (root / "models" / "demo-clip" / "config.json").is_file()
@@ -72,24 +72,26 @@ def test_demo_groups_use_the_bin_centre_layout_and_old_ones_are_rebuilt(fresh: P
     assert StoreReader(cache, "synth-ego4d").spec.sampling == SAMPLING_RULE
 
 
-def test_table5_runs_the_b16_rows_and_says_why_not_the_others(fresh: Path, tmp_path: Path) -> None:
+def test_table5_runs_the_b16_and_lavila_rows_and_says_why_not_l14(fresh: Path, tmp_path: Path) -> None:
     out = tmp_path / "t5"
     args = ["--table", "5", "--cache", str(fresh), "--out", str(out), "--demo", "--demo-quick", "--epochs", "1"]
     result = CliRunner().invoke(reproduce_cmd, [*args, "--targets", "noun", "--quiet"])
     assert result.exit_code == 0, result.output
     md = (out / "table5.md").read_text()
-    for row in ("CLIP ViT-B/16 | ZS", "CLIP ViT-B/16 | X-MIC"):
+    for row in ("CLIP ViT-B/16 | ZS", "CLIP ViT-B/16 | X-MIC", "LaViLa ViT-L/14 | ZS", "LaViLa ViT-L/14 | X-MIC"):
         cells = table_cells(md, row)
         assert len(cells) == 3 and all(c.endswith("(n=1)") for c in cells), (row, cells)
-    for row in ("CLIP ViT-L/14 | X-MIC", "LaViLa ViT-L/14 | ZS"):
+    for row in ("CLIP ViT-L/14 | ZS", "CLIP ViT-L/14 | X-MIC"):
         assert table_cells(md, row) == ["not run"] * 3
     assert "not comparable" in md and "| CLIP ViT-B/16 \\| X-MIC | nouns · Ego4D → Epic · hm | 21.06 |" in md
     assert "CLIP ViT-B/16 rows use demo-clip as a stand-in" in md
+    assert "LaViLa ViT-L/14 rows use demo-lavila as a stand-in" in md
     record = json.loads((out / "table5.json").read_text())
     assert "needs clip-vit-l14 features" in record["rows"]["CLIP ViT-L/14 | X-MIC"]["reason"]
-    assert "needs lavila-tsf-l14 features" in record["rows"]["LaViLa ViT-L/14 | X-MIC"]["reason"]
     xmic = record["rows"]["CLIP ViT-B/16 | X-MIC"]["results"]
     assert all(set(r["encoders"]) == {"demo-clip"} for r in xmic)  # no DINO: the backbone conditions itself
+    lavila = record["rows"]["LaViLa ViT-L/14 | X-MIC"]["results"]
+    assert lavila and all(set(r["encoders"]) == {"demo-lavila"} for r in lavila)
 
 
 def test_demo_store_is_extended_with_egtea_and_table3_runs(demo: Path, tmp_path: Path) -> None:
@@ -104,7 +106,7 @@ def test_demo_store_is_extended_with_egtea_and_table3_runs(demo: Path, tmp_path:
     assert result.exit_code == 0, result.output
     assert "demo: built groups synth-egtea" in result.output
     egtea = StoreReader(root / "cache", "synth-egtea")
-    assert set(egtea.spec.encoders) == {"demo-clip"}  # as the demo's groups: no DINOv2
+    assert set(egtea.spec.encoders) == {"demo-clip", "demo-lavila"}  # as the demo's groups: no DINOv2
     ego4d = StoreReader(root / "cache", "synth-ego4d").spec.encoders["demo-clip"]
     new = egtea.spec.encoders["demo-clip"]
     assert (new.dim, new.image_size, new.model_id) == (ego4d.dim, ego4d.image_size, ego4d.model_id)

@@ -11,7 +11,7 @@ demo run's store is reused and extended::
     <root>/data-<names>/          datasets generated later, next to an earlier benchmark
 
 Encoders of a new group match the groups already in the store (a run trained on one group is evaluated on the
-others): the tiny CLIP, plus the tiny DINOv2 when the store's groups have it. A store without demo groups gets
+others): the tiny CLIP and the tiny LaViLa (Table 5), plus the tiny DINOv2 when the store's groups have it. A store without demo groups gets
 both, so the rows conditioned on DINOv2 (X-MIC+DINO, Table 5) run too.
 """
 
@@ -28,7 +28,7 @@ QUICK_SCALE = 0.1
 #: which would leave 4 units at the tiny CLIP's Dc = 64.
 DEMO_ADAPTER_HIDDEN = 32
 #: The paper's backbone -> the demo's stand-in for it (ReproduceSettings.backbones; the table header says so).
-DEMO_BACKBONES = {"clip-vit-b16": "demo-clip"}
+DEMO_BACKBONES = {"clip-vit-b16": "demo-clip", "lavila-tsf-l14": "demo-lavila"}
 
 
 def _store_encoders(cache: Path, groups: Sequence[str]) -> set[str] | None:
@@ -40,13 +40,18 @@ def _store_encoders(cache: Path, groups: Sequence[str]) -> set[str] | None:
 
 def _old_layout_groups(cache: Path, groups: Sequence[str]) -> list[str]:
     """The groups of ``groups`` an older xmic wrote: a sampling rule without bin-centre candidates (the old 16x2
-    layout), or the tiny CLIP stored under a real model's name (``clip-vit-b16`` before it became ``demo-clip``)."""
+    layout), the tiny CLIP stored under a real model's name (``clip-vit-b16`` before it became ``demo-clip``), or
+    no tiny LaViLa features (before ``demo-lavila``)."""
     from xmic.cache.reader import StoreReader
-    from xmic.registry import DEMO_CLIP
+    from xmic.registry import DEMO_CLIP, DEMO_LAVILA
     from xmic.sampling import rule_lacks_bin_centres
 
     specs = {g: StoreReader(cache, g).spec for g in groups}
-    return [g for g, s in specs.items() if rule_lacks_bin_centres(s.sampling) or DEMO_CLIP not in s.encoders]
+    return [
+        g
+        for g, s in specs.items()
+        if rule_lacks_bin_centres(s.sampling) or DEMO_CLIP not in s.encoders or DEMO_LAVILA not in s.encoders
+    ]
 
 
 def _benchmark_with(root: Path, names: Sequence[str]) -> Path | None:
@@ -88,7 +93,14 @@ def ensure_demo_groups(
         progress: Progress bars.
         echo: Log lines.
     """
-    from xmic.demo.models import CLIP_NAME, DINO_NAME, make_demo_encoders, write_demo_dino
+    from xmic.demo.models import (
+        CLIP_NAME,
+        DINO_NAME,
+        LAVILA_NAME,
+        make_demo_encoders,
+        write_demo_dino,
+        write_demo_lavila,
+    )
     from xmic.demo.pipeline import QUICK_PRETRAIN
     from xmic.demo.pretrain import PretrainConfig
     from xmic.demo.store import extract_demo_store
@@ -123,8 +135,11 @@ def ensure_demo_groups(
         echo(f"demo: tiny encoders -> {models}")
         pretrain = QUICK_PRETRAIN if quick else PretrainConfig()
         make_demo_encoders(models, manifest, seed=seed, pretrain=pretrain, dino=second is not None, progress=progress)
-    elif second is not None and not (models / DINO_NAME / "config.json").is_file():
-        write_demo_dino(models, seed=seed, echo=echo)
+    else:
+        if second is not None and not (models / DINO_NAME / "config.json").is_file():
+            write_demo_dino(models, seed=seed, echo=echo)
+        if not (models / LAVILA_NAME / f"{LAVILA_NAME}.pth").is_file():
+            write_demo_lavila(models, echo=echo)
 
     echo(f"demo: extracting {', '.join(missing)} -> {cache}")
     extract_demo_store(

@@ -6,6 +6,8 @@ Both are saved in Hugging Face layout under one parent folder, named after their
 
     models/demo-clip/      registry entry demo-clip: a CLIP of our own (D = 64, 64 px, 16 px patches)
     models/demo-dinov2/    registry entry demo-dinov2: a random-weight DINOv2 (D = 32; only with --dino)
+    models/demo-lavila/    registry entry demo-lavila: the pretrained tiny CLIP inflated into LaViLa's checkpoint
+                           layout (demo-lavila.pth, 4-frame clips) + the CLIP's vocab.json / merges.txt
 
 They have registry entries of their own (model ids ``xmic-demo/...``, not on any hub), so stores, runs, tables
 and reports name them for what they are and never as a real checkpoint.
@@ -21,12 +23,13 @@ from typing import Any
 
 from xmic.demo.pretrain import PretrainConfig, PretrainReport, pretrain_clip
 from xmic.demo.webdata import caption_words
-from xmic.registry import DEMO_CLIP, DEMO_DINO
+from xmic.registry import DEMO_CLIP, DEMO_DINO, DEMO_LAVILA
 
 Echo = Callable[[str], None]
 DEFAULT_PRETRAIN = PretrainConfig()
 CLIP_NAME = DEMO_CLIP
 DINO_NAME = DEMO_DINO
+LAVILA_NAME = DEMO_LAVILA
 #: Tiny CLIP shape: width, input size, patch, layers, heads.
 CLIP_SHAPE = {"dim": 64, "image_size": 64, "patch": 16, "layers": 2, "heads": 4}
 
@@ -94,6 +97,7 @@ def make_demo_encoders(
         report.pretrain = pretrain_clip(clip_dir, config, progress=progress, echo=echo)
     else:
         echo("tiny CLIP left at random weights (no pretraining): zero-shot numbers are chance")
+    report.encoders[LAVILA_NAME] = write_demo_lavila(root, echo=echo)
     if dino:
         report.encoders[DINO_NAME] = write_demo_dino(root, seed=seed, echo=echo)
     report.seconds = time.perf_counter() - t0
@@ -106,4 +110,15 @@ def write_demo_dino(model_dir: str | Path, *, seed: int = 0, echo: Echo = print)
 
     path = make_tiny_dinov2(Path(model_dir) / DINO_NAME, dim=32, seed=seed + 1)
     echo("tiny DINOv2 written with random weights (X-MIC+DINO shows the mechanics, not DINOv2's features)")
+    return path
+
+
+def write_demo_lavila(model_dir: str | Path, *, echo: Echo = print) -> Path:
+    """Write ``model_dir/demo-lavila/demo-lavila.pth``: the tiny CLIP of ``model_dir/demo-clip`` in LaViLa's
+    checkpoint layout (:func:`xmic.demo.tiny_models.make_tiny_lavila`), for Table 5's LaViLa rows on the demo."""
+    from xmic.demo.tiny_models import make_tiny_lavila
+
+    root = Path(model_dir)
+    path = make_tiny_lavila(root / LAVILA_NAME / f"{LAVILA_NAME}.pth", root / CLIP_NAME)
+    echo("tiny LaViLa written: the tiny CLIP inflated to 4-frame clips (LaViLa's layout; Table 5's LaViLa rows)")
     return path

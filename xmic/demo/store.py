@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from xmic.registry import DEMO_CLIP
+from xmic.registry import DEMO_CLIP, DEMO_LAVILA
 from xmic.sampling import DEFAULT_NUM_FRAMES
 
 Echo = Callable[[str], None]
@@ -61,6 +61,7 @@ def extract_demo_store(
     model_dir: str | Path,
     *,
     second_encoder: str | None = None,
+    extra_encoders: tuple[str, ...] = (DEMO_LAVILA,),
     names: tuple[str, ...] = DEMO_DATASETS,
     num_frames: int = DEFAULT_NUM_FRAMES,
     progress: bool = True,
@@ -74,6 +75,7 @@ def extract_demo_store(
         cache: The store (created; groups ``synth-*`` already there are replaced).
         model_dir: Parent folder of the encoders (see :mod:`xmic.demo.models`).
         second_encoder: Also extract this encoder (``demo-dinov2``) for X-MIC+DINO.
+        extra_encoders: More encoders of the same pass (default the tiny LaViLa, for Table 5).
         names: Which datasets of the manifest (``epic``, ``ego4d``, ``egtea``); other groups are left alone.
         num_frames: Slots per segment (48 = 16 bins x 3 candidates; evaluation takes each bin's centre one, training
             draws one per bin, as the paper samples).
@@ -107,6 +109,7 @@ def extract_demo_store(
             cache=cache,
             encoder=DEMO_CLIP,
             second_encoder=second_encoder,
+            extra_encoders=tuple(extra_encoders),
             hands="given",
             hand_options={"hand_boxes": str(data_dir / info["hand_boxes"])},
             model_dir=Path(model_dir),
