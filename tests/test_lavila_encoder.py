@@ -184,3 +184,19 @@ def test_extract_and_train_with_lavila(models: Path, tmp_path: Path) -> None:
         cfg.epochs, cfg.batch_size = 1, 4
         result = train(cfg, config.cache, tmp_path / f"run-{method}", progress=False)
         assert result.meta["encoders"]["demo-lavila"]["clip_frames"] == 4
+
+
+def test_prompt_learners_refuse_a_lavila_encoder() -> None:
+    from xmic.adapt.config import TrainConfig
+    from xmic.adapt.trainer import resolve_encoders
+    from xmic.cache.errors import StoreSpecError
+    from xmic.cache.schema import StoreSpec
+    from xmic.cache.synthetic import synthetic_encoder_spec
+
+    encoders = {n: synthetic_encoder_spec(n, 32) for n in ("clip-vit-b16", "lavila-tsf-l14")}
+    spec = StoreSpec("e", 48, encoders)
+    assert resolve_encoders(TrainConfig(dataset="e", method="xmic"), spec) == ("clip-vit-b16", "clip-vit-b16")
+    cfg = TrainConfig(dataset="e", method="zero-shot", encoder="lavila-tsf-l14")
+    assert resolve_encoders(cfg, spec) == ("lavila-tsf-l14", "lavila-tsf-l14")
+    with pytest.raises(StoreSpecError, match="coop runs the frozen text tower of a Hugging Face CLIP"):
+        resolve_encoders(TrainConfig(dataset="e", method="coop", encoder="lavila-tsf-l14"), spec)
