@@ -28,13 +28,28 @@ def _ranked(output: str) -> list[tuple[str, float]]:
 
 def test_prediction_equals_the_store_path(demo: Path) -> None:
     """A clip of the store predicted from its video gives the evaluator's probabilities for that row."""
+    _check_against_store(demo, _run(demo, "xmic", "synth-epic"))
+
+
+def test_lavila_prediction_equals_the_store_path(demo: Path, tmp_path: Path) -> None:
+    """The same with LaViLa as the classified and conditioning encoder: predict groups the clip's slots into
+    4-frame clips exactly as extraction did."""
+    from xmic.adapt.config import TrainConfig
+    from xmic.adapt.trainer import train
+
+    cfg = TrainConfig(dataset="synth-epic", target="noun", encoder="demo-lavila", second_encoder="demo-lavila")
+    cfg.epochs, cfg.batch_size, cfg.train_split = 1, 16, "train"
+    train(cfg, demo / "cache", tmp_path / "run", progress=False)
+    _check_against_store(demo, tmp_path / "run")
+
+
+def _check_against_store(demo: Path, run: Path) -> None:
     from xmic.adapt.data import load_bank
     from xmic.adapt.run_io import load_run
     from xmic.adapt.trainer import class_text
     from xmic.cache.reader import StoreReader
     from xmic.evaluate.evaluator import predict_logits
 
-    run = _run(demo, "xmic", "synth-epic")
     reader = StoreReader(demo / "cache", "synth-ego4d")
     row = int(np.flatnonzero(reader.segments["split"] == "val")[0])
     seg = {k: v[row] for k, v in reader.segments.items()}
