@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from xmic.cache import frames as frame_cache
 from xmic.cache import layout
 from xmic.cache.backend import STR, Backend, Session
 from xmic.cache.errors import StoreSpecError, spec_differences
@@ -142,6 +143,7 @@ class StoreWriter(layout.GroupView):
         row_status: np.ndarray,
         failures: list[dict[str, Any]] | None = None,
         hand_source: np.ndarray | None = None,
+        frames: dict[str, Any] | None = None,
     ) -> None:
         """Write every array of ``chunk`` (n rows), its failure records, then set ``done[chunk] = 1``.
 
@@ -158,6 +160,8 @@ class StoreWriter(layout.GroupView):
             hand_source: (n, T) integer code of every slot's box (``HAND_SOURCE_*``): NONE exactly where
                 ``hand_box`` is NaN. Default: NONE / DETECTED from the boxes (a provider that does not interpolate).
                 A group made before the array existed (an older store being resumed) does not get it.
+            frames: ``{encoder: (n, T, S, S, 3) uint8}`` for every encoder of the spec's frame cache
+                (``spec.frames``, :mod:`xmic.cache.frames`); required exactly when the store has one.
 
         Raises:
             ValueError: a missing array, a wrong shape or dtype, or failure records that do not match
@@ -176,9 +180,12 @@ class StoreWriter(layout.GroupView):
                 f"row {rows.start + int(bad[0])} has {int(rs[bad[0]])}"
             )
         feats = self._checked_features(features, n)
+        frame_arrays = frame_cache.checked(self.spec, frames, n, chunk)
         records = self._checked_failures(failures or [], rows, rs)
         ds = self.dataset
-        with self._backend.session("a") as s:
+        # every array's rows of a chunk are one storage chunk, which the backend encodes and writes whole with its
+        # checksum (see xmic.cache.backend); a lazy session opens the Zarr group only when an operation needs it
+        with self._backend.session("a", lazy=True) as s:
             s.write(f"{ds}/done", slice(chunk, chunk + 1), np.zeros(1, np.uint8))
             s.write(f"{ds}/frame_index", rows, fi)
             s.write(f"{ds}/hand_box", rows, hb)
@@ -188,6 +195,8 @@ class StoreWriter(layout.GroupView):
                 s.write(f"{ds}/hand_source", rows, hs)
             for (enc, view), arr in feats.items():
                 s.write(layout.features_key(ds, enc, view), rows, arr)
+            for key, arr in frame_arrays.items():  # the frame cache: one shard of JPEG images per chunk
+                s.write(key, rows, arr)
             s.write(f"{ds}/row_status", rows, rs)
             s.delete(layout.failed_key(ds, chunk))
             if records:
@@ -260,7 +269,7 @@ class StoreWriter(layout.GroupView):
         return out
 
     def _checked_failures(self, failures: list[dict[str, Any]], rows: slice, rs: np.ndarray) -> list[dict[str, Any]]:
-        if self._ids is None:
+        if failures and self._ids is None:
             with self._backend.session("r") as s:
                 self._ids = tuple(s.read(layout.segments_key(self.dataset, c)) for c in ("segment_id", "video_id"))
         records = []
@@ -356,6 +365,8 @@ def _allocate(s: Session, spec: StoreSpec, segs: dict[str, np.ndarray], vocab: d
             s.create_array(
                 layout.features_key(ds, name, view), (n, t, enc.dim), "float16", (c, t, enc.dim), FILL["features"]
             )
+    if spec.frames:
+        frame_cache.allocate(s, spec, n)
     s.create_array(f"{ds}/row_status", (n,), "uint8", (c,), FILL["row_status"])
     s.create_array(f"{ds}/done", (num_chunks(n, c),), "uint8", (1,), FILL["done"])
     s.require_group(layout.failed_group(ds))
