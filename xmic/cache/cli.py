@@ -43,6 +43,8 @@ def format_info(info: dict[str, Any]) -> str:
         for enc, e in d["encoders"].items():
             clips = f"  ({e['clip_frames']}-frame clips)" if e.get("clip_frames", 1) > 1 else ""
             lines.append(f"  encoder    {enc:<16} D={e['dim']:<5} {e['model_id']}{clips}")
+        for enc, f in d.get("frames", {}).items():  # the frame cache (xmic extract --frames-cache)
+            lines.append(f"  frames     {enc:<16} {_frames_line(f)}")
         for rec in d.get("skipped", [])[:20]:
             lines.append(f"  skipped    {rec.get('file')}: {rec.get('where')}: {rec.get('reason')}")
     for enc, per_ds in info["text"].items():
@@ -53,6 +55,17 @@ def format_info(info: dict[str, Any]) -> str:
                     + ", ".join(repr(x) for x in t["templates"])
                 )
     return "\n".join(lines)
+
+
+def _frames_line(f: dict[str, Any]) -> str:
+    """One frame cache of ``store_info``: size, codec, bytes on disk and per written clip."""
+    if "error" in f:
+        return f"ERROR {f['error']}"
+    per_clip = f"{_size(round(f['bytes_per_clip']))} per clip" if f.get("bytes_per_clip") else "no clip written yet"
+    return (
+        f"{f['image_size']}x{f['image_size']} RGB, {f['codec']} quality {f['quality']} ({f['subsampling']}), "
+        f"{_size(f['bytes'])} for {f['rows_written']} clips, {per_clip}"
+    )
 
 
 def _hand_boxes_line(h: dict[str, Any]) -> str:

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from xmic.cache import frames as frame_cache
 from xmic.cache import layout
 from xmic.cache.backend import Backend, Session
 from xmic.cache.errors import StoreError
@@ -50,6 +51,13 @@ def _dataset_info(s: Session, ds: str, where: str) -> dict[str, Any]:
     except Exception as exc:  # noqa: BLE001 - a damaged chunk: `xmic cache verify` names it
         boxes = {"error": f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"}
     names, counts = np.unique(splits, return_counts=True)
+    extra: dict[str, Any] = {}
+    if spec.frames:  # the frame cache: codec, bytes on disk and per written clip
+        try:
+            extra["frames"] = frame_cache.cache_info(s, ds, spec, done, where)
+        except Exception as exc:  # noqa: BLE001 - damaged metadata: `xmic cache verify` names it
+            why = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+            extra["frames"] = {enc: {"error": why} for enc in spec.frames}
     return {
         "n_rows": int(len(status)),
         "num_frames": spec.num_frames,
@@ -71,6 +79,7 @@ def _dataset_info(s: Session, ds: str, where: str) -> dict[str, Any]:
         "hand_boxes": boxes,
         "annotations": spec.annotations,
         "xmic_version": spec.xmic_version,
+        **extra,
     }
 
 

@@ -36,6 +36,11 @@ def features_key(dataset: str, encoder: str, view: str) -> str:
     return f"{dataset}/features/{encoder}/{view}"
 
 
+def frames_key(dataset: str, encoder: str, view: str = "full") -> str:
+    """The frame cache of ``encoder`` (:mod:`xmic.cache.frames`): ``<dataset>/frames/<encoder>/full``."""
+    return f"{dataset}/frames/{encoder}/{view}"
+
+
 def failed_group(dataset: str) -> str:
     return f"{dataset}/failed"
 

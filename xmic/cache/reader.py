@@ -223,6 +223,96 @@ class StoreReader(layout.GroupView):
         arr = self.load_features_numpy(encoder, view, rows)
         return torch.from_numpy(arr).to(device)
 
+    def has_frames(self, encoder: str | None = None) -> bool:
+        """Whether the group holds a frame cache (``xmic extract --frames-cache``) of ``encoder`` (default: of any)."""
+        names = [encoder] if encoder else list(self.spec.frames)
+        if not names or any(n not in self.spec.frames for n in names):
+            return False
+        with self._backend.session("r") as s:
+            return all(s.has(layout.frames_key(self.dataset, n)) for n in names)
+
+    def frames_encoder(self, encoder: str | None = None) -> str:
+        """The encoder whose frame cache to read: ``encoder``, default the only one the group has.
+
+        Raises:
+            StoreError: there is no such frame cache; the message gives the ``xmic extract ... --frames-cache``
+                command that writes one.
+        """
+        from xmic.registry import text_encoders
+
+        if encoder is None and len(self.spec.frames) == 1:
+            encoder = next(iter(self.spec.frames))
+        if encoder is None and len(self.spec.frames) > 1:
+            raise StoreError(f"{self.path} holds frame caches of {sorted(self.spec.frames)}; name the encoder")
+        if encoder is not None and self.has_frames(encoder):
+            return encoder
+        name = encoder or next(iter(text_encoders(self.spec.encoders)), None) or "clip-vit-b16"
+        held = f"it holds frames of {sorted(self.spec.frames)}; " if self.spec.frames else ""
+        raise StoreError(
+            f"store {self.path}, dataset group {self.dataset!r}: no frame cache of {name} ({held}a feature cache "
+            "holds the encoder's outputs, and Vita-CLIP runs the frozen visual encoder on the frames). Write one with "
+            "`xmic extract ... --frames-cache`, which re-extracts the group (features included):\n  "
+            + _reextract_command(self.spec, str(self.path), self.dataset, frames_cache=True, encoder=name)
+        )
+
+    def load_frames_numpy(self, encoder: str | None = None, rows: Any = None, slots: Any = None) -> np.ndarray:
+        """The frame cache's images as uint8 ``(B, T', S, S, 3)`` numpy (RGB, channels last); see
+        :meth:`load_frames`."""
+        from xmic.cache import frames as frame_cache
+
+        encoder = self.frames_encoder(encoder)
+        rows = np.arange(self.n_rows) if rows is None else np.asarray(rows)
+        if rows.ndim != 1 or (rows.size and rows.dtype.kind not in "iu"):
+            raise ValueError(f"rows must be a 1-D integer array, got {rows.dtype} {rows.shape}")
+        if rows.size and (rows.min() < 0 or rows.max() >= self.n_rows):
+            raise IndexError(f"rows {rows.min()}..{rows.max()} out of range for {self.n_rows} rows")
+        t = self.spec.num_frames
+        if slots is not None:
+            slots = np.asarray(slots)
+            if (
+                slots.dtype.kind not in "iu"
+                or slots.ndim not in (1, 2)
+                or (slots.ndim == 2 and slots.shape[0] != len(rows))
+            ):
+                raise ValueError(f"slots must be (T',) or ({len(rows)}, T') integers, got {slots.dtype} {slots.shape}")
+            if slots.size and (slots.min() < 0 or slots.max() >= t):
+                raise IndexError(f"slots {slots.min()}..{slots.max()} out of range for T={t}")
+        with self._backend.session("r") as s:
+            return frame_cache.read(s, layout.frames_key(self.dataset, encoder), rows, slots, t)
+
+    def load_frames(
+        self,
+        encoder: str | None = None,
+        rows: Any = None,
+        slots: Any = None,
+        device: Any = "cpu",
+        *,
+        channels_last: bool = False,
+    ) -> Any:
+        """Preprocessed full frames of ``rows`` from the frame cache, as one uint8 tensor on ``device``.
+
+        The images are the encoder's input before normalisation (resized, centre-cropped to its ``image_size``),
+        JPEG-decoded (:mod:`xmic.cache.frames` states the loss); :func:`xmic.extract.preprocess.normalize_uint8`
+        turns them into the encoder's pixels. Only the images asked for are decoded, so read a batch at a time.
+
+        Args:
+            encoder: whose frame cache (default: the only one).
+            rows: (B,) store rows (any order, repeats allowed); default every row.
+            slots: (T',) slots for every row, or (B, T') per row (e.g. one candidate per bin); default all T.
+            device: torch device; one copy from host memory.
+            channels_last: ``(B, T', S, S, 3)`` instead of ``(B, T', 3, S, S)``.
+
+        Returns:
+            torch.uint8 ``(B, T', 3, S, S)`` (default) or ``(B, T', S, S, 3)``.
+
+        Raises:
+            StoreError: the group has no frame cache; the message gives the extract command that writes one.
+        """
+        import torch
+
+        out = torch.from_numpy(self.load_frames_numpy(encoder, rows, slots)).to(device)
+        return out if channels_last else out.permute(0, 1, 4, 2, 3).contiguous()
+
     def _text_dir(self, encoder: str, target: str, dataset: str | None) -> str:
         if target not in TARGETS:
             raise ValueError(f"target must be one of {TARGETS}, not {target!r}")
@@ -320,8 +410,13 @@ class StoreReader(layout.GroupView):
             )
 
 
-def _reextract_command(spec: StoreSpec, path: str, group: str) -> str:
-    """An ``xmic extract ... --overwrite`` line rebuilt from the extraction config the store recorded."""
+def _reextract_command(
+    spec: StoreSpec, path: str, group: str, *, frames_cache: bool | None = None, encoder: str | None = None
+) -> str:
+    """An ``xmic extract ... --overwrite`` line rebuilt from the extraction config the store recorded.
+
+    ``frames_cache``: add ``--frames-cache`` (default: when the store has a frame cache); ``encoder`` replaces the
+    recorded ``--encoder``."""
     cfg = spec.config or {}
     dataset = cfg.get("dataset") or group
     parts = [f"xmic extract --dataset {dataset} --root {cfg.get('root') or '<DATASET_ROOT>'}"]
@@ -331,7 +426,7 @@ def _reextract_command(spec: StoreSpec, path: str, group: str) -> str:
     from xmic.registry import text_encoders
 
     clip = text_encoders(spec.encoders)
-    encoder = cfg.get("encoder") or (clip[0] if clip else None)
+    encoder = encoder or cfg.get("encoder") or (clip[0] if clip else None)
     second = cfg.get("second_encoder") or next((n for n in sorted(spec.encoders) if n != encoder), None)
     if encoder:
         parts.append(f"--encoder {encoder}")
@@ -345,6 +440,11 @@ def _reextract_command(spec: StoreSpec, path: str, group: str) -> str:
     for key in ("model_dir", "center_sec", "media", "egtea_split"):
         if cfg.get(key) is not None:
             parts.append(f"--{key.replace('_', '-')} {cfg[key]}")
+    if frames_cache if frames_cache is not None else bool(spec.frames):
+        parts.append("--frames-cache")
+        quality = next((f.get("quality") for f in spec.frames.values()), None) or cfg.get("frames_quality")
+        if quality and int(quality) != 95:
+            parts.append(f"--frames-quality {int(quality)}")
     line = " ".join([*parts, "--overwrite"])
     if group != dataset:
         line += f"   (then rename the new group {dataset!r} to {group!r}, as this one was)"

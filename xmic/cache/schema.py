@@ -17,6 +17,8 @@ Layout (Zarr v3 group, or the same tree inside one HDF5 file)::
                                       (readers then return None; NaN boxes tell 0 from 1 there)
         features/<encoder>/full       (N, T, D) float16
         features/<encoder>/hand       (N, T, D) float16
+        frames/<encoder>/full         (N, T, S, S, 3) uint8, only with a frame cache (``StoreSpec.frames``): the
+                                      encoder's input before normalisation, JPEG per image (:mod:`xmic.cache.frames`)
         row_status                    (N,) uint8, ROW_PENDING / ROW_OK / ROW_FAILED
         done                          (n_chunks,) uint8, 1 once every array of that chunk is written
       failed.jsonl (zarr: file in the dataset group's folder; h5: attribute) rows that failed, with reasons
@@ -145,10 +147,16 @@ class StoreSpec:
     annotations: dict[str, str] = field(default_factory=dict)  # file name -> sha256
     config: dict[str, Any] = field(default_factory=dict)  # resolved extraction config
     xmic_version: str = ""
+    #: The frame cache (``xmic extract --frames-cache``, :mod:`xmic.cache.frames`): ``{encoder: {"view": "full",
+    #: "image_size": S, "codec": "jpeg", "quality": 95, "subsampling": "444"}}`` for ``frames/<encoder>/full``;
+    #: empty (and left out of the JSON, so stores without one read as before) when there is none.
+    frames: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def to_json(self) -> str:
         d = dataclasses.asdict(self)
         d["encoders"] = {k: v.to_dict() for k, v in self.encoders.items()}
+        if not d["frames"]:
+            del d["frames"]
         return json.dumps(d, sort_keys=True)
 
     @classmethod

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from xmic.cache import frames as frame_cache
 from xmic.cache import layout
 from xmic.cache.backend import Backend, Session
 from xmic.cache.errors import StoreError
@@ -89,6 +90,7 @@ def verify_store(path: str | os.PathLike, fmt: str | None = None, *, quick: bool
             unreadable: set[tuple[str, int]] = set()
             if not quick:
                 unreadable = read_every_chunk(s, problems, notes, backend.fmt)
+                unreadable = _frames_without_codec(unreadable, problems)
             for ds in groups:
                 try:
                     specs[ds] = layout.read_spec(s, ds, str(path))
@@ -126,6 +128,18 @@ def verify_store(path: str | os.PathLike, fmt: str | None = None, *, quick: bool
     )
 
 
+def _frames_without_codec(unreadable: set[tuple[str, int]], problems: list[str]) -> set[tuple[str, int]]:
+    """Without imagecodecs (the ``frames`` extra) a frame cache cannot be decoded here, which says nothing about its
+    chunks: one problem per frame array instead of one per chunk, and its chunks are not counted as damaged."""
+    keys = {k for k, _ in unreadable if "/frames/" in k}
+    if not keys or frame_cache.codec_available():
+        return unreadable
+    for key in sorted(keys):
+        problems[:] = [p for p in problems if not p.startswith(f"array {key} chunk ")]
+        problems.append(f"array {key}: {frame_cache.codec_missing_message('checking the frame cache')}")
+    return {(k, c) for k, c in unreadable if k not in keys}
+
+
 def _skipped_records(path: str | os.PathLike, fmt: str | None) -> list[dict[str, Any]]:
     """Annotation rows ``--skip-bad`` left out of each dataset group (recorded by ``xmic extract``)."""
     out = []
@@ -145,7 +159,7 @@ def _short(chunks: list[int]) -> str:
 def _row_chunked(key: str, ds: str) -> bool:
     """Arrays chunked like the group's rows (one storage chunk per store chunk along the first axis)."""
     rest = key[len(ds) + 1 :]
-    return rest in ("frame_index", "hand_box", "hand_source", "row_status") or rest.startswith("features/")
+    return rest in ("frame_index", "hand_box", "hand_source", "row_status") or rest.startswith(("features/", "frames/"))
 
 
 def _ranges(idx: np.ndarray) -> list[tuple[int, int]]:
@@ -185,6 +199,7 @@ def _verify_dataset(
     expected = _expected_shapes(ds, spec, n)
     if s.has(f"{ds}/hand_source"):  # optional: stores from before it was recorded have no such array
         expected[f"{ds}/hand_source"] = (n, spec.num_frames)
+    expected |= frame_cache.expected_shapes(ds, spec, n)  # the frame cache, when the spec records one
     for key, shape in expected.items():
         if not s.has(key):
             problems.append(f"{where}: array {key} is missing")
@@ -220,6 +235,11 @@ def _verify_dataset(
     if odd.size:
         bad_chunks.update(int(r) // c for r in odd)
         problems.append(f"{where}: {odd.size} rows have an unknown row_status: {_listed(odd, ids)}")
+    for key in sorted(set(frame_cache.expected_shapes(ds, spec, n)) & good):
+        lost = frame_cache.missing_chunks(s, key, np.flatnonzero(done == 1))  # zarr would read them as black frames
+        if lost:
+            bad_chunks.update(lost)
+            problems.append(f"{where}: {key} has no stored images for done {_short(lost)}: missing")
     failed_status = np.where(in_done, status, ROW_PENDING)  # rows of unfinished chunks will be redone
     _verify_failures(s, ds, ids, videos, done, failed_status, problems, failed)
     if quick:

@@ -160,6 +160,7 @@ class ChunkAssembler:
     dims: dict[str, int]
     waiting: list[Piece] = field(default_factory=list)  # decoded pieces not encoded yet
     _failures: dict[int, dict[str, Any]] = field(default_factory=dict)
+    frame_size: int = 0  # S of the frame cache's (n, T, S, S, 3) uint8 images; 0: no frame cache
 
     def __post_init__(self) -> None:
         n, t = self.n, self.num_frames
@@ -171,6 +172,8 @@ class ChunkAssembler:
             for name, d in self.dims.items()
         }
         self.row_status = np.full(n, ROW_PENDING, np.uint8)
+        s = self.frame_size
+        self.frames = np.zeros((n, t, s, s, 3), np.uint8) if s else None  # failed rows stay black
 
     def add(
         self,
@@ -191,6 +194,12 @@ class ChunkAssembler:
                 self.features[name][view][local] = arr
         self.row_status[local] = ROW_OK
 
+    def add_frames(self, rows: np.ndarray, frames: np.ndarray) -> None:
+        """The frame cache's images ``(n, T, S, S, 3)`` uint8 of ``rows`` (store rows)."""
+        if self.frames is None:
+            raise ValueError("this chunk has no frame cache (frame_size 0)")
+        self.frames[np.asarray(rows) - self.row_start] = frames
+
     def fail(self, rows: list[int], reasons: list[str]) -> None:
         """Mark ``rows`` failed with one reason each (their arrays stay unwritten: NaN / -1)."""
         for row, reason in zip(rows, reasons, strict=True):
@@ -202,6 +211,8 @@ class ChunkAssembler:
             for views in self.features.values():
                 for arr in views.values():
                     arr[local] = np.nan
+            if self.frames is not None:
+                self.frames[local] = 0
             self._failures[int(row)] = {"row": int(row), "reason": reason}
 
     @property

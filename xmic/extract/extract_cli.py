@@ -156,6 +156,11 @@ def dry_run_info(config: ExtractConfig, data: Dataset, rank: int, world: int, ec
         if e["family"] in TEXT_FAMILIES:
             sizes = " + ".join(f"{t} {len(data.vocab[t])}" for t in ("verb", "noun"))
             echo(f"  text embeddings: {sizes} classes x {len(PROMPT_TEMPLATES)} templates (rank 0)")
+    if config.frames_cache:
+        echo(
+            f"frame cache: {config.encoder}'s input frames of all {config.num_frames} slots, JPEG quality "
+            f"{config.frames_quality} (4:4:4), one shard per chunk"
+        )
     echo(f"hands: {config.hands}; decode size: {config.decode_size or 'source'}; workers: {config.workers}")
     return info
 
@@ -250,6 +255,19 @@ def _split_list(values: tuple[str, ...]) -> tuple[str, ...]:
     default=256,
     show_default=True,
     help="decode at this shorter side, never upscaling (0: source)",
+)
+@click.option(
+    "--frames-cache",
+    is_flag=True,
+    help="also store --encoder's preprocessed input frames of every slot (JPEG, for Vita-CLIP; Zarr only; needs "
+    "pip install 'xmic[frames]')",
+)
+@click.option(
+    "--frames-quality",
+    type=click.IntRange(1, 100),
+    default=95,
+    show_default=True,
+    help="JPEG quality of the frame cache (4:4:4 chroma)",
 )
 @click.option("--overwrite", is_flag=True, help="discard this dataset's group in the store and start again")
 @click.option("--dry-run", is_flag=True, help="read the annotations and say what would be done; decode nothing")

@@ -27,6 +27,7 @@ from xmic.cache.errors import StoreError
 from xmic.cache.schema import ROW_FAILED, ROW_OK, StoreSpec, chunk_rows_for, num_chunks
 from xmic.cache.writer import StoreWriter
 from xmic.extract.assemble import ChunkAssembler, Timings, encode_pieces
+from xmic.extract.frame_cache import crop_frames
 from xmic.extract.pipeline import ChunkDecoded, ChunkJob, DecodeSettings, Failed, Piece, decode_chunk
 from xmic.sampling import parse_sampling_rule
 
@@ -319,8 +320,12 @@ class ChunkLoop:
         records: list[Any],
         timings: Timings,
         on_chunk: Callable[[int, int, int], None] | None,
+        *,
+        frames_encoder: Any = None,
     ) -> None:
         self.jobs = {j.chunk: j for j in jobs}
+        #: the encoder whose input frames go to the frame cache (``--frames-cache``), or None
+        self.frames_encoder = frames_encoder
         self.writer, self.provider, self.encoders, self.records = writer, provider, encoders, records
         self.timings, self.on_chunk = timings, on_chunk
         self.dims = {n: e.dim for n, e in encoders.items()}
@@ -351,7 +356,10 @@ class ChunkLoop:
         if chunk not in self.open:
             j = self.jobs[chunk]
             t = self.writer.spec.num_frames
-            self.open[chunk] = ChunkAssembler(chunk, j.row_start, j.row_stop - j.row_start, t, self.dims)
+            size = self.frames_encoder.spec.image_size if self.frames_encoder is not None else 0
+            self.open[chunk] = ChunkAssembler(
+                chunk, j.row_start, j.row_stop - j.row_start, t, self.dims, frame_size=size
+            )
         return self.open[chunk]
 
     def _flush(self, acc: ChunkAssembler, bar: Any) -> None:
@@ -364,6 +372,10 @@ class ChunkLoop:
                 acc.fail(rows, [f"hand boxes: {result}"] * len(rows))
             else:
                 acc.add(piece.rows, piece.frame_index, *result)
+                if self.frames_encoder is not None:  # the frame cache: the encoder's input, before normalisation
+                    t0 = time.perf_counter()
+                    acc.add_frames(piece.rows, crop_frames(self.frames_encoder, piece.frames))
+                    self.timings.encode += time.perf_counter() - t0
             bar.update(len(rows))
 
     def _write(self, acc: ChunkAssembler) -> None:
@@ -379,6 +391,7 @@ class ChunkLoop:
             features=acc.features,
             row_status=acc.row_status,
             failures=acc.failures,
+            frames=None if acc.frames is None else {self.frames_encoder.spec.name: acc.frames},
         )
         self.timings.write += time.perf_counter() - t0
         n_ok, n_bad = int((acc.row_status == ROW_OK).sum()), int((acc.row_status == ROW_FAILED).sum())

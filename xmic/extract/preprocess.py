@@ -135,6 +135,39 @@ def preprocess(
     return _prepare_chw(x, spec)
 
 
+def preprocess_uint8(
+    images: torch.Tensor | np.ndarray, spec: EncoderSpec, device: str | torch.device | None = None
+) -> torch.Tensor:
+    """The encoder's input before normalisation: resized and centre-cropped like :func:`preprocess`, as uint8.
+
+    :func:`preprocess` is exactly ``normalize_uint8`` of this (its resize already rounds to integer levels), so these
+    images are what the frame cache (:mod:`xmic.cache.frames`) stores.
+
+    Args:
+        images: uint8 ``(B, H, W, 3)`` or ``(B, 3, H, W)``.
+        spec: The encoder's preprocessing (resize, image_size, interpolation).
+        device: Where to compute (default: where ``images`` is).
+
+    Returns:
+        ``(B, 3, S, S)`` uint8 on ``device``.
+    """
+    _check_spec(spec)
+    x = as_uint8_batch(images)
+    if device is not None:
+        x = x.to(device, non_blocking=True)
+    y = resize_shortest(x.float(), spec.resize, spec.interpolation)
+    return center_crop(y, spec.image_size).to(torch.uint8)
+
+
+def normalize_uint8(images: torch.Tensor, spec: EncoderSpec) -> torch.Tensor:
+    """uint8 ``(..., 3, S, S)`` images (e.g. from the frame cache) -> the encoder's normalised float32 pixels."""
+    if images.dtype != torch.uint8 or images.dim() < 3 or images.shape[-3] != 3:
+        raise ValueError(f"images must be uint8 (..., 3, S, S), got {images.dtype} {tuple(images.shape)}")
+    lead = images.shape[:-3]
+    x = _normalize(images.reshape(-1, *images.shape[-3:]).float(), spec)
+    return x.reshape(*lead, *x.shape[1:])
+
+
 def box_pixels(box: np.ndarray | torch.Tensor, height: int, width: int) -> tuple[int, int, int, int] | None:
     """Pixel bounds ``(x0, y0, x1, y1)`` (end-exclusive) of a normalised xyxy box, or None for a NaN box.
 

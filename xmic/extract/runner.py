@@ -22,6 +22,9 @@ import xmic
 from xmic.cache.backend import detect_format
 from xmic.cache.schema import StoreSpec
 from xmic.extract.assemble import Timings
+from xmic.extract.frame_cache import check_existing as check_frames_existing
+from xmic.extract.frame_cache import check_request as check_frames_request
+from xmic.extract.frame_cache import frames_spec
 from xmic.extract.launch import (
     ChunkLoop,
     DecodePool,
@@ -90,6 +93,8 @@ class ExtractConfig:
     dry_run: bool = False
     progress: bool = True
     ignore_lock: bool = False  # take over the store lock of this rank even when it looks held
+    frames_cache: bool = False  # also store --encoder's preprocessed input frames (xmic.extract.frame_cache)
+    frames_quality: int = 95  # JPEG quality of the frame cache
 
     def __post_init__(self) -> None:
         self.root, self.cache = Path(self.root), Path(self.cache)
@@ -182,6 +187,7 @@ def build_spec(
         annotations=data.annotations,
         config=record,
         xmic_version=xmic.__version__,
+        frames=frames_spec(config, encoders),
     )
 
 
@@ -249,6 +255,7 @@ def run_extraction(
     rank, world = discover_rank(config.rank, config.world_size)
     names = config.encoder_names()
     check_bin_centres(config.num_frames, config.resolved_bins())  # a store without bin centres is never made
+    check_frames_request(config)  # --frames-cache: a Zarr store, the codec installed, a CLIP --encoder
     data = load_dataset(config)  # also checks --center-sec
     if config.dry_run:
         from xmic.extract.extract_cli import dry_run_info
@@ -267,6 +274,7 @@ def run_extraction(
     from xmic.extract.storelock import check_writable, store_lock
 
     check_writable(config.cache)  # before any model is loaded or frame decoded
+    check_frames_existing(config)  # a group's frame cache is as asked, or --overwrite
     if config.dataset == "egtea":  # the clip names' stop frames, clamped to the clips' lengths before they are stored
         data = fit_egtea_stops(data, config, echo)
     with store_lock(config.cache, config.dataset, rank, ignore=config.ignore_lock):
@@ -340,7 +348,8 @@ def _extract(
         f"{len(pending)} chunks to do ({n_rows} rows), device {device}"
     )
     pool = DecodePool(jobs, settings, config.workers, config.prefetch)
-    loop = ChunkLoop(jobs, writer, provider, encoders, data.records, timings, on_chunk)
+    frames_encoder = encoders[config.encoder] if config.frames_cache else None
+    loop = ChunkLoop(jobs, writer, provider, encoders, data.records, timings, on_chunk, frames_encoder=frames_encoder)
     t_loop = time.perf_counter()
     from tqdm import tqdm
 
