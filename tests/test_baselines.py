@@ -13,6 +13,7 @@ from xmic.adapt.baselines import (
     VITA_CLIP_MESSAGE,
     CLIPAdapter,
     CLIPAdapterStar,
+    VitaClipMethod,
     ZeroShot,
     build_baseline,
 )
@@ -315,6 +316,7 @@ def test_factory_builds_every_baseline(clip_dir: Path) -> None:
         "coop": CoOp,
         "cocoop": CoCoOp,
         "a5": A5,
+        "vita-clip": VitaClipMethod,
     }
     assert set(BASELINE_NAMES) == set(expected)
     for name, cls in expected.items():
@@ -324,12 +326,10 @@ def test_factory_builds_every_baseline(clip_dir: Path) -> None:
 
 
 def test_factory_errors(clip_dir: Path, tmp_path: Path) -> None:
-    with pytest.raises(NotImplementedError) as err:
-        build_baseline("vita-clip", dim=D, num_frames=T)
-    assert str(err.value) == VITA_CLIP_MESSAGE and "visual encoder" in VITA_CLIP_MESSAGE
+    assert "--frames-cache" in VITA_CLIP_MESSAGE
     with pytest.raises(ValueError, match="unknown baseline 'clip'.*zero-shot.*cocoop"):
         build_baseline("clip", dim=D, num_frames=T)
-    for name in ("coop", "cocoop", "a5"):
+    for name in ("coop", "cocoop", "a5", "vita-clip"):
         with pytest.raises(ValueError, match=f"'{name}'.*text_model_dir.*same CLIP weights"):
             build_baseline(name, dim=D, num_frames=T)
     with pytest.raises(ValueError, match="projects to 64 but the cached features are 32-wide"):

@@ -130,3 +130,15 @@ def test_demo_quick_needs_demo(tmp_path: Path) -> None:
         reproduce_cmd, ["--table", "1", "--cache", str(tmp_path / "c"), "--demo-quick", "--out", str(tmp_path / "o")]
     )
     assert result.exit_code == 2 and "--demo-quick goes with --demo" in result.output
+
+
+def test_table1_runs_vita_clip_on_the_demo_frame_cache(fresh: Path, tmp_path: Path) -> None:
+    out = tmp_path / "t1"
+    args = ["--table", "1", "--cache", str(fresh), "--out", str(out), "--demo", "--demo-quick", "--epochs", "1"]
+    result = CliRunner().invoke(reproduce_cmd, [*args, "--targets", "noun", "--rows", "vita-clip", "--quiet"])
+    assert result.exit_code == 0, result.output
+    cells = table_cells((out / "table1.md").read_text(), "Vita-CLIP")
+    assert len(cells) == 6 and all(c.endswith("(n=1)") for c in cells), cells
+    record = json.loads((out / "table1.json").read_text())
+    runs = record["rows"]["Vita-CLIP"]["results"]
+    assert len(runs) == 2 and all(set(r["encoders"]) == {"demo-clip"} for r in runs)

@@ -281,6 +281,15 @@ class SpecReader:
     def text_templates(self, encoder, target):
         return self.templates if encoder in self.spec.encoders else []
 
+    def frames_encoder(self, encoder):
+        from xmic.cache.errors import StoreError
+
+        if encoder not in self.spec.frames:
+            raise StoreError(
+                f"dataset group {self.dataset!r}: no frame cache of {encoder}; `xmic extract ... --frames-cache`"
+            )
+        return encoder
+
 
 def test_resolve_row_needs(tmp_path, monkeypatch):
     from xmic.cache.schema import StoreSpec
@@ -297,7 +306,8 @@ def test_resolve_row_needs(tmp_path, monkeypatch):
     settings = ReproduceSettings(cache=tmp_path / "c.zarr")
     b16 = {"encoder": "clip-vit-b16"}
 
-    assert "visual encoder" in resolve_row(rows["Vita-CLIP"], settings, both)[1]
+    reason = resolve_row(rows["Vita-CLIP"], settings, both)[1]
+    assert "visual encoder" in reason and "no frame cache of clip-vit-b16" in reason and "--frames-cache" in reason
     assert "DINOv2" in resolve_row(rows["X-MIC+DINO"], settings, plain)[1]  # one group lacks DINOv2
     overrides, reason = resolve_row(rows["X-MIC+DINO"], settings, both)
     assert reason is None and overrides == {"method": "xmic", "second_encoder": "dinov2-vitb14", **b16}

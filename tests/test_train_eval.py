@@ -189,7 +189,7 @@ def test_cli_train_evaluate_and_vita_clip(store, tmp_path):
     res = runner.invoke(
         main, ["train", "--cache", str(store), "--dataset", "alpha", "--target", "verb", "--method", "vita-clip"]
     )
-    assert res.exit_code != 0 and "visual encoder" in res.output
+    assert res.exit_code != 0 and "no frame cache" in res.output and "--frames-cache" in res.output
 
 
 def test_stage_two_never_imports_av():
@@ -263,6 +263,40 @@ def test_cli_adapter_hidden_is_trained_saved_and_rebuilt(tmp_path):
     assert json.loads((out / "config.json").read_text())["extra"] == {"xmic": {"mlp_hidden": 8}}
     model, cfg, _ = load_run(out)
     assert model.mlp[0].out_features == 8 and cfg.extra["xmic"]["mlp_hidden"] == 8
+
+
+def test_cli_train_without_dataset_takes_the_only_group(tmp_path):
+    store = write_random_store(
+        tmp_path / "one.zarr", dataset="solo", n=32, num_frames=16, encoders={"clip-vit-b16": 32}
+    )
+    out = tmp_path / "solo-run"
+    args = ["train", "--cache", str(store), "--epochs", "1", "--batch-size", "16", "--out", str(out), "--quiet"]
+    res = CliRunner().invoke(main, [*args, "--device", "cpu"])
+    assert res.exit_code == 0, res.output
+    assert json.loads((out / "config.json").read_text())["dataset"] == "solo"
+
+
+def test_cli_train_without_dataset_lists_the_groups_and_the_command_for_each(store):
+    args = ["train", "--cache", str(store), "--target", "verb", "--epochs", "1"]
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code == 2 and "Missing option" not in res.output
+    assert "holds 2 dataset groups (alpha, beta)" in res.output
+    for group in ("alpha", "beta"):
+        assert f"xmic train --cache {store} --target verb --epochs 1 --dataset {group}" in res.output
+    res = CliRunner().invoke(main, [*args, "--dataset", "gamma"])
+    assert res.exit_code == 2 and "no dataset group 'gamma'" in res.output
+    assert f"xmic train --cache {store} --target verb --epochs 1 --dataset alpha" in res.output
+
+
+def test_cli_evaluate_on_an_unknown_group_lists_the_groups_and_the_command_for_each(store, tmp_path):
+    run = tmp_path / "run"
+    train(config(epochs=1), store, run, progress=False)
+    res = CliRunner().invoke(main, ["evaluate", "--run", str(run), "--cache", str(store), "--dataset", "epic"])
+    assert res.exit_code == 2 and "no dataset group 'epic'" in res.output and "alpha, beta" in res.output
+    for group in ("alpha", "beta"):
+        assert f"xmic evaluate --run {run} --cache {store} --dataset {group}" in res.output
+    res = CliRunner().invoke(main, ["evaluate", "--run", str(run), "--cache", str(store)])
+    assert res.exit_code == 0, res.output  # no --dataset: every group of the store
 
 
 def test_incomplete_store_is_refused_and_failed_rows_are_counted(tmp_path):

@@ -206,6 +206,7 @@ def predict_clip(
     """
     import torch
 
+    from xmic.adapt.baselines import FRAME_METHODS
     from xmic.adapt.data import FeatureBank, cond_views
     from xmic.adapt.run_io import load_run
     from xmic.cache.schema import StoreSpec
@@ -223,13 +224,25 @@ def predict_clip(
         boxes = provider.boxes(video.stem, frame_index, frames if provider.needs_frames else None)
     from xmic.sampling import parse_sampling_rule
 
-    feats = clip_features(encoders, frames, boxes, parse_sampling_rule(spec.sampling)[0])
-    bank = FeatureBank(
-        cls=feats[cfg.encoder][cfg.classified_view][None].to(device),
-        cond=[feats[cfg.second_encoder][v][None].to(device) for v in cond_views(cfg.views)],
-        labels=torch.tensor([-1], device=device),
-        rows=torch.tensor([0], device=device),
-    )
+    if cfg.method in FRAME_METHODS:  # Vita-CLIP runs the encoder itself: the frames as the frame cache holds them
+        from xmic.adapt.frame_bank import FrameBank
+        from xmic.extract.preprocess import preprocess_uint8
+
+        enc_spec = encoders[cfg.encoder].spec
+        images = preprocess_uint8(frames, enc_spec, device)  # (T, 3, S, S) uint8
+        bank = FrameBank(
+            reader=None, encoder=cfg.encoder, spec=enc_spec, labels=torch.tensor([-1], device=device),
+            rows=torch.tensor([0], device=device), store_frames=len(frame_index), device=torch.device(device),
+            frames=images[None],
+        )  # fmt: skip
+    else:
+        feats = clip_features(encoders, frames, boxes, parse_sampling_rule(spec.sampling)[0])
+        bank = FeatureBank(
+            cls=feats[cfg.encoder][cfg.classified_view][None].to(device),
+            cond=[feats[cfg.second_encoder][v][None].to(device) for v in cond_views(cfg.views)],
+            labels=torch.tensor([-1], device=device),
+            rows=torch.tensor([0], device=device),
+        )
     classes, source = resolve_vocab(vocab, cfg, meta, encoders[cfg.encoder])
     classes.emb = classes.emb.to(device)
     logits = predict_logits(model, bank, classes, frames=cfg.frames)[0]

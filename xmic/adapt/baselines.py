@@ -1,7 +1,8 @@
 """Baselines trained from the cache: zero-shot CLIP, CLIP-Adapter, CLIP-Adapter*, and the factory for all of them.
 
-The prompt-learning baselines (CoOp, Co-CoOp, A5) live in ``prompt_learning.py``. Vita-CLIP prompts inside the
-visual encoder, which the cache has already run, so it is refused with ``VITA_CLIP_MESSAGE``.
+The prompt-learning baselines (CoOp, Co-CoOp, A5) live in ``prompt_learning.py``. Vita-CLIP (``vita_clip.py``)
+prompts inside the frozen visual encoder, so it trains on the store's frame cache (``xmic extract --frames-cache``,
+:mod:`xmic.adapt.frame_bank`): its batches hold pixels, not features.
 """
 
 from __future__ import annotations
@@ -19,9 +20,8 @@ from xmic.adapt.blocks import TemporalEncoder
 from xmic.adapt.prompt_learning import A5, CoCoOp, CoOp, check_frames
 
 VITA_CLIP_MESSAGE = (
-    "Vita-CLIP learns prompt tokens inside the CLIP vision transformer, so it needs the visual encoder (and the "
-    "decoded frames) in the training loop; a feature cache holds only the encoder's outputs and cannot train it. "
-    "Vita-CLIP is out of the cache's reach: report it as not run rather than approximate it."
+    "Vita-CLIP learns prompt tokens inside the CLIP vision transformer, so it trains on the frames themselves: it "
+    "needs the store's frame cache (`xmic extract ... --frames-cache`) and the local CLIP weights (--model-dir)"
 )
 
 CLIP_LOGIT_SCALE = 100.0
@@ -109,10 +109,26 @@ class CLIPAdapterStar(CLIPAdapter):
         return l2norm(self.temporal(l2norm(cls)))
 
 
-#: Methods that run the frozen CLIP text encoder and so need its weights.
-TEXT_METHODS: dict[str, type[VideoClassifier]] = {"coop": CoOp, "cocoop": CoCoOp, "a5": A5}
+class VitaClipMethod(VideoClassifier):
+    """Vita-CLIP (:class:`xmic.adapt.vita_clip.VitaClip`) behind the common interface: ``batch.cls`` holds the
+    clips' normalised pixels ``(B, T, 3, S, S)`` (a :class:`~xmic.adapt.frame_bank.FrameBank` batch)."""
+
+    def __init__(self, clip_dir: str | Path, num_frames: int, **options: Any) -> None:
+        super().__init__()
+        from xmic.adapt.vita_clip import VitaClip
+
+        self.vita = VitaClip(clip_dir, num_frames, **options)
+
+    def forward(self, batch: FeatureBatch, classes: ClassText) -> torch.Tensor:
+        return self.vita(batch.cls, classes)
+
+
+#: Methods that run the frozen CLIP text encoder (Vita-CLIP: both towers) and so need its weights.
+TEXT_METHODS: dict[str, type[VideoClassifier]] = {"coop": CoOp, "cocoop": CoCoOp, "a5": A5, "vita-clip": VitaClipMethod}
+#: Methods that read the store's frame cache instead of its features.
+FRAME_METHODS = ("vita-clip",)
 #: Every baseline name, in table order.
-BASELINE_NAMES = ("zero-shot", "clip-adapter", "clip-adapter-star", "coop", "cocoop", "a5")
+BASELINE_NAMES = ("zero-shot", "clip-adapter", "clip-adapter-star", "coop", "cocoop", "a5", "vita-clip")
 
 
 def _build_zero_shot(dim: int, num_frames: int, **kw: Any) -> VideoClassifier:
@@ -146,14 +162,13 @@ def build_baseline(
     """The baseline ``name`` for D = ``dim`` features and ``num_frames`` frames per clip.
 
     Args:
-        name: One of ``BASELINE_NAMES``; "vita-clip" raises ``NotImplementedError(VITA_CLIP_MESSAGE)``.
+        name: One of ``BASELINE_NAMES``.
         dim: D, width of the cached CLIP features and text embeddings.
         num_frames: T, frames per clip (length of the learned temporal embeddings).
-        text_model_dir: Local folder of the CLIP weights the store was extracted with; required by coop, cocoop, a5.
+        text_model_dir: Local folder of the CLIP weights the store was extracted with; required by coop, cocoop, a5,
+            vita-clip.
         **options: Extra constructor arguments of the method (e.g. ``ratio``, ``n_ctx``, ``class_position``).
     """
-    if name == "vita-clip":
-        raise NotImplementedError(VITA_CLIP_MESSAGE)
     if name in METHODS:
         return METHODS[name](dim, num_frames, **options)
     if name in TEXT_METHODS:
@@ -164,8 +179,10 @@ def build_baseline(
             )
         from xmic.adapt.text_encoder import FrozenTextEncoder
 
+        if name == "vita-clip":
+            return VitaClipMethod(text_model_dir, num_frames, **options)
         text = FrozenTextEncoder(text_model_dir)
         if name == "a5":
             return A5(text, dim, num_frames, **options)
         return TEXT_METHODS[name](text, dim, **options)
-    raise ValueError(f"unknown baseline {name!r}; choose one of {', '.join(BASELINE_NAMES)} (vita-clip is refused)")
+    raise ValueError(f"unknown baseline {name!r}; choose one of {', '.join(BASELINE_NAMES)}")

@@ -113,6 +113,31 @@ def load_bank(
             is lost); a used row has NaN/inf features (a lost or damaged feature chunk). The message names the rows
             and chunks and says how to recompute them.
     """
+    labels_np, rows_np, failed = check_store_rows(reader, target, splits)
+    cache: dict[tuple[str, str], torch.Tensor] = {}
+
+    def get(enc: str, view: str) -> torch.Tensor:
+        if (enc, view) not in cache:
+            cache[(enc, view)] = reader.load_features(enc, view, device=device)
+        return cache[(enc, view)]
+
+    cls = get(encoder, classified_view)
+    cond = [get(second_encoder, v) for v in cond_views(views)]
+    for (enc, view), arr in cache.items():
+        _check_finite(reader, arr, rows_np, f"features/{enc}/{view}")
+    rows = torch.from_numpy(rows_np).to(device)
+    return FeatureBank(cls=cls, cond=cond, labels=torch.from_numpy(labels_np).to(device), rows=rows, failed=failed)
+
+
+def check_store_rows(reader, target: str, splits: tuple[str, ...] | None) -> tuple[np.ndarray, np.ndarray, int]:
+    """The labels of every row, the usable rows of ``splits`` and how many of them failed extraction.
+
+    Returns:
+        ``(labels (N,) int64, rows (M,) int64 with status ok, a known label and a split in ``splits``, failed)``.
+
+    Raises:
+        StoreSpecError / StoreError: as :func:`load_bank` says.
+    """
     reader.check_bin_centres()
     done = np.asarray(reader.done)
     if not np.all(done == 1):
@@ -122,27 +147,15 @@ def load_bank(
             f"{reader.path} / {reader.dataset}: {missing.size} of {done.size} chunks are not extracted yet "
             f"(chunks {shown}); re-run the same `xmic extract` command to finish them (it resumes), then go on"
         )
-    cache: dict[tuple[str, str], torch.Tensor] = {}
-
-    def get(enc: str, view: str) -> torch.Tensor:
-        if (enc, view) not in cache:
-            cache[(enc, view)] = reader.load_features(enc, view, device=device)
-        return cache[(enc, view)]
-
     labels_np = np.asarray(reader.segments[target], dtype=np.int64)
     status = np.asarray(reader.row_status)
     _check_row_status(reader, status)
-    cls = get(encoder, classified_view)
-    cond = [get(second_encoder, v) for v in cond_views(views)]
     in_split = np.ones(status.shape, dtype=bool)
     if splits is not None:
         in_split = np.isin(np.asarray(reader.segments["split"]).astype(str), list(splits))
     keep = in_split & (status == ROW_OK) & (labels_np >= 0)
-    for (enc, view), arr in cache.items():
-        _check_finite(reader, arr, np.flatnonzero(keep), f"features/{enc}/{view}")
     failed = int(np.count_nonzero(in_split & (status == ROW_FAILED)))
-    rows = torch.from_numpy(np.flatnonzero(keep)).to(device)
-    return FeatureBank(cls=cls, cond=cond, labels=torch.from_numpy(labels_np).to(device), rows=rows, failed=failed)
+    return labels_np, np.flatnonzero(keep), failed
 
 
 def _repair_hint(reader) -> str:

@@ -198,11 +198,9 @@ def train(cfg: TrainConfig, cache: Path, out: Path | None = None, *, progress: b
 
     The last epoch is what the run keeps: nothing is selected on evaluation data.
     """
-    from xmic.adapt.baselines import TEXT_METHODS, VITA_CLIP_MESSAGE
+    from xmic.adapt.baselines import FRAME_METHODS, TEXT_METHODS
     from xmic.cache.reader import StoreReader
 
-    if cfg.method == "vita-clip":
-        raise NotImplementedError(VITA_CLIP_MESSAGE)
     cfg.validate()
     reader = reader or StoreReader(cache, cfg.dataset)
     spec = reader.spec
@@ -216,16 +214,21 @@ def train(cfg: TrainConfig, cache: Path, out: Path | None = None, *, progress: b
         check_text_weights(cfg, spec.encoders[encoder])
     device = torch.device(cfg.device)
     seed_everything(cfg.seed)
-    bank = load_bank(
-        reader,
-        target=cfg.target,
-        encoder=encoder,
-        second_encoder=second,
-        views=cfg.views,
-        classified_view=cfg.classified_view,
-        splits=(cfg.train_split,),
-        device=device,
-    )
+    if cfg.method in FRAME_METHODS:
+        from xmic.adapt.frame_bank import load_frame_bank
+
+        bank = load_frame_bank(reader, target=cfg.target, encoder=encoder, splits=(cfg.train_split,), device=device)
+    else:
+        bank = load_bank(
+            reader,
+            target=cfg.target,
+            encoder=encoder,
+            second_encoder=second,
+            views=cfg.views,
+            classified_view=cfg.classified_view,
+            splits=(cfg.train_split,),
+            device=device,
+        )
     if bank.rows.numel() == 0:
         raise ValueError(
             f"no usable training rows in {cache} / {cfg.dataset}: need status ok, a {cfg.target} label and "

@@ -41,7 +41,7 @@ def _store_encoders(cache: Path, groups: Sequence[str]) -> set[str] | None:
 def _old_layout_groups(cache: Path, groups: Sequence[str]) -> list[str]:
     """The groups of ``groups`` an older xmic wrote: a sampling rule without bin-centre candidates (the old 16x2
     layout), the tiny CLIP stored under a real model's name (``clip-vit-b16`` before it became ``demo-clip``), or
-    no tiny LaViLa features (before ``demo-lavila``)."""
+    no tiny LaViLa features (before ``demo-lavila``) or no frame cache (before Vita-CLIP ran on the demo)."""
     from xmic.cache.reader import StoreReader
     from xmic.registry import DEMO_CLIP, DEMO_LAVILA
     from xmic.sampling import rule_lacks_bin_centres
@@ -50,7 +50,10 @@ def _old_layout_groups(cache: Path, groups: Sequence[str]) -> list[str]:
     return [
         g
         for g, s in specs.items()
-        if rule_lacks_bin_centres(s.sampling) or DEMO_CLIP not in s.encoders or DEMO_LAVILA not in s.encoders
+        if rule_lacks_bin_centres(s.sampling)
+        or DEMO_CLIP not in s.encoders
+        or DEMO_LAVILA not in s.encoders
+        or DEMO_CLIP not in s.frames
     ]
 
 

@@ -62,6 +62,7 @@ def extract_demo_store(
     *,
     second_encoder: str | None = None,
     extra_encoders: tuple[str, ...] = (DEMO_LAVILA,),
+    frames_cache: bool = True,
     names: tuple[str, ...] = DEMO_DATASETS,
     num_frames: int = DEFAULT_NUM_FRAMES,
     progress: bool = True,
@@ -76,6 +77,7 @@ def extract_demo_store(
         model_dir: Parent folder of the encoders (see :mod:`xmic.demo.models`).
         second_encoder: Also extract this encoder (``demo-dinov2``) for X-MIC+DINO.
         extra_encoders: More encoders of the same pass (default the tiny LaViLa, for Table 5).
+        frames_cache: Also store the tiny CLIP's preprocessed frames (``--frames-cache``, for Vita-CLIP).
         names: Which datasets of the manifest (``epic``, ``ego4d``, ``egtea``); other groups are left alone.
         num_frames: Slots per segment (48 = 16 bins x 3 candidates; evaluation takes each bin's centre one, training
             draws one per bin, as the paper samples).
@@ -110,6 +112,7 @@ def extract_demo_store(
             encoder=DEMO_CLIP,
             second_encoder=second_encoder,
             extra_encoders=tuple(extra_encoders),
+            frames_cache=frames_cache,
             hands="given",
             hand_options={"hand_boxes": str(data_dir / info["hand_boxes"])},
             model_dir=Path(model_dir),

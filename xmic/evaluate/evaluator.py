@@ -42,7 +42,8 @@ def predict_logits(
     Autocast is switched off here even inside a caller's autocast block: CLIP's cosines to the K classes sit
     close together and bf16 rounding flips the top classes. (Training may use bf16; evaluation never does.)
     """
-    device = bank.cls.device
+    device = bank.rows.device
+    batch_size = min(batch_size, getattr(bank, "eval_batch_size", batch_size))  # a FrameBank's clips cost T passes
     out = []
     for start in range(0, bank.rows.numel(), batch_size):
         rows = bank.rows[start : start + batch_size]
@@ -53,7 +54,14 @@ def predict_logits(
 
 
 def run_bank(reader, cfg, splits: tuple[str, ...], device: torch.device) -> FeatureBank:
-    """The features a run reads (its encoders, views and target) for ``splits`` of ``reader``, on ``device``."""
+    """The features a run reads (its encoders, views and target) for ``splits`` of ``reader``, on ``device``; the
+    frame cache for Vita-CLIP."""
+    from xmic.adapt.baselines import FRAME_METHODS
+
+    if cfg.method in FRAME_METHODS:
+        from xmic.adapt.frame_bank import load_frame_bank
+
+        return load_frame_bank(reader, target=cfg.target, encoder=cfg.encoder, splits=splits, device=device)
     return load_bank(
         reader,
         target=cfg.target,

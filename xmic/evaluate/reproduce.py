@@ -91,6 +91,7 @@ class ReproduceSettings:
     skip_bad: bool = False  # extraction: record rows without media as failed instead of stopping
     paper_numbers: Path | None = None
     xmic_options: dict[str, Any] = field(default_factory=dict)  # XMICConfig fields for the X-MIC rows
+    not_run: dict[str, str] = field(default_factory=dict)  # method -> why this rebuild leaves its rows out
     demo: bool = False  # the generated demo data: the header says its numbers are not comparable with the paper's
     backbones: dict[str, str] = field(default_factory=dict)  # paper encoder -> stand-in (demo: demo-clip), in header
     progress: bool = True
@@ -291,6 +292,7 @@ def reproduce_table(number: int, settings: ReproduceSettings, echo: Echo = print
         no_hands = {r.dataset: why for r in readers.values() if (why := no_hands_reason(r)) is not None}
     for row in rows:
         overrides, reason = resolve_row(row, settings, list(readers.values()), no_hands)
+        reason = settings.not_run.get(row.method, reason)
         if reason is not None:
             skipped[row.label] = reason
             continue

@@ -13,7 +13,7 @@ from typing import Any
 
 from xmic.evaluate.table_specs import DEFAULT_CLIP, RowSpec
 
-PROMPT_LEARNERS = ("coop", "cocoop", "a5")
+PROMPT_LEARNERS = ("coop", "cocoop", "a5", "vita-clip")
 
 
 def _clip_encoders(spec: Any) -> list[str]:
@@ -45,14 +45,10 @@ def resolve_row(
         no_hands: group -> why it has no usable hand boxes (:func:`~xmic.cache.hand_info.no_hands_reason`);
             X-MIC rows refuse such groups unless ``settings.allow_no_hands``.
     """
-    from xmic.adapt.baselines import VITA_CLIP_MESSAGE
-
     specs = [r.spec for r in readers]
     overrides: dict[str, Any] = {"method": row.method, **row.overrides}
     if row.unavailable:
         return overrides, row.unavailable
-    if row.method == "vita-clip":
-        return overrides, VITA_CLIP_MESSAGE
     if row.method == "xmic" and no_hands and not settings.allow_no_hands:
         return overrides, (
             "X-MIC conditions on hand crops: "
@@ -93,6 +89,14 @@ def resolve_row(
             f"the store holds no {clip} text embeddings for the prompt {template!r} in {', '.join(lacking)}; "
             "re-run `xmic extract` on those groups (it adds the missing prompts and keeps the features)"
         )
+    if row.method == "vita-clip":
+        from xmic.cache.errors import StoreError
+
+        for reader in readers:
+            try:
+                reader.frames_encoder(clip)
+            except StoreError as exc:
+                return overrides, f"trains on the frames (Vita-CLIP prompts inside the visual encoder): {exc}"
     if row.method in PROMPT_LEARNERS:
         from xmic.weights import ModelNotFoundError, find_model_dir
 
