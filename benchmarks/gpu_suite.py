@@ -12,6 +12,8 @@ Parts, in order, each timed against the budget (a part that would not fit is ski
 * ``train``: 15 epochs of X-MIC on an EPIC-sized synthetic store (67,217 clips, 48 slots, fp16, on the device),
   store path against the authors-style DataLoader path (:func:`xmic.bench.train.run_train_bench`); the
   reference runs fewer epochs and its time is scaled (``reference_epochs``, ``reference_seconds_scaled``);
+* ``vita``: Vita-CLIP training steps (prompts inside a real-size random-weight CLIP ViT-B/16, 16 frames per clip,
+  bf16 autocast on CUDA): clips/s and peak memory at the best of a few batch sizes;
 * ``cocoop``: Co-CoOp peak memory of one training step at K = 521 with the real-size CLIP text tower, text passes
   chunked and not (``cocoop_memory.py``'s subprocess variants).
 
@@ -93,7 +95,8 @@ def _sizes(smoke: bool) -> dict[str, Any]:
             extract=dict(n_clips=2, clip_frames=90, segments_per_clip=3, width=64, height=48, workers=1),
             train=dict(segments=256, epochs=2, reference_epochs=1, dim=64, batch_size=64),
             cocoop_batch=1,
-            estimates=dict(encoders=10, extract=30, train=20, cocoop=40),
+            vita=dict(image=64, batches=(2,), iters=1, classes=5),
+            estimates=dict(encoders=10, extract=30, train=20, cocoop=40, vita=10),
         )
     return dict(
         matmul=8192,
@@ -106,7 +109,8 @@ def _sizes(smoke: bool) -> dict[str, Any]:
         extract=dict(n_clips=8, clip_frames=1800, segments_per_clip=10, width=456, height=256, workers=4),
         train=dict(segments=EPIC_CLIPS, epochs=15, reference_epochs=2, dim=512, batch_size=128),
         cocoop_batch=8,
-        estimates=dict(encoders=90, extract=120, train=200, cocoop=60),
+        vita=dict(image=224, batches=(8, 16, 32), iters=3, classes=97),
+        estimates=dict(encoders=90, extract=120, train=200, cocoop=60, vita=45),
     )
 
 
@@ -279,6 +283,50 @@ def part_cocoop(sizes: dict[str, Any], device: torch.device, smoke: bool) -> dic
     return out
 
 
+def part_vita(sizes: dict[str, Any], device: torch.device, smoke: bool, workdir: Path) -> dict[str, Any]:
+    """Vita-CLIP training steps/s on random clips of normalised pixels: (B, 16, 3, 224, 224) at real size."""
+    from xmic.adapt.base import ClassText
+    from xmic.adapt.vita_clip import VitaClip
+
+    models = workdir / "models"
+    if not (models / "clip-vit-b16" / "config.json").is_file():
+        write_encoders(models, smoke)
+    frames, image = 16, sizes["vita"]["image"]
+    model = VitaClip(models / "clip-vit-b16", num_frames=frames).to(device)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=1e-3)
+    classes = ClassText(
+        emb=torch.zeros(sizes["vita"]["classes"], 1), names=[f"class {k}" for k in range(sizes["vita"]["classes"])]
+    )
+    out: dict[str, Any] = {"frames": frames, "image": image, "classes": len(classes.names), "by_batch": {}}
+    for batch in sizes["vita"]["batches"]:
+        x = torch.randn(batch, frames, 3, image, image, device=device)
+        y = torch.randint(len(classes.names), (batch,), device=device)
+
+        def step(x=x, y=y) -> None:
+            opt.zero_grad(set_to_none=True)
+            loss = torch.nn.functional.cross_entropy(model(x, classes), y)
+            loss.backward()
+            opt.step()
+
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        try:
+            sec = gpu_encoders.timed(step, sizes["vita"]["iters"], 2, device)
+        except torch.OutOfMemoryError:
+            out["by_batch"][str(batch)] = "out of memory"
+            break
+        entry = {"clips_per_s": batch / sec, "frames_per_s": batch * frames / sec}
+        if device.type == "cuda":
+            entry["peak_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
+        out["by_batch"][str(batch)] = entry
+    ran = {k: v for k, v in out["by_batch"].items() if isinstance(v, dict)}
+    if ran:
+        best = max(ran, key=lambda k: ran[k]["clips_per_s"])
+        out.update(best_batch=int(best), clips_per_s=ran[best]["clips_per_s"])
+    return out
+
+
 def default_out(device_name: str) -> Path:
     slug = re.sub(r"[^a-z0-9]+", "-", device_name.lower()).strip("-") or "device"
     return HERE / "results" / f"{slug}-{datetime.date.today().isoformat()}.json"
@@ -290,7 +338,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, help="JSON path (default: benchmarks/results/<device>-<date>.json; "
                     "with --smoke a temporary file)")  # fmt: skip
     ap.add_argument("--budget", type=float, default=BUDGET_S, help="seconds for the whole suite")
-    ap.add_argument("--parts", default="encoders,extract,train,cocoop", help="comma list of the parts to run")
+    ap.add_argument("--parts", default="encoders,extract,train,cocoop,vita", help="comma list of the parts to run")
     args = ap.parse_args(argv)
     if not torch.cuda.is_available() and not args.smoke:
         print("gpu_suite.py: no CUDA device; run it on a GPU host, or pass --smoke for a tiny CPU run", file=sys.stderr)
@@ -329,6 +377,7 @@ def main(argv: list[str] | None = None) -> int:
             "extract": lambda: part_extract(sizes, device, args.smoke, work),
             "train": lambda: part_train(sizes, device, work),
             "cocoop": lambda: part_cocoop(sizes, device, args.smoke),
+            "vita": lambda: part_vita(sizes, device, args.smoke, work),
         }
         for name in parts:
             if name not in jobs:

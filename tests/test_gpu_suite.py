@@ -37,7 +37,7 @@ def test_gpu_suite_smoke_writes_complete_finite_json(tmp_path):
     assert _load_suite().main(["--smoke", "--out", str(out)]) == 0
     report = json.loads(out.read_text())
     top = {"suite", "smoke", "device", "date", "budget_seconds", "goals", "skipped", "errors", "matmul"}
-    parts = {"encoders", "extract", "train", "cocoop"}
+    parts = {"encoders", "extract", "train", "cocoop", "vita"}
     assert top | parts | {"total_seconds"} <= set(report)
     assert report["smoke"] is True
     assert report["skipped"] == {} and report["errors"] == {}
@@ -56,6 +56,8 @@ def test_gpu_suite_smoke_writes_complete_finite_json(tmp_path):
     assert {"store_clips_per_s", "reference_clips_per_s", "speedup", "reference_seconds_scaled"} <= set(train)
     cocoop = report["cocoop"]
     assert cocoop["classes"] == 521
+    vita = report["vita"]
+    assert vita["frames"] == 16 and vita["best_batch"] == 2 and vita["clips_per_s"] > 0
     assert {"chunked_peak_bytes", "unchunked_peak_bytes", "peak_ratio"} <= set(cocoop)
     numbers = list(_numbers(report))
     assert len(numbers) > 40
