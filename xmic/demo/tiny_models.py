@@ -25,21 +25,6 @@ PIL_BICUBIC = 3
 DINOV2_POS_GRID_RATIO = 37 / 16
 
 
-def _bytes_to_unicode() -> dict[int, str]:
-    """GPT-2 / CLIP byte-level alphabet: every byte maps to one printable unicode character."""
-    keep = (
-        list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
-    )
-    chars = list(keep)
-    extra = 0
-    for b in range(256):
-        if b not in keep:
-            keep.append(b)
-            chars.append(256 + extra)
-            extra += 1
-    return {b: chr(c) for b, c in zip(keep, chars, strict=True)}
-
-
 def build_clip_vocab(words: list[str] | None = None) -> tuple[dict[str, int], list[str]]:
     """A small CLIP-style byte-level BPE vocabulary: every byte character, alone and word-final, plus merges.
 
@@ -52,7 +37,9 @@ def build_clip_vocab(words: list[str] | None = None) -> tuple[dict[str, int], li
         ``(vocab, merges)``: token -> id (the two special tokens last, as in OpenAI's vocabulary, so "end of text"
         has the highest id) and the merge rules in priority order.
     """
-    alphabet = list(_bytes_to_unicode().values())
+    from xmic.lavila.tokenizer import bytes_to_unicode
+
+    alphabet = list(bytes_to_unicode().values())
     tokens = alphabet + [c + "</w>" for c in alphabet]
     merges: list[str] = []
     seen = set(tokens)

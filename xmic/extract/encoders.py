@@ -1,19 +1,8 @@
 """Frozen CLIP / DINOv2 encoders loaded from local files only, with batched on-device preprocessing.
 
-Where the weights are looked for (first hit wins), for a registry entry whose model id is ``org/name``
-(e.g. ``openai/clip-vit-base-patch16``) and registry name ``reg`` (e.g. ``clip-vit-b16``):
-
-1. ``model_dir`` itself, when it holds ``config.json`` and weights (a single model in Hugging Face layout);
-2. ``model_dir/name`` (``MODEL_DIR/clip-vit-base-patch16``), then ``model_dir/reg``, then ``model_dir/org/name``
-   (a parent folder holding several models);
-3. ``model_dir`` used as a Hugging Face hub cache (``model_dir/models--org--name/snapshots/<rev>``);
-4. when ``model_dir`` is None, the same three steps under ``$XMIC_MODEL_DIR`` if that is set;
-5. the local Hugging Face cache: ``$HF_HUB_CACHE``, else ``$HF_HOME/hub``, else
-   ``$XDG_CACHE_HOME/huggingface/hub``, else ``~/.cache/huggingface/hub``; the snapshot named by ``refs/main``,
-   else the newest snapshot with a ``config.json``.
-
-Nothing is ever downloaded (``HF_HUB_OFFLINE=1``, ``TRANSFORMERS_OFFLINE=1``, ``local_files_only=True``); when
-no candidate holds the model, :class:`ModelNotFoundError` lists every place searched and how to fill one.
+Where the weights are looked for, and the error when they are not there, is :func:`xmic.weights.find_model_dir`
+(a model folder, a folder of model folders, a hub cache, ``$XMIC_MODEL_DIR``, the local Hugging Face cache; nothing is
+ever downloaded). LaViLa entries load through :mod:`xmic.extract.lavila_encoder`.
 
 The effective :class:`EncoderSpec` comes from the loaded files, not from the registry alone: ``dim`` from the
 model config (CLIP ``projection_dim``, DINOv2 ``hidden_size``), preprocessing from ``preprocessor_config.json``
