@@ -40,7 +40,7 @@ CHUNK_ROWS = 2
 ENCODER = "clip-vit-b16"
 KEY = f"egtea/frames/{ENCODER}/full"
 #: JPEG quality 95 (4:4:4) plus PIL's and torch's bicubic rounding (1-3 levels apart at a few pixels).
-MAX_MEAN_ERROR = 2.0
+MAX_MEAN_ERROR = 3.0  # levels of 255 (measured 1.2 at 224 px, 1.8-2.1 at 64 px across libjpeg builds)
 MIN_PSNR_DB = 35.0
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
