@@ -15,9 +15,75 @@ def _bool_flag(name: str, default: bool, help_: str):
     return click.option(f"--{name}/--no-{name}", default=default, show_default=True, help=help_)
 
 
-@click.command("train")
+class _KeepArgs(click.Command):
+    """A command that keeps its own command-line arguments (``ctx.meta["xmic_args"]``), so that an error can say
+    the exact command to run instead."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        ctx.meta["xmic_args"] = list(args)
+        return super().parse_args(ctx, args)
+
+
+def _without_option(args: list[str], name: str) -> list[str]:
+    """``args`` without every ``name VALUE`` / ``name=VALUE`` pair."""
+    out, skip = [], False
+    for arg in args:
+        if skip:
+            skip = False
+        elif arg == name:
+            skip = True
+        elif not arg.startswith(name + "="):
+            out.append(arg)
+    return out
+
+
+def _commands_per_group(command: str, groups: list[str], add: str = "--dataset") -> str:
+    """One line per group: this command as the user typed it, with ``--dataset GROUP`` instead of theirs."""
+    import shlex
+
+    ctx = click.get_current_context()
+    args = _without_option(ctx.meta.get("xmic_args", []), add)
+    return "\n".join(f"  xmic {command} {shlex.join([*args, add, g])}" for g in groups)
+
+
+def store_groups(cache: Path) -> list[str]:
+    """The dataset groups of the store at ``cache`` (a ClickException when it is not a store)."""
+    from xmic.cache.reader import list_datasets
+
+    try:
+        return list_datasets(cache)
+    except (StoreError, OSError, ValueError) as exc:
+        raise click.ClickException(f"{cache} is not a feature store xmic can read: {exc}") from exc
+
+
+def resolve_train_dataset(cache: Path, dataset: str | None) -> str:
+    """The dataset group to train on: ``dataset`` when the store has it; the store's only group when none is given.
+
+    Raises:
+        click.UsageError: no group, or several and none chosen, or one the store does not hold; the message lists
+            the store's groups and the exact command for each.
+    """
+    groups = store_groups(cache)
+    if not groups:
+        raise click.UsageError(f"{cache} holds no dataset group yet; extract one first with `xmic extract`")
+    if dataset is None and len(groups) == 1:
+        return groups[0]
+    if dataset in groups:
+        return dataset
+    if dataset is None:
+        head = f"{cache} holds {len(groups)} dataset groups ({', '.join(groups)}); choose one with --dataset:"
+    else:
+        head = f"{cache} has no dataset group {dataset!r}; it holds {', '.join(groups)}. To train on one of them:"
+    raise click.UsageError(f"{head}\n{_commands_per_group('train', groups)}")
+
+
+@click.command("train", cls=_KeepArgs)
 @click.option("--cache", "cache", type=click.Path(path_type=Path, exists=True), required=True, help="Feature store.")
-@click.option("--dataset", required=True, help="Dataset group of the store to train on (epic, ego4d, ...).")
+@click.option(
+    "--dataset",
+    default=None,
+    help="Dataset group of the store to train on (synth-epic, epic, ego4d, ...); default: the store's only group.",
+)
 @click.option("--target", type=click.Choice(["noun", "verb"]), default="noun", show_default=True)
 @click.option("--method", type=click.Choice(METHODS), default="xmic", show_default=True)
 @click.option("--preset", type=click.Choice(list(PRESETS)), default="authors-code", show_default=True)
@@ -98,10 +164,7 @@ def train_cmd(
     from xmic.adapt.config import TrainConfig
     from xmic.adapt.trainer import train
 
-    if method == "vita-clip":
-        from xmic.adapt.baselines import VITA_CLIP_MESSAGE
-
-        raise click.ClickException(VITA_CLIP_MESSAGE)
+    dataset = resolve_train_dataset(cache, dataset)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     cfg = TrainConfig.from_preset(
         preset,
@@ -139,7 +202,7 @@ def train_cmd(
         click.echo(f"left out: {failed} training rows whose extraction failed (`xmic cache verify {cache}` lists them)")
 
 
-@click.command("evaluate")
+@click.command("evaluate", cls=_KeepArgs)
 @click.option("--run", "run_dir", type=click.Path(path_type=Path, exists=True), required=True)
 @click.option("--cache", type=click.Path(path_type=Path, exists=True), required=True)
 @click.option("--dataset", "datasets", multiple=True, help="Dataset group(s) to test on (default: all in the store).")
@@ -172,6 +235,15 @@ def evaluate_cmd(run_dir, cache, datasets, split_files, eval_splits, device, out
 
     from xmic.evaluate.evaluator import evaluate_run, to_markdown, write_results
 
+    groups = store_groups(cache)
+    unknown = [d for d in datasets if d not in groups]
+    if unknown or not groups:
+        if not groups:
+            raise click.UsageError(f"{cache} holds no dataset group yet; extract one first with `xmic extract`")
+        raise click.UsageError(
+            f"{cache} has no dataset group {', '.join(map(repr, unknown))}; it holds {', '.join(groups)}. Leave out "
+            f"--dataset to evaluate on all of them, or evaluate on one:\n{_commands_per_group('evaluate', groups)}"
+        )
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     try:
         results = evaluate_run(
