@@ -61,7 +61,9 @@ def test_gpu_suite_smoke_writes_complete_finite_json(tmp_path):
     assert {"chunked_peak_bytes", "unchunked_peak_bytes", "peak_ratio"} <= set(cocoop)
     numbers = list(_numbers(report))
     assert len(numbers) > 40
-    bad = [(p, v) for p, v in numbers if not (math.isfinite(v) and (v > 0 or ".shares." in p))]  # a share may round to 0
+    bad = [
+        (p, v) for p, v in numbers if not (math.isfinite(v) and (v > 0 or ".shares." in p))
+    ]  # a share may round to 0
     assert not bad, bad
 
 
