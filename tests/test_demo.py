@@ -66,6 +66,12 @@ def test_results_json_has_every_score(demo: Path) -> None:
     for directions in training["X-MIC"].values():
         assert set(directions) == DIRECTIONS
         assert all(0.0 <= v <= 100.0 for d in directions.values() for v in d["train_top1"])
+    vector = results["xmic_vector"]  # what the trained X-MIC vector does to the classifier
+    assert set(vector) == {"noun", "verb"}
+    for directions in vector.values():
+        assert set(directions) == DIRECTIONS
+        for stats in directions.values():
+            assert stats["a_v_norm"] >= 0 and stats["text_norm"] > 0 and -1.0 <= stats["classifier_cosine"] <= 1.0
 
 
 def test_store_groups_are_renamed_and_consistent(demo: Path) -> None:
@@ -90,11 +96,10 @@ def test_figures_and_report(demo: Path) -> None:
     try:
         import matplotlib  # noqa: F401
     except ImportError:
-        assert "matplotlib is not installed" in report
+        assert "matplotlib is not installed" in " ".join(json.loads((demo / "results.json").read_text())["notes"])
         return
     assert (demo / "plots" / "table1_bars.png").stat().st_size > 1000
-    pngs = sorted((demo / "report_files").glob("*-confusion.png"))
-    assert len(pngs) == 28 and all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
+    assert not (demo / "report_files").exists()  # confusion matrices: `xmic report` draws them on request
 
 
 def test_summary_lines_name_files_and_times(demo: Path) -> None:

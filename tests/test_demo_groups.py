@@ -53,11 +53,11 @@ def test_fresh_store_gets_generated_groups_with_both_encoders(fresh: Path) -> No
 def test_demo_groups_use_the_bin_centre_layout_and_old_ones_are_rebuilt(fresh: Path, tmp_path: Path) -> None:
     from xmic.cache import layout
     from xmic.cache.backend import Backend
-    from xmic.sampling import DEFAULT_NUM_FRAMES, SAMPLING_RULE
+    from xmic.demo.store import DEMO_NUM_FRAMES
 
     for group in ("synth-epic", "synth-ego4d"):
         spec = StoreReader(fresh, group).spec
-        assert (spec.num_frames, spec.sampling) == (DEFAULT_NUM_FRAMES, SAMPLING_RULE) == (48, "uniform-bins:16x3")
+        assert (spec.num_frames, spec.sampling) == (DEMO_NUM_FRAMES, "uniform-bins:16x1") == (16, "uniform-bins:16x1")
     root = tmp_path / "copy"
     shutil.copytree(fresh.parent, root)
     cache = root / "cache"
@@ -69,7 +69,7 @@ def test_demo_groups_use_the_bin_centre_layout_and_old_ones_are_rebuilt(fresh: P
     built = ensure_demo_groups(cache, ["epic", "ego4d"], quick=True, progress=False, echo=lines.append)
     assert built == ["synth-ego4d"]
     assert any("synth-ego4d was written by an older xmic" in line for line in lines)
-    assert StoreReader(cache, "synth-ego4d").spec.sampling == SAMPLING_RULE
+    assert StoreReader(cache, "synth-ego4d").spec.sampling == "uniform-bins:16x1"
 
 
 def test_table5_runs_the_b16_and_lavila_rows_and_says_why_not_l14(fresh: Path, tmp_path: Path) -> None:

@@ -209,7 +209,7 @@ def test_domains_differ_in_look() -> None:
 
 @pytest.mark.parametrize("verb", sorted(set(KITCHEN_A.verbs) | set(KITCHEN_B.verbs)))
 def test_verbs_are_distinct_motions(verb: str) -> None:
-    """Each verb's object trajectory has its own signature."""
+    """Each verb's object trajectory has its own signature over time."""
     spec = KITCHEN_A if verb in KITCHEN_A.verbs else KITCHEN_B
     rng = np.random.default_rng(5)
     from xmic.synth.motion import plan_segment
@@ -218,19 +218,48 @@ def test_verbs_are_distinct_motions(verb: str) -> None:
     poses = [object_motion(seg, p) for p in np.linspace(0, 1, 101)]
     r, first, last = seg.rest.r, poses[0], poses[-1]
     dx = np.array([o.cx - first.cx for o in poses])
+    turn = abs(last.angle - first.angle)
+    still = last.cx == first.cx and last.cy == first.cy and last.r == first.r
     checks = {
-        "take": last.cy < first.cy - 1.5 * r,
-        "put": last.cy > first.cy + 1.5 * r,
-        "push": abs(last.cx - first.cx) > 2 * r and abs(last.cy - first.cy) < 1e-6,
-        "pull": last.cy > first.cy + 0.8 * r and last.sx > 1.2,
-        "rotate": abs(last.angle - first.angle) > 2.0 and last.cx == first.cx,
-        "open": first.split == 0 and last.split > 0.5,
-        "close": first.split > 0.5 and last.split == 0,
+        "take": last.cy < first.cy - 1.2 * r and last.r > 1.15 * first.r,
+        "put": last.cy > first.cy + 1.2 * r and last.r < first.r / 1.15,
+        "push": last.cy < first.cy - 0.8 * r and last.r < 0.8 * first.r,
+        "pull": last.cy > first.cy + 0.8 * r and last.r > 1.2 * first.r,
+        "rotate": turn > 1.5 and still,
+        "open": last.split > first.split + 0.5,
+        "close": first.split > last.split + 0.5,
         "shake": np.count_nonzero(np.diff(np.sign(dx[np.abs(dx) > 1e-6])) != 0) >= 4 and abs(dx[-1]) < 1e-6,
-        "flip": min(o.sy for o in poses) < -0.9 and last.sy < 0,
-        "squeeze": min(o.sx for o in poses) < 0.7 and last.sx == pytest.approx(1.0),
+        "flip": turn == pytest.approx(math.pi) and min(o.cy for o in poses) < first.cy - 0.5 * r and still,
+        "squeeze": min(o.r for o in poses) < 0.8 * first.r and still,
     }
     assert checks[verb]
+    if verb not in ("open", "close"):
+        assert {o.split for o in poses} == {first.split}  # the gap is a state the verb holds
+    if verb not in ("rotate", "flip", "shake"):
+        assert {o.angle for o in poses} == {first.angle}
+
+
+def test_one_frame_does_not_tell_the_verb() -> None:
+    """Hands and held states are drawn independently of the verb, and mirror verbs pass through the same states."""
+    from xmic.synth.motion import plan_segment
+
+    rng = np.random.default_rng(0)
+    stats = {}
+    for verb in ("take", "put", "push", "pull", "open", "close", "rotate", "shake"):
+        segs = [plan_segment(KITCHEN_A, rng, 0, verb, "red cube", 0, 49) for _ in range(400)]
+        poses = [(s, object_motion(s, p)) for s in segs for p in (0.25, 0.5, 0.75)]
+        stats[verb] = {
+            "two_hands": np.mean([s.two_hands for s in segs]),
+            "lift": np.mean([(s.rest.cy - o.cy) / s.rest.r for s, o in poses]),
+            "size": np.mean([o.r / s.rest.r for s, o in poses]),
+            "gap": np.mean([o.split for _, o in poses]),
+        }
+    for verb, st in stats.items():
+        assert 0.4 < st["two_hands"] < 0.6, verb
+    for a, b in (("take", "put"), ("push", "pull"), ("open", "close")):
+        for key in ("lift", "size", "gap"):
+            assert stats[a][key] == pytest.approx(stats[b][key], rel=0.15, abs=0.05), (a, b, key)
+    assert all(st["gap"] > 0.15 for st in stats.values())  # every verb shows objects in halves, not only open/close
 
 
 def test_every_class_in_both_splits_at_default_scale() -> None:
@@ -247,7 +276,7 @@ def test_every_class_in_both_splits_at_default_scale() -> None:
                     a.stop < b.start for a, b in zip(v.segments[:-1], v.segments[1:], strict=True)
                 )
                 assert v.segments[-1].stop < v.n_frames and v.segments[0].start > 0
-                assert all(1.0 <= s.num_frames / spec.fps <= 2.5 + 1 / spec.fps for s in v.segments)
+                assert all(0.7 - 0.5 / spec.fps <= s.num_frames / spec.fps <= 1.4 + 1 / spec.fps for s in v.segments)
 
 
 def test_sizes_reject_bad_scale() -> None:

@@ -17,16 +17,16 @@ import click
     help="Benchmark size (1.0 = 200 train + 60 val clips per dataset; --quick: 0.1).",
 )
 @click.option(
-    "--epochs", type=int, default=None, help="Training epochs per run (default 20; the preset's 15; --quick: 2)."
+    "--epochs", type=int, default=None, help="Training epochs per run (default: the preset's 15; --quick: 2)."
 )
 @click.option(
-    "--batch-size", type=int, default=32, show_default=True, help="Clips per step (the demo's datasets are small)."
+    "--batch-size", type=int, default=16, show_default=True, help="Clips per step (the demo's datasets are small)."
 )
 @click.option(
     "--pretrain-steps",
     type=int,
     default=None,
-    help="Tiny CLIP pretraining steps (default 400; --quick: 40; 0: random weights).",
+    help="Tiny CLIP pretraining steps (default 200; --quick: 40; 0: random weights).",
 )
 @click.option(
     "--quick", is_flag=True, help="Tiny benchmark, 2 epochs, short pretraining: seconds, for tests and smoke runs."

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 METRICS = ("within", "cross", "hm")
@@ -70,6 +71,60 @@ def training_table(results_by_row: Mapping[str, Iterable[Mapping[str, Any]]], la
                 "loss": [round(r["loss"], 4) for r in rows],
             }
     return table
+
+
+def xmic_vector_stats(run: str | Path, cache: str | Path) -> dict[str, float]:
+    """What an X-MIC run's vector does to its classifier, on its own training clips (centre frames of each bin).
+
+    Returns ``{"a_v_norm", "text_norm", "a_v_spread", "classifier_cosine"}``: the mean norm of ``a_v`` and of the
+    class texts ``t_k``, the mean distance of ``a_v`` from its mean over the clips, and the mean cosine between two
+    classes' adapted classifiers ``l2norm(t_k + alpha a_v)`` of a clip (1 = every class scored alike).
+    """
+    import torch
+
+    from xmic.adapt.data import frame_slots, load_bank
+    from xmic.adapt.run_io import load_run
+    from xmic.cache.reader import StoreReader
+
+    model, cfg, meta = load_run(Path(run))
+    reader = StoreReader(cache, meta["train_dataset"])
+    bank = load_bank(
+        reader, target=cfg.target, encoder=cfg.encoder, second_encoder=cfg.second_encoder, views=cfg.views,
+        classified_view=cfg.classified_view, splits=(cfg.train_split,),
+    )  # fmt: skip
+    text = reader.load_text(cfg.encoder, cfg.target, cfg.template).float()
+    slots = frame_slots(bank.rows.numel(), bank.store_frames, cfg.frames, train=False, generator=None, device="cpu")
+    with torch.no_grad():
+        a_v = model.instance_vector(bank.batch(bank.rows, slots).cond)
+        weights = model.adapted_text(a_v, text)  # (B, K, D), unit rows
+        k = weights.shape[1]
+        cos = torch.einsum("bkd,bjd->bkj", weights, weights)
+        off = (cos.sum(dim=(1, 2)) - k) / (k * (k - 1))
+    return {
+        "a_v_norm": round(float(a_v.norm(dim=1).mean()), 3),
+        "text_norm": round(float(text.norm(dim=1).mean()), 3),
+        "a_v_spread": round(float((a_v - a_v.mean(0)).norm(dim=1).mean()), 3),
+        "classifier_cosine": round(float(off.mean()), 4),
+    }
+
+
+def xmic_vector_table(results_by_row: Mapping[str, Iterable[Mapping[str, Any]]], cache: str | Path) -> dict[str, Any]:
+    """``{target: {direction: xmic_vector_stats}}`` of the X-MIC row's runs."""
+    table: dict[str, Any] = {}
+    for result in results_by_row.get("X-MIC", []):
+        direction, _ = direction_scores(result)
+        table.setdefault(result["target"], {})[direction] = xmic_vector_stats(result["run"], cache)
+    return table
+
+
+def xmic_vector_lines(table: Mapping[str, Any]) -> list[str]:
+    """One line per (target, direction) of :func:`xmic_vector_table`."""
+    return [
+        f"  {target}s {d}: |a_v| {s['a_v_norm']:.1f} vs |t_k| {s['text_norm']:.1f}, a_v's spread over clips "
+        f"{s['a_v_spread']:.2f}, cosine between two classes' classifiers {s['classifier_cosine']:.3f}"
+        for target, directions in sorted(table.items())
+        for d, s in sorted(directions.items())
+    ]
 
 
 def training_lines(training: Mapping[str, Any], rows: Sequence[str]) -> list[str]:

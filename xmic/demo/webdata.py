@@ -3,12 +3,15 @@
 Real CLIP learnt from photos on the web: objects shown plainly and centred, captions that name them, and next
 to no egocentric footage. These pairs imitate that: each image shows one object of the synthetic world
 (:mod:`xmic.synth`) on a plain neutral background, large and centred, with no hands, no clutter and no camera
-motion. Two kinds:
+motion. Three kinds:
 
 - noun images: one motion-free object, caption its name ("red cube", or a prompt template around it);
 - verb images: a stroboscopic still of the verb's motion (:func:`xmic.synth.motion.object_motion` drawn at
   several moments, fainter for earlier ones, the hands at the last), caption the verb ("rotate"), sometimes
-  with the object ("rotate red cube").
+  with the object ("rotate red cube");
+- state images: one moment of an action, the hands holding the object, captioned with the state it is in
+  ("far red cube in halves", :func:`state_caption`), so that the image features tell a far object from a near
+  one and a whole one from one in halves, the states the synthetic verbs move through.
 
 Egocentric frames of the demo differ in everything the adapters must bridge: textured backgrounds, lighting,
 small objects among distractors, hands, a moving camera and, for verbs, a single instant per frame instead of
@@ -18,13 +21,13 @@ the whole motion.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from xmic.cache.schema import PROMPT_TEMPLATES
 from xmic.synth.datasets import COLOURS, SHAPES, VERBS
-from xmic.synth.motion import ObjectPose, SegmentPlan, hand_poses, object_motion
+from xmic.synth.motion import ObjectPose, SegmentPlan, draw_motion, hand_poses, object_motion
 from xmic.synth.scene import draw_hand, draw_object, draw_sleeve
 
 #: Plain backgrounds of the "web" photos: studio whites and greys, a few darker and coloured backdrops.
@@ -34,8 +37,10 @@ BACKGROUNDS = (
 )  # fmt: skip
 SKIN = (214, 160, 128)
 SLEEVE = (70, 70, 80)
+#: Verbs whose moments the state images show (any of them: every segment has every state).
+VERBS_WITH_STATES = ("push", "pull", "open", "close")
 #: Moments of a verb drawn into one still (progress in [0, 1]) and their opacity.
-STROBE = ((0.0, 0.25), (0.35, 0.4), (0.7, 0.6), (1.0, 1.0))
+STROBE = ((0.0, 0.15), (0.25, 0.3), (0.5, 0.45), (0.75, 0.65), (1.0, 1.0))
 
 
 @dataclass
@@ -66,7 +71,7 @@ def all_verbs() -> list[str]:
 
 def caption_words() -> list[str]:
     """Words the tiny CLIP's tokenizer should hold as single tokens: classes and prompt templates."""
-    words = set(COLOURS) | set(SHAPES) | set(VERBS)
+    words = set(COLOURS) | set(SHAPES) | set(VERBS) | {"far", "in", "halves"}
     for template in PROMPT_TEMPLATES:
         words.update(template.replace("{}", " ").lower().split())
     return sorted(words)
@@ -86,26 +91,19 @@ def _template(rng: np.random.Generator, name: str, p_template: float) -> str:
 
 
 def _segment(rng: np.random.Generator, verb: str, noun: str, size: int) -> SegmentPlan:
-    """A verb's motion around the image centre, scaled so that the whole motion stays in view."""
-    r = size * rng.uniform(0.09, 0.16)
-    two = VERBS[verb].hands == 2
-    sign = 1 if rng.random() < 0.5 else -1
-    if two:
-        approach = rng.uniform(0.5, 0.9)
-    elif verb == "push":
-        approach = -rng.uniform(0.3, 0.7) if sign > 0 else math.pi + rng.uniform(0.3, 0.7)
-    else:
-        approach = -math.pi / 2 + rng.uniform(-0.6, 0.6)
-    rest = ObjectPose(noun, 0.0, 0.0, r, rng.uniform(-0.3, 0.3) if two else rng.uniform(-math.pi, math.pi))
+    """A verb's whole motion around the image centre, scaled so that it stays in view; no other state is set. The
+    object is small against the image, so that the moments of the motion stand apart."""
+    r = size * rng.uniform(0.07, 0.11)
+    motion = draw_motion(rng, verb, still=False)
+    angle = rng.uniform(-0.3, 0.3) if motion["two_hands"] else rng.uniform(-math.pi, math.pi)
     seg = SegmentPlan(
-        action_idx=0, verb=verb, noun=noun, start=0, stop=1, rest=rest, amp=rng.uniform(0.9, 1.1), sign=sign,
-        t0=0.0, t1=1.0, cycles=float(rng.integers(3, 6)), approach=approach, left=bool(rng.random() < 0.3),
-        hand_s=r * rng.uniform(0.8, 0.95), idle=None, distractors=(),
+        action_idx=0, verb=verb, noun=noun, start=0, stop=1, rest=ObjectPose(noun, 0.0, 0.0, r, angle),
+        hand_s=r * rng.uniform(0.8, 0.95), idle=None, distractors=(), **motion,
     )  # fmt: skip
     xs, ys = zip(*((o.cx, o.cy) for o in (object_motion(seg, p) for p in np.linspace(0, 1, 9))), strict=True)
     cx = size / 2 - (min(xs) + max(xs)) / 2 + rng.uniform(-0.05, 0.05) * size
     cy = size / 2 - (min(ys) + max(ys)) / 2 + rng.uniform(-0.05, 0.05) * size
-    return SegmentPlan(**{**seg.__dict__, "rest": ObjectPose(noun, cx, cy, r, rest.angle)})
+    return replace(seg, rest=ObjectPose(noun, cx, cy, r, angle))
 
 
 def _light(rng: np.random.Generator, img: np.ndarray) -> np.ndarray:
@@ -144,12 +142,47 @@ def render_verb(rng: np.random.Generator, verb: str, noun: str, size: int) -> np
     return _light(rng, np.clip(np.rint(out), 0, 255).astype(np.uint8))
 
 
+def state_caption(noun: str, obj: ObjectPose, rest_r: float) -> str:
+    """The caption of a state image: the noun, "far" when the object is well away (small against the hands) and
+    "in halves" when its halves are apart."""
+    far = "far " if obj.r < 0.8 * rest_r else ""
+    halves = " in halves" if obj.split > 0.4 else ""
+    return f"{far}{noun}{halves}"
+
+
+def render_state(rng: np.random.Generator, noun: str, size: int) -> tuple[np.ndarray, str]:
+    """One moment of a random action on ``noun`` held by the hands, on a plain background, and its caption
+    (:func:`state_caption`): near or far, whole or in halves, at any angle."""
+    verb = VERBS_WITH_STATES[int(rng.integers(len(VERBS_WITH_STATES)))]
+    r = size * rng.uniform(0.1, 0.16)
+    motion = draw_motion(rng, verb)
+    angle = rng.uniform(-0.5, 0.5) if motion["two_hands"] else rng.uniform(-math.pi, math.pi)
+    seg = SegmentPlan(
+        action_idx=0, verb=verb, noun=noun, start=0, stop=1, rest=ObjectPose(noun, 0.0, 0.0, r, angle),
+        hand_s=r * rng.uniform(0.8, 0.95), idle=None, distractors=(), **motion,
+    )  # fmt: skip
+    obj = object_motion(seg, rng.uniform(0.0, 1.0))
+    cx = size * rng.uniform(0.4, 0.6) - (obj.cx - seg.rest.cx)
+    cy = size * rng.uniform(0.35, 0.5) - (obj.cy - seg.rest.cy)
+    seg = replace(seg, rest=replace(seg.rest, cx=cx, cy=cy))
+    obj = replace(obj, cx=obj.cx + cx, cy=obj.cy + cy)
+    img = _background(rng, size)
+    draw_object(img, obj)
+    hands = hand_poses(seg, obj)
+    for hand in hands:
+        draw_sleeve(img, hand, np.array(SLEEVE, np.uint8))
+    for hand in hands:
+        draw_hand(img, hand, np.array(SKIN, np.uint8))
+    return _light(rng, img), state_caption(noun, obj, r)
+
+
 def render_pairs(
     n: int,
     *,
     size: int = 64,
     seed: int = 0,
     verb_fraction: float = 0.4,
+    state_fraction: float = 0.25,
     p_template: float = 0.3,
     p_verb_noun: float = 0.3,
 ) -> CaptionPairs:
@@ -159,8 +192,10 @@ def render_pairs(
         n: Number of pairs.
         size: Square image side in pixels.
         seed: Seed of everything drawn.
-        verb_fraction: Share of verb images.
-        p_template: Chance that a caption is a prompt template around the class name.
+        verb_fraction: Share of verb images (stroboscopic stills of a whole motion).
+        state_fraction: Share of state images (one moment of an action, hands holding the object; kind
+            ``"state"``, class the noun, caption :func:`state_caption`).
+        p_template: Chance that a noun or verb caption is a prompt template around the class name.
         p_verb_noun: Chance that a verb caption also names the object ("rotate red cube").
 
     Returns:
@@ -168,8 +203,8 @@ def render_pairs(
     """
     rng = np.random.default_rng([seed, 7])
     nouns, verbs = all_nouns(), all_verbs()
-    n_verb = round(n * verb_fraction)
-    kinds = ["verb"] * n_verb + ["noun"] * (n - n_verb)
+    n_verb, n_state = round(n * verb_fraction), round(n * state_fraction)
+    kinds = ["verb"] * n_verb + ["state"] * n_state + ["noun"] * (n - n_verb - n_state)
     images = np.empty((n, size, size, 3), dtype=np.uint8)
     captions, classes = [], []
     for i, kind in enumerate(kinds):
@@ -178,6 +213,10 @@ def render_pairs(
             images[i] = render_noun(rng, noun, size)
             classes.append(noun)
             captions.append(_template(rng, noun, p_template))
+        elif kind == "state":
+            images[i], caption = render_state(rng, noun, size)
+            classes.append(noun)
+            captions.append(caption)
         else:
             verb = verbs[i % len(verbs)]
             images[i] = render_verb(rng, verb, noun, size)

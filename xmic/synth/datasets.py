@@ -42,13 +42,11 @@ class VerbInfo:
         name: Canonical (prompt) name, also the EPIC ``key``.
         synonyms: Ego4D parenthesised synonyms (``"take_(pick,_grab)"``) and EPIC ``instances``.
         category: EPIC ``category`` column.
-        hands: 1 or 2 hands act.
     """
 
     name: str
     synonyms: tuple[str, ...]
     category: str
-    hands: int = 1
 
 
 VERBS: dict[str, VerbInfo] = {
@@ -59,11 +57,11 @@ VERBS: dict[str, VerbInfo] = {
         VerbInfo("push", ("shove", "slide"), "move"),
         VerbInfo("pull", ("drag", "draw"), "move"),
         VerbInfo("rotate", ("turn", "spin"), "rotate"),
-        VerbInfo("open", ("split", "separate"), "access", hands=2),
-        VerbInfo("close", ("join", "shut"), "block", hands=2),
+        VerbInfo("open", ("split", "separate"), "access"),
+        VerbInfo("close", ("join", "shut"), "block"),
         VerbInfo("shake", ("jiggle", "wobble"), "shake"),
         VerbInfo("flip", ("turn-over", "invert"), "rotate"),
-        VerbInfo("squeeze", ("press", "compress"), "squeeze", hands=2),
+        VerbInfo("squeeze", ("press", "compress"), "squeeze"),
     )
 }
 
@@ -261,8 +259,8 @@ KITCHEN_B = DatasetSpec(
         shake_smooth=0.0,
         pan_px=7.0,
         pan_period_s=5.0,
-        object_scale=0.12,
-        hand_scale=0.12,
+        object_scale=0.15,
+        hand_scale=0.13,
         distractors=(1, 3),
         idle_hand_prob=0.35,
     ),

@@ -84,8 +84,8 @@ class Sizes:
     train: int = 200
     val: int = 60
     segments_per_video: tuple[int, int] = (6, 10)
-    segment_seconds: tuple[float, float] = (1.0, 2.5)
-    gap_seconds: tuple[float, float] = (0.3, 1.0)
+    segment_seconds: tuple[float, float] = (0.7, 1.4)
+    gap_seconds: tuple[float, float] = (0.15, 0.4)
     participants: int = 4
 
     def scaled(self, scale: float) -> tuple[int, int]:

@@ -1,12 +1,22 @@
 """What happens in a synthetic video: segment plans (verb, noun, timing, placement) and the poses they give.
 
-A verb is a motion pattern of the manipulated object over the segment's progress ``p`` in [0, 1]
-(:func:`object_motion`): take (up), put (down), push (sideways), pull (towards the camera: down and larger),
-rotate (spins), open / close (the object splits in two halves that move apart / come together), shake
-(fast small oscillation), flip (turns over: squashes vertically through zero and mirrors), squeeze (pressed
-from both sides). The hands follow the object (:func:`hand_poses`). Between segments the hands leave the
-frame downwards and come back for the next action (:func:`frame_state`).
+A verb is a motion over time of the manipulated object and the hands holding it (:func:`object_motion`), over the
+segment's progress ``p`` in [0, 1]. The verbs move through the same states, so that one frame shows next to nothing
+of the verb and only the order of the frames tells it:
 
+- every segment has the object's *lift* (raised off its resting place, towards the camera: higher in the frame and
+  larger), *depth* (further away: higher and smaller against the hands) and *gap* (in two halves this far apart,
+  their cut faces showing). A verb that does not move one of them holds it at a random level drawn like the levels
+  the verbs that move it pass through (:func:`static_level`);
+- take / put raise / lower the object, push / pull move it away / towards the camera, open / close move its halves
+  apart / together: three pairs of mirror motions whose single frames have the same distribution;
+- rotate spins it in place, flip turns it over in an arc (up and back down while it spins half a turn), shake
+  moves it quickly from side to side, rocking, squeeze presses it smaller and lets it go;
+- one or two hands hold the object whatever the verb (the one hand's wrist turns with the object), from a random
+  side; the motion starts and ends at a random moment of the segment (``t0``, ``t1``, so its speed varies too),
+  from a random start level, over a random extent (``amp``).
+
+Between segments the hands leave the frame downwards and come back for the next action (:func:`frame_state`).
 Coordinates are scene pixels (x right, y down) before the camera offset; angles are radians.
 """
 
@@ -14,6 +24,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 
@@ -25,6 +36,26 @@ HAND_AWAY = 0.65
 TABLE_TOP = 0.32
 #: Palm centre to fingertip, in hand units.
 HAND_REACH = 1.3
+#: Rise of a fully lifted object, in object radii (times the segment's ``amp``), and how much larger it gets (it
+#: comes up towards the camera).
+LIFT, LIFT_GROW = 2.5, 0.3
+#: Rise and shrink of an object at full depth: up by this many radii, scaled by ``1 - DEPTH_SHRINK``.
+DEPTH_RISE, DEPTH_SHRINK = 1.5, 0.4
+#: Half-gap between the halves of a fully opened object, in radii (times ``amp``).
+GAP = 0.9
+#: How much smaller a squeezed object gets at the height of the squeeze (times ``amp``).
+SQUEEZE = 0.4
+#: The states every segment has (:attr:`SegmentPlan.levels`).
+STATES = ("lift", "depth", "gap")
+#: Each verb that moves a state, and which way: ``(state, +1 rising / -1 falling)``.
+STATE_VERBS = {
+    "take": ("lift", 1),
+    "put": ("lift", -1),
+    "push": ("depth", 1),
+    "pull": ("depth", -1),
+    "open": ("gap", 1),
+    "close": ("gap", -1),
+}
 
 
 @dataclass(frozen=True)
@@ -62,17 +93,21 @@ class SegmentPlan:
         noun: Canonical noun name.
         start: First frame (0-based, inclusive).
         stop: Last frame (inclusive).
-        rest: Object pose at rest (before any motion).
-        amp: Motion amplitude factor.
-        sign: Motion direction (+1 / -1) where the verb has one.
+        rest: Object pose on the table (lift, depth and gap 0, before any motion).
+        amp: Motion extent factor.
+        sign: Motion direction (+1 / -1) where the verb has one (rotate, flip, shake).
         t0: Progress at which the motion starts.
         t1: Progress at which it ends.
         cycles: Oscillations of a shake.
-        approach: Finger direction of the acting hand (one-hand verbs) or the tilt of both (two-hand verbs).
-        left: The acting hand is the left hand (one-hand verbs).
+        approach: Finger direction of the hand (one hand) or the tilt of both (two hands).
+        left: The one holding hand is the left hand.
         hand_s: Hand size unit in pixels.
-        idle: The other hand resting in view, or None.
+        idle: The other hand resting in view (one hand only), or None.
         distractors: Static objects of other classes.
+        two_hands: Both hands hold the object (any verb).
+        levels: ``(lift, depth, gap)`` in [0, 1], held for the whole segment; the entry of the state the verb
+            moves (:data:`STATE_VERBS`) is unused.
+        span: ``(from, to)`` levels of the state the verb moves (``(0, 1)`` and unused for the other verbs).
     """
 
     action_idx: int
@@ -91,6 +126,9 @@ class SegmentPlan:
     hand_s: float
     idle: HandPose | None
     distractors: tuple[ObjectPose, ...]
+    two_hands: bool = False
+    levels: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    span: tuple[float, float] = (0.0, 1.0)
 
     @property
     def num_frames(self) -> int:
@@ -115,55 +153,97 @@ def smoothstep(x: float) -> float:
     return x * x * (3.0 - 2.0 * x)
 
 
+def static_level(rng: np.random.Generator) -> float:
+    """A state level held still, drawn like the level a moving verb shows at a random moment: often at either end,
+    else anywhere between (the moving verbs rest at their ends before ``t0`` and after ``t1``)."""
+    return smoothstep(rng.uniform(-0.3, 1.3))
+
+
+def draw_motion(rng: np.random.Generator, verb: str, *, still: bool = True) -> dict[str, Any]:
+    """The motion fields of one :class:`SegmentPlan` of ``verb`` (all randomness from ``rng``).
+
+    Args:
+        rng: The generator.
+        verb: One of :data:`~xmic.synth.datasets.VERBS`.
+        still: Draw the states the verb does not move at random (:func:`static_level`); False keeps them at 0
+            and the motion over the whole segment (``t0 = 0``, ``t1 = 1``), for the pretraining stills.
+    """
+    if verb not in VERBS:
+        raise ValueError(f"no motion for verb {verb!r}")
+    two = bool(rng.random() < 0.5)
+    left = bool(rng.random() < 0.5)
+    fields: dict[str, Any] = {
+        "amp": rng.uniform(0.8, 1.2),
+        "sign": 1 if rng.random() < 0.5 else -1,
+        "t0": rng.uniform(0.0, 0.3) if still else 0.0,
+        "t1": rng.uniform(0.7, 1.0) if still else 1.0,
+        "cycles": float(rng.integers(3, 6)),
+        "approach": rng.uniform(0.5, 0.9) if two else -math.pi / 2 + rng.uniform(-0.8, 0.8),
+        "left": left,
+        "two_hands": two,
+    }
+    levels = [static_level(rng) if still else 0.0 for _ in range(3)]
+    span = (0.0, 1.0)
+    if verb in STATE_VERBS:
+        state, way = STATE_VERBS[verb]
+        low, high = (rng.uniform(0.0, 0.2), rng.uniform(0.8, 1.0)) if still else (0.0, 1.0)
+        span = (low, high) if way > 0 else (high, low)
+        levels[STATES.index(state)] = 0.0
+    fields["levels"], fields["span"] = tuple(levels), span
+    return fields
+
+
 def object_motion(seg: SegmentPlan, p: float) -> ObjectPose:
     """The manipulated object at progress ``p`` in [0, 1] of ``seg``."""
-    w = min(max((p - seg.t0) / (seg.t1 - seg.t0), 0.0), 1.0)
-    e, a, r, rest = smoothstep(w), seg.amp, seg.rest.r, seg.rest
-    dx = dy = dangle = split = 0.0
-    sx = sy = 1.0
+    w = min(max((p - seg.t0) / max(seg.t1 - seg.t0, 1e-6), 0.0), 1.0)
+    e, a, rest = smoothstep(w), seg.amp, seg.rest
+    lift, depth, gap = seg.levels
+    moving = seg.span[0] + (seg.span[1] - seg.span[0]) * e
     verb = seg.verb
-    if verb == "take":
-        dy = -2.2 * r * a * e
-    elif verb == "put":
-        dy = -2.2 * r * a * (1.0 - e)
-    elif verb == "push":
-        dx = seg.sign * 3.0 * r * a * e
-    elif verb == "pull":
-        dy = 1.2 * r * a * e
-        sx = sy = 1.0 + 0.35 * a * e
+    dx = dy = dangle = 0.0
+    scale = 1.0
+    if verb in STATE_VERBS:
+        index = STATES.index(STATE_VERBS[verb][0])
+        lift, depth, gap = (moving if i == index else v for i, v in enumerate(seg.levels))
     elif verb == "rotate":
-        dangle = seg.sign * math.pi * a * e
-    elif verb == "open":
-        split = 0.75 * a * e
-    elif verb == "close":
-        split = 0.75 * a * (1.0 - e)
-    elif verb == "shake":
-        dx = seg.sign * 0.45 * r * a * math.sin(2.0 * math.pi * seg.cycles * w)
+        dangle = seg.sign * 0.8 * math.pi * a * e
     elif verb == "flip":
-        sy = math.cos(math.pi * e)
-        dy = -0.9 * r * a * math.sin(math.pi * e)
+        dangle = seg.sign * math.pi * e
+        dy = -1.2 * rest.r * a * math.sin(math.pi * e)
+    elif verb == "shake":
+        wave = math.sin(2.0 * math.pi * seg.cycles * w)
+        dx = seg.sign * 0.8 * rest.r * a * wave
+        dangle = 0.35 * a * wave  # it rocks as it goes
     elif verb == "squeeze":
-        bump = math.sin(math.pi * e)
-        sx, sy = 1.0 - 0.45 * a * bump, 1.0 + 0.12 * a * bump
+        scale = 1.0 - SQUEEZE * a * math.sin(math.pi * e)
     else:
         raise ValueError(f"no motion for verb {verb!r}")
-    return replace(rest, cx=rest.cx + dx, cy=rest.cy + dy, angle=rest.angle + dangle, sx=sx, sy=sy, split=split)
+    dy -= rest.r * (LIFT * a * lift + DEPTH_RISE * depth)
+    r = rest.r * (1.0 + LIFT_GROW * lift) * (1.0 - DEPTH_SHRINK * depth) * scale
+    return replace(rest, cx=rest.cx + dx, cy=rest.cy + dy, r=r, angle=rest.angle + dangle, split=GAP * a * gap)
 
 
 def hand_poses(seg: SegmentPlan, obj: ObjectPose) -> list[HandPose]:
-    """The acting hand(s) holding ``obj``: fingertips over the object's near part."""
+    """The hand(s) holding ``obj``: fingertips on its near part (one hand, on the half on its side when the object
+    is in two halves) or on both sides (two hands, turning with the object)."""
     reach = HAND_REACH * seg.hand_s
-    if VERBS[seg.verb].hands == 1:
-        phi = seg.approach  # the arm stays put; a rotated object turns under the fingers
-        tip_depth = 0.2 * obj.r * max(obj.sx, 1.0)
-        cx = obj.cx - math.cos(phi) * (tip_depth + reach)
-        cy = obj.cy - math.sin(phi) * (tip_depth + reach)
-        return [HandPose(cx, cy, phi, seg.hand_s, seg.left)]
     ux, uy = math.cos(obj.angle), math.sin(obj.angle)
+    if not seg.two_hands:
+        phi = seg.approach + 0.5 * (obj.angle - seg.rest.angle)  # the wrist turns half as far as the object
+        side = -1.0 if seg.left else 1.0
+        ax, ay = obj.cx + side * obj.split * obj.r * ux, obj.cy + side * obj.split * obj.r * uy
+        tip_depth = 0.2 * obj.r
+        cx = ax - math.cos(phi) * (tip_depth + reach)
+        cy = ay - math.sin(phi) * (tip_depth + reach)
+        return [HandPose(cx, cy, phi, seg.hand_s, seg.left)]
+    # Both hands take the object by the ends of its axis from below, whichever end is which: the axis folded into
+    # (-pi/2, pi/2] (an object turned past upright is taken the other way round, as a regrip).
+    axis = obj.angle - math.pi * math.floor(obj.angle / math.pi + 0.5)
+    ux, uy = math.cos(axis), math.sin(axis)
     hands = []
-    for h in (-1.0, 1.0):  # left half / left hand, right half / right hand
-        phi = obj.angle + (0.0 if h < 0 else math.pi) + h * seg.approach  # inwards and upwards
-        out = (obj.split + 0.5 * obj.sx) * obj.r
+    for h in (-1.0, 1.0):  # left end / left hand, right end / right hand
+        phi = axis + (0.0 if h < 0 else math.pi) + h * seg.approach  # inwards and upwards
+        out = (obj.split + 0.5) * obj.r
         tip_x, tip_y = obj.cx + h * out * ux, obj.cy + h * out * uy
         hands.append(HandPose(tip_x - math.cos(phi) * reach, tip_y - math.sin(phi) * reach, phi, seg.hand_s, h < 0))
     return hands
@@ -215,12 +295,12 @@ def _idle(seg: SegmentPlan) -> list[HandPose]:
     return [seg.idle] if seg.idle is not None else []
 
 
-def _motion_extent(seg: SegmentPlan) -> tuple[float, float, float, float]:
-    """``(min dx, max dx, min dy, max dy)`` of the object centre over the segment, plus its largest radius."""
+def _motion_extent(seg: SegmentPlan) -> tuple[float, float, float, float, float]:
+    """``(min dx, max dx, min dy, max dy, max split)`` of the object centre (and its gap) over the segment."""
     poses = [object_motion(seg, p) for p in np.linspace(0.0, 1.0, 21)]
     dxs = [o.cx - seg.rest.cx for o in poses]
     dys = [o.cy - seg.rest.cy for o in poses]
-    return min(dxs), max(dxs), min(dys), max(dys)
+    return min(dxs), max(dxs), min(dys), max(dys), max(o.split for o in poses)
 
 
 def plan_segment(
@@ -236,18 +316,14 @@ def plan_segment(
     st = spec.style
     width, height = st.width, st.height
     r = st.object_scale * height * rng.uniform(0.85, 1.15)
-    two_hands = VERBS[verb].hands == 2
-    angle = rng.uniform(-0.3, 0.3) if two_hands else rng.uniform(-math.pi, math.pi)
-    sign = 1 if rng.random() < 0.5 else -1
-    left = bool(rng.random() < 0.3)
-    if two_hands:
-        approach = rng.uniform(0.5, 0.9)
-    elif verb == "push":
-        left = sign > 0
-        approach = -rng.uniform(0.3, 0.7) if sign > 0 else math.pi + rng.uniform(0.3, 0.7)
-    else:
-        tilt = rng.uniform(0.15, 0.7)
-        approach = -math.pi / 2 + (tilt if left else -tilt)
+    motion = draw_motion(rng, verb)
+    two_hands = motion["two_hands"]
+    # Two hands hold the object along its axis: it lies roughly across (either way round); one hand: any angle.
+    angle = (
+        rng.uniform(-0.5, 0.5) + (math.pi if rng.random() < 0.5 else 0.0)
+        if two_hands
+        else rng.uniform(-math.pi, math.pi)
+    )
     seg = SegmentPlan(
         action_idx=action_idx,
         verb=verb,
@@ -255,20 +331,15 @@ def plan_segment(
         start=start,
         stop=stop,
         rest=ObjectPose(noun, 0.0, 0.0, r, angle),
-        amp=rng.uniform(0.8, 1.2),
-        sign=sign,
-        t0=rng.uniform(0.05, 0.25),
-        t1=rng.uniform(0.75, 0.95),
-        cycles=float(rng.integers(3, 6)),
-        approach=approach,
-        left=left,
         hand_s=st.hand_scale * height * rng.uniform(0.9, 1.1),
         idle=None,
         distractors=(),
+        **motion,
     )
-    min_dx, max_dx, min_dy, max_dy = _motion_extent(seg)
-    half = 1.3 * r if not two_hands else 2.3 * r
-    x_lo, x_hi = half - min_dx, width - half - max_dx
+    min_dx, max_dx, min_dy, max_dy, max_split = _motion_extent(seg)
+    half = (1.3 + max_split) * r + (1.0 * r if two_hands else 0.0)
+    # In front of the camera wearer: the action stays in the middle of the frame (and in a centre crop of it).
+    x_lo, x_hi = max(half, 0.35 * width) - min_dx, min(width - half, 0.65 * width) - max_dx
     y_lo, y_hi = max(1.2 * r - min_dy, TABLE_TOP * height), 0.72 * height - max_dy  # rest on the table
     cx = rng.uniform(x_lo, x_hi) if x_hi > x_lo else width / 2 - (min_dx + max_dx) / 2
     cy = rng.uniform(y_lo, y_hi) if y_hi > y_lo else height / 2 - (min_dy + max_dy) / 2
@@ -284,7 +355,8 @@ def plan_segment(
             s=seg.hand_s,
             left=idle_left,
         )
-    return replace(seg, idle=idle, distractors=_distractors(spec, rng, seg, (min_dx, max_dx, min_dy, max_dy)))
+    extent = (min_dx - max_split * r, max_dx + max_split * r, min_dy, max_dy)
+    return replace(seg, idle=idle, distractors=_distractors(spec, rng, seg, extent))
 
 
 def _distractors(

@@ -55,31 +55,37 @@ def _paint(img: np.ndarray, x0: int, y0: int, mask: np.ndarray, colour: np.ndarr
 def shape_masks(shape: str, u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Body and marker masks of a unit shape at local coordinates ``(u, v)`` (radius 1, ``v`` down).
 
-    The marker (a dark spot or band) makes rotations and flips visible on symmetric shapes.
+    The marker (a darker part on one side: a band, a cap or a segment) makes rotations and flips visible on
+    symmetric shapes, also to a coarse encoder.
     """
     rr = u * u + v * v
     if shape == "cube":
         body = (np.abs(u) <= 1.0) & (np.abs(v) <= 1.0)
-        marker = u * u + (v + 0.55) ** 2 <= 0.07
+        marker = v <= -0.35
     elif shape == "ball":
         body = rr <= 1.0
-        marker = u * u + (v + 0.55) ** 2 <= 0.08
+        marker = v <= -0.3
     elif shape == "ring":
         body = (rr <= 1.0) & (rr >= 0.3)
-        marker = u * u + (v + 0.78) ** 2 <= 0.05
+        marker = v <= -0.45
     elif shape == "bar":
         body = (np.abs(u) <= 1.45) & (np.abs(v) <= 0.42)
-        marker = np.abs(u - 1.0) <= 0.22
+        marker = u >= 0.55
     elif shape == "pyramid":
         body = (v <= 0.8) & (v >= -1.0 + 1.8 * np.abs(u))
-        marker = u * u + (v - 0.35) ** 2 <= 0.05
+        marker = v >= 0.25
     else:
         raise ValueError(f"unknown shape {shape!r}")
     return body, body & marker
 
 
+#: Colour of the inside of an object, shown on the cut faces of its halves when they are apart.
+INSIDE = np.array((245, 245, 235), dtype=np.uint8)
+
+
 def draw_object(img: np.ndarray, obj: ObjectPose) -> PixelBox | None:
-    """Draw one object (both halves when ``obj.split > 0``) into ``img`` ``(H, W, 3)`` uint8; its pixel extent."""
+    """Draw one object (both halves when ``obj.split > 0``, their cut faces in the inside colour) into ``img``
+    ``(H, W, 3)`` uint8; its pixel extent."""
     colour_name, shape = noun_parts(obj.noun)
     colour = np.array(COLOURS[colour_name], dtype=np.uint8)
     dark = (colour * 0.45).astype(np.uint8)
@@ -90,19 +96,24 @@ def draw_object(img: np.ndarray, obj: ObjectPose) -> PixelBox | None:
     c, s = math.cos(obj.angle), math.sin(obj.angle)
     u = (dx * c + dy * s) / (obj.r * sx)
     v = (dy * c - dx * s) / (obj.r * sy)
+    face = None
     if obj.split > 0:
         body = np.zeros(np.broadcast_shapes(u.shape, v.shape), dtype=bool)
-        marker = body.copy()
+        marker, face = body.copy(), body.copy()
+        depth = min(0.3, 0.4 * obj.split)  # how much of a cut face shows: more as the halves part
         for h in (-1.0, 1.0):
             uh = u - h * obj.split / sx
             b, m = shape_masks(shape, uh, v)
             half = uh * h >= 0
             body |= b & half
             marker |= m & half
+            face |= b & half & (uh * h <= depth)
     else:
         body, marker = shape_masks(shape, u, v)
     box = _paint(img, x0, y0, body, colour)
     _paint(img, x0, y0, marker, dark)  # inside the body
+    if face is not None:
+        _paint(img, x0, y0, face, INSIDE)
     return box
 
 
