@@ -188,11 +188,11 @@ def _parse_clip(clip: Any, split: str, labelled: bool, center_sec: float | None,
         start, stop = round(start_sec * fps), round(stop_sec * fps)
     check_span(start, stop)
     if center_sec is not None:
-        middle = (start_sec + stop_sec) / 2
-        new_start, new_stop = max(start_sec, middle - center_sec / 2), min(stop_sec, middle + center_sec / 2)
+        cut_sec = max(0.0, (stop_sec - start_sec) - center_sec) / 2
+        cut = round(cut_sec * fps)  # one rounding for both ends: the kept span stays centred in frames too
         # offsets keep the annotation's own frame anchor
-        start, stop = start + round((new_start - start_sec) * fps), stop - round((stop_sec - new_stop) * fps)
-        start_sec, stop_sec = new_start, new_stop
+        start, stop = start + cut, stop - cut
+        start_sec, stop_sec = start_sec + cut_sec, stop_sec - cut_sec
         stop = max(stop, start + 1)
     verb = noun = NO_LABEL
     if labelled:
