@@ -274,3 +274,13 @@ def test_cuda_bf16_autocast_matches_cpu(models: dict[str, Path], clip) -> None:
     assert (
         _cos(gpu.encode_texts(["knife", "chopping board"]), clip.encode_texts(["knife", "chopping board"])).min() > 0.99
     )
+
+
+def test_spec_records_the_models_own_logit_scale(clip, dino, models: dict[str, Path]) -> None:
+    from safetensors.numpy import load_file
+
+    files = sorted(models["clip"].glob("*.safetensors"))
+    saved = float(np.exp(np.float64(load_file(str(files[0]))["logit_scale"])))
+    assert clip.spec.logit_scale == pytest.approx(saved, rel=1e-6) and saved != 100.0  # tiny CLIP: ln(1/0.07) init
+    assert dino.spec.logit_scale == 0.0  # no text tower: nothing to record
+    assert "logit_scale" not in clip.spec.identity()  # the weights' hash already covers it

@@ -13,6 +13,7 @@ prompt-learning baselines that run the frozen text encoder).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -38,6 +39,16 @@ class ClassText:
     emb: torch.Tensor
     names: list[str]
     template: str = "{}"
+
+
+#: exp(s) of OpenAI's CLIP (its ``logit_scale`` is ln 100): the classifiers' scale when a store records none.
+CLIP_LOGIT_SCALE = 100.0
+
+
+def encoder_logit_scale(spec: Any) -> float:
+    """The logit scale a method classifies with in the space of encoder ``spec`` (an ``EncoderSpec``): the model's
+    own ``exp(s)`` as extraction recorded it, or CLIP's 100 for a store that recorded none."""
+    return float(getattr(spec, "logit_scale", 0.0) or CLIP_LOGIT_SCALE)
 
 
 def l2norm(x: torch.Tensor, dim: int = -1) -> torch.Tensor:

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from xmic.adapt.base import ClassText, FeatureBatch, VideoClassifier, l2norm, video_embedding
+from xmic.adapt.base import CLIP_LOGIT_SCALE, ClassText, FeatureBatch, VideoClassifier, l2norm, video_embedding
 from xmic.adapt.blocks import TemporalEncoder
 from xmic.adapt.prompt_learning import A5, CoCoOp, CoOp, check_frames
 
@@ -24,17 +24,16 @@ VITA_CLIP_MESSAGE = (
     "needs the store's frame cache (`xmic extract ... --frames-cache`) and the local CLIP weights (--model-dir)"
 )
 
-CLIP_LOGIT_SCALE = 100.0
-
 
 class ZeroShot(VideoClassifier):
-    """Zero-shot CLIP: ``100 * <l2norm(mean_T l2norm(cls)), l2norm(t_k)>``; nothing to train, an empty state."""
+    """Zero-shot CLIP: ``exp(s) * <l2norm(mean_T l2norm(cls)), l2norm(t_k)>`` with the CLIP model's own exp(s)
+    (``logit_scale``, 100 for OpenAI's); nothing to train, an empty state."""
 
     trainable = False
 
-    def __init__(self) -> None:
+    def __init__(self, logit_scale: float = CLIP_LOGIT_SCALE) -> None:
         super().__init__()
-        self.register_buffer("logit_scale", torch.tensor(math.log(CLIP_LOGIT_SCALE)), persistent=False)
+        self.register_buffer("logit_scale", torch.tensor(math.log(logit_scale)), persistent=False)
 
     def forward(self, batch: FeatureBatch, classes: ClassText) -> torch.Tensor:
         """``batch.cls`` (B, T, D), ``classes.emb`` (K, D) -> logits (B, K)."""
@@ -54,20 +53,28 @@ class CLIPAdapter(VideoClassifier):
     """CLIP-Adapter (Gao et al., 2021) on the zero-shot video embedding ``f = video_embedding(cls)``.
 
     ``x = ratio * A(f) + (1 - ratio) * f`` and ``logits = exp(s) * <l2norm(x), l2norm(t_k)>``. As in the original,
-    only the adapter is trained: the logit scale stays at CLIP's 100 unless ``learn_scale``.
+    only the adapter is trained: the logit scale stays at CLIP's (``logit_scale``, 100) unless ``learn_scale``.
 
     Args:
         dim: D.
         ratio: Residual ratio (0.2 in the paper for ImageNet-like data; 0 gives zero-shot CLIP).
         reduction: Bottleneck reduction of the adapter (4).
         learn_scale: Whether exp(s) is trained.
+        logit_scale: exp(s) at the start, the CLIP model's own.
     """
 
-    def __init__(self, dim: int, ratio: float = 0.2, reduction: int = 4, learn_scale: bool = False) -> None:
+    def __init__(
+        self,
+        dim: int,
+        ratio: float = 0.2,
+        reduction: int = 4,
+        learn_scale: bool = False,
+        logit_scale: float = CLIP_LOGIT_SCALE,
+    ) -> None:
         super().__init__()
         self.ratio = ratio
         self.adapter = Adapter(dim, reduction)
-        self.logit_scale = nn.Parameter(torch.tensor(math.log(CLIP_LOGIT_SCALE)), requires_grad=learn_scale)
+        self.logit_scale = nn.Parameter(torch.tensor(math.log(logit_scale)), requires_grad=learn_scale)
 
     def video_feature(self, cls: torch.Tensor) -> torch.Tensor:
         """(B, T, D) -> f (B, D), the input of the adapter."""
@@ -99,8 +106,9 @@ class CLIPAdapterStar(CLIPAdapter):
         temporal_layers: int = 2,
         heads: int = 4,
         learn_scale: bool = False,
+        logit_scale: float = CLIP_LOGIT_SCALE,
     ) -> None:
-        super().__init__(dim, ratio, reduction, learn_scale)
+        super().__init__(dim, ratio, reduction, learn_scale, logit_scale)
         self.num_frames = num_frames
         self.temporal = TemporalEncoder(dim, num_frames, layers=temporal_layers, heads=heads)
 
@@ -157,6 +165,7 @@ def build_baseline(
     dim: int,
     num_frames: int,
     text_model_dir: str | Path | None = None,
+    logit_scale: float = CLIP_LOGIT_SCALE,
     **options: Any,
 ) -> VideoClassifier:
     """The baseline ``name`` for D = ``dim`` features and ``num_frames`` frames per clip.
@@ -167,10 +176,11 @@ def build_baseline(
         num_frames: T, frames per clip (length of the learned temporal embeddings).
         text_model_dir: Local folder of the CLIP weights the store was extracted with; required by coop, cocoop, a5,
             vita-clip.
+        logit_scale: exp(s) the classifier starts from, the CLIP model's own (Vita-CLIP reads it from the weights).
         **options: Extra constructor arguments of the method (e.g. ``ratio``, ``n_ctx``, ``class_position``).
     """
     if name in METHODS:
-        return METHODS[name](dim, num_frames, **options)
+        return METHODS[name](dim, num_frames, logit_scale=logit_scale, **options)
     if name in TEXT_METHODS:
         if text_model_dir is None:
             raise ValueError(
@@ -183,6 +193,6 @@ def build_baseline(
             return VitaClipMethod(text_model_dir, num_frames, **options)
         text = FrozenTextEncoder(text_model_dir)
         if name == "a5":
-            return A5(text, dim, num_frames, **options)
-        return TEXT_METHODS[name](text, dim, **options)
+            return A5(text, dim, num_frames, logit_scale=logit_scale, **options)
+        return TEXT_METHODS[name](text, dim, logit_scale=logit_scale, **options)
     raise ValueError(f"unknown baseline {name!r}; choose one of {', '.join(BASELINE_NAMES)}")

@@ -13,7 +13,7 @@ import math
 import torch
 from torch import nn
 
-from xmic.adapt.base import ClassText, FeatureBatch, VideoClassifier, l2norm, video_embedding
+from xmic.adapt.base import CLIP_LOGIT_SCALE, ClassText, FeatureBatch, VideoClassifier, l2norm, video_embedding
 from xmic.adapt.blocks import TemporalEncoder
 from xmic.adapt.text_encoder import FrozenTextEncoder, split_context
 
@@ -37,7 +37,8 @@ class _PromptLearner(VideoClassifier):
         ctx_init: Words whose token embeddings initialise the context (their count sets n_ctx); None draws
             N(0, 0.02) as CoOp did.
         class_position: Where the class name sits relative to the context: "end", "middle" or "front".
-        learn_scale: Whether the logit scale (init ln 100) is trained.
+        learn_scale: Whether the logit scale is trained.
+        logit_scale: exp(s) at the start, the CLIP model's own (100 for OpenAI's).
     """
 
     def __init__(
@@ -48,6 +49,7 @@ class _PromptLearner(VideoClassifier):
         ctx_init: str | None,
         class_position: str,
         learn_scale: bool,
+        logit_scale: float = CLIP_LOGIT_SCALE,
     ) -> None:
         super().__init__()
         if text.dim != dim:
@@ -60,7 +62,7 @@ class _PromptLearner(VideoClassifier):
         self.class_position = class_position
         init = torch.randn(n_ctx, text.width) * CTX_INIT_STD if ctx_init is None else text.word_embeddings(ctx_init)
         self.ctx = nn.Parameter(init.cpu())
-        self.logit_scale = nn.Parameter(torch.tensor(math.log(100.0)), requires_grad=learn_scale)
+        self.logit_scale = nn.Parameter(torch.tensor(math.log(logit_scale)), requires_grad=learn_scale)
         self._eval_cache: tuple[tuple, torch.Tensor] | None = None
 
     def shared_text(self, names: list[str]) -> torch.Tensor:
@@ -99,8 +101,9 @@ class CoOp(_PromptLearner):
         ctx_init: str | None = None,
         class_position: str = "end",
         learn_scale: bool = True,
+        logit_scale: float = CLIP_LOGIT_SCALE,
     ) -> None:
-        super().__init__(text, dim, n_ctx, ctx_init, class_position, learn_scale)
+        super().__init__(text, dim, n_ctx, ctx_init, class_position, learn_scale, logit_scale)
 
     def forward(self, batch: FeatureBatch, classes: ClassText) -> torch.Tensor:
         """``batch.cls`` (B, T, D) -> logits (B, K)."""
@@ -131,8 +134,9 @@ class CoCoOp(_PromptLearner):
         class_position: str = "end",
         learn_scale: bool = True,
         chunk: int | None = 1024,
+        logit_scale: float = CLIP_LOGIT_SCALE,
     ) -> None:
-        super().__init__(text, dim, n_ctx, ctx_init, class_position, learn_scale)
+        super().__init__(text, dim, n_ctx, ctx_init, class_position, learn_scale, logit_scale)
         hidden = max(1, dim // 16)
         self.meta_net = nn.Sequential(nn.Linear(dim, hidden), nn.ReLU(), nn.Linear(hidden, text.width))
         self.chunk = chunk
@@ -165,8 +169,9 @@ class A5(_PromptLearner):
         temporal_layers: int = 2,
         heads: int = 4,
         learn_scale: bool = True,
+        logit_scale: float = CLIP_LOGIT_SCALE,
     ) -> None:
-        super().__init__(text, dim, n_ctx, ctx_init, class_position, learn_scale)
+        super().__init__(text, dim, n_ctx, ctx_init, class_position, learn_scale, logit_scale)
         self.num_frames = num_frames
         self.temporal = TemporalEncoder(dim, num_frames, layers=temporal_layers, heads=heads)
 

@@ -73,7 +73,7 @@ def load_run(
     cfg = TrainConfig.load(run_dir / CONFIG)
     meta = json.loads((run_dir / META).read_text())
     cfg.text_model_dir = text_weights(run_dir, cfg, meta, model_dir)
-    model = build_model(cfg, dim=meta["dim"], cond_dim=meta["cond_dim"])
+    model = build_model(cfg, dim=meta["dim"], cond_dim=meta["cond_dim"], logit_scale=meta.get("logit_scale", 100.0))
     ckpt = run_dir / CHECKPOINT
     if ckpt.exists():
         from safetensors.torch import load_file

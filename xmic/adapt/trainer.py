@@ -12,7 +12,7 @@ import torch
 from tqdm.auto import tqdm
 
 from xmic import __version__
-from xmic.adapt.base import ClassText
+from xmic.adapt.base import ClassText, encoder_logit_scale
 from xmic.adapt.config import TrainConfig
 from xmic.adapt.data import FeatureBank, frame_slots, load_bank
 from xmic.adapt.factory import build_model
@@ -236,10 +236,12 @@ def train(cfg: TrainConfig, cache: Path, out: Path | None = None, *, progress: b
         )
     classes = class_text(reader, encoder, cfg.target, cfg.template, device)
     dim, cond_dim = spec.encoders[encoder].dim, spec.encoders[second].dim
-    model = build_model(cfg, dim=dim, cond_dim=cond_dim).to(device)
+    logit_scale = encoder_logit_scale(spec.encoders[encoder])
+    model = build_model(cfg, dim=dim, cond_dim=cond_dim, logit_scale=logit_scale).to(device)
     meta = {
         "dim": dim,
         "cond_dim": cond_dim,
+        "logit_scale": logit_scale,
         "rows_failed_left_out": bank.failed,
         "train_dataset": cfg.dataset,
         "train_rows": int(bank.rows.numel()),

@@ -41,7 +41,7 @@ class XMICConfig:
             l2norm(mean over T of l2norm(frame)), the zero-shot baseline's feature.
         spatial_layers / temporal_layers / heads: transformer sizes.
         mlp_hidden: bottleneck width of the MLP that gives a_v; None = Dc / 16 (32 at Dc = 512).
-        logit_scale_init: initial exp(s); CLIP's 100.
+        logit_scale_init: initial exp(s), the CLIP model's own (100 for OpenAI's; the trainer passes the store's).
     """
 
     dim: int = 512

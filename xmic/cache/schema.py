@@ -100,6 +100,9 @@ class EncoderSpec:
     #: candidate c)`` holds the embedding of the F-frame clip of candidate ``c`` in bins ``F*(b//F) .. F*(b//F)+F-1``
     #: (:func:`xmic.sampling.window_slots`), so every slot of one clip holds the same vector.
     clip_frames: int = 1
+    #: exp(s), the model's own logit scale for image-text cosines (100 for OpenAI's CLIP), read from the weights at
+    #: extraction; 0 = none (an image-only encoder, or a store written before the field existed).
+    logit_scale: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -115,10 +118,12 @@ class EncoderSpec:
         return cls(**kw)
 
     def identity(self) -> dict[str, Any]:
-        """The fields that must match for features to be interchangeable (not the load path; ``clip_frames`` only
-        when it is not 1, so specs recorded before the field existed still match)."""
+        """The fields that must match for features to be interchangeable (not the load path, not ``logit_scale``,
+        which the weights' hash covers; ``clip_frames`` only when it is not 1, so specs recorded before the field
+        existed still match)."""
         d = self.to_dict()
         d.pop("source")
+        d.pop("logit_scale")
         if d.get("clip_frames", 1) == 1:
             d.pop("clip_frames", None)
         return d

@@ -242,6 +242,7 @@ def load_encoder(
     kind, cls = kinds[config.model_type]
     check_weight_files(folder)
     model = _from_pretrained(cls, folder)
+    scale = float(model.logit_scale.detach().float().exp()) if kind == "clip" else 0.0  # read before any bf16 cast
     model = model.to(device=dev, dtype=dtype or torch.float32).eval().requires_grad_(False)
     if kind == "dinov2":
         dim, fallback = int(config.hidden_size), base
@@ -255,6 +256,7 @@ def load_encoder(
         dim=dim,
         source=str(folder),
         weights_sha256=weights_sha256(folder),
+        logit_scale=scale,
         **_processor_preprocessing(folder, fallback),
     )
     log.info("loaded %s from %s (D=%d, %s)", name, folder, dim, dev)

@@ -176,6 +176,7 @@ def load_lavila_encoder(
             f"Hugging Face CLIP folder, e.g. openai/clip-vit-base-patch16) or bpe_simple_vocab_16e6.txt.gz (LaViLa's "
             f"lavila/models/) beside {path}. Tried: " + "; ".join(errors)
         )
+    scale = float(model.logit_scale.detach().float().exp())
     model = model.to(device=device, dtype=dtype or torch.float32).eval().requires_grad_(False)
     spec = dataclasses.replace(
         base,
@@ -184,6 +185,7 @@ def load_lavila_encoder(
         resize=int(config.image_size),
         source=str(path),
         weights_sha256=file_sha256(path),
+        logit_scale=scale,
     )
     log.info("loaded %s from %s (D=%d, %d-frame clips, %s)", base.name, path, spec.dim, spec.clip_frames, device)
     return LavilaEncoder(model, spec, tokenizer, device, batch_size or (128 if device.type == "cuda" else 16))
