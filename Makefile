@@ -35,8 +35,11 @@ DEMO_OUT ?= demo_out
 $(BIN)/xmic: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --upgrade pip
-	$(BIN)/python -m pip install "$(TORCH)"
-	$(BIN)/python -m pip install -e ".[$(EXTRAS)]"
+	$(BIN)/python -m pip install --no-compile "$(TORCH)"
+	$(BIN)/python -m pip install --no-compile -e ".[$(EXTRAS)]"
+	@# bytecode on all cores (pip compiles one file after another); files written for Python 2 that some packages
+	@# carry do not compile and never import, as under pip, so the exit status is not checked
+	$(BIN)/python -m compileall -q -j 0 "$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')" > /dev/null 2>&1 || true
 	touch $(BIN)/xmic
 
 install: $(BIN)/xmic
