@@ -61,6 +61,7 @@ from torch.utils.checkpoint import checkpoint
 from xmic.adapt.base import ClassText, l2norm
 from xmic.adapt.prompt_learning import _PromptLearner
 from xmic.adapt.text_encoder import FrozenTextEncoder
+from xmic.attention import merge_heads, split_heads
 
 #: Std of the time embedding at init (as the authors' code).
 TIME_INIT_STD = 0.02
@@ -132,20 +133,8 @@ class SummaryAttention(nn.Module):
     def forward(self, c: torch.Tensor) -> torch.Tensor:
         """``c`` (B, T, W) -> (B, T, W)."""
         h = self.norm(c)
-        q, k, v = (_split_heads(p(h), self.heads) for p in (self.q_proj, self.k_proj, self.v_proj))
-        return c + self.out_proj(_merge_heads(F.scaled_dot_product_attention(q, k, v)))
-
-
-def _split_heads(x: torch.Tensor, heads: int) -> torch.Tensor:
-    """(N, L, W) -> (N, heads, L, W / heads)."""
-    n, length, width = x.shape
-    return x.view(n, length, heads, width // heads).transpose(1, 2)
-
-
-def _merge_heads(x: torch.Tensor) -> torch.Tensor:
-    """(N, heads, L, w) -> (N, L, heads * w)."""
-    n, heads, length, w = x.shape
-    return x.transpose(1, 2).reshape(n, length, heads * w)
+        q, k, v = (split_heads(p(h), self.heads) for p in (self.q_proj, self.k_proj, self.v_proj))
+        return c + self.out_proj(merge_heads(F.scaled_dot_product_attention(q, k, v)))
 
 
 def _autocast(device: torch.device, enabled: bool) -> torch.autocast:
@@ -291,9 +280,9 @@ class VitaClipVision(nn.Module):
 
     def _attention(self, attn: nn.Module, queries: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
         """The layer's frozen attention from the ``queries`` (N, Lq, W) rows to all ``keys`` (N, Lk, W) rows."""
-        q = _split_heads(attn.q_proj(queries), self.heads)
-        k, v = (_split_heads(p(keys), self.heads) for p in (attn.k_proj, attn.v_proj))
-        return attn.out_proj(_merge_heads(F.scaled_dot_product_attention(q, k, v)))
+        q = split_heads(attn.q_proj(queries), self.heads)
+        k, v = (split_heads(p(keys), self.heads) for p in (attn.k_proj, attn.v_proj))
+        return attn.out_proj(merge_heads(F.scaled_dot_product_attention(q, k, v)))
 
 
 def _load_clip_vision(clip_dir: Path) -> tuple[nn.Module, nn.Module, float]:

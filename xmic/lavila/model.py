@@ -23,6 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from xmic.attention import merge_heads, split_heads
+
 HEAD_DIM = 64
 BLOCK_NORM_EPS = 1e-6
 CLIP_NORM_EPS = 1e-5
@@ -158,18 +160,6 @@ class _PatchEmbed(nn.Module):
         return self.proj(frames).flatten(2).transpose(1, 2)
 
 
-def _split_heads(x: torch.Tensor, heads: int) -> torch.Tensor:
-    """(B, T, heads * d) -> (B, heads, T, d)."""
-    b, t, w = x.shape
-    return x.view(b, t, heads, w // heads).transpose(1, 2)
-
-
-def _merge_heads(x: torch.Tensor) -> torch.Tensor:
-    """(B, heads, T, d) -> (B, T, heads * d)."""
-    b, h, t, d = x.shape
-    return x.transpose(1, 2).reshape(b, t, h * d)
-
-
 class _DividedAttention(nn.Module):
     """Multi-head self-attention along one axis of a clip's (frame, patch) token grid, with a clip-level CLS token.
 
@@ -186,10 +176,10 @@ class _DividedAttention(nn.Module):
 
     def forward(self, x: torch.Tensor, num_frames: int, axis: Axis) -> torch.Tensor:
         """(B, 1 + F * P, width) -> (B, 1 + F * P, width)."""
-        q, k, v = (_split_heads(t, self.heads) for t in self.qkv(x).chunk(3, dim=-1))
+        q, k, v = (split_heads(t, self.heads) for t in self.qkv(x).chunk(3, dim=-1))
         cls_out = F.scaled_dot_product_attention(q[:, :, :1], k, v)
         patch_out = self._grouped_attention(q, k, v, num_frames, axis)
-        return self.proj(_merge_heads(torch.cat([cls_out, patch_out], dim=2)))
+        return self.proj(merge_heads(torch.cat([cls_out, patch_out], dim=2)))
 
     @staticmethod
     def _grouped_attention(
@@ -294,10 +284,8 @@ class _CausalSelfAttention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(C, L, width) -> (C, L, width); position i sees positions 0..i."""
-        q, k, v = (
-            _split_heads(t, self.heads) for t in F.linear(x, self.in_proj_weight, self.in_proj_bias).chunk(3, -1)
-        )
-        return self.out_proj(_merge_heads(F.scaled_dot_product_attention(q, k, v, is_causal=True)))
+        q, k, v = (split_heads(t, self.heads) for t in F.linear(x, self.in_proj_weight, self.in_proj_bias).chunk(3, -1))
+        return self.out_proj(merge_heads(F.scaled_dot_product_attention(q, k, v, is_causal=True)))
 
 
 class _TextBlock(nn.Module):
