@@ -17,6 +17,11 @@ byte-by-byte Fletcher-32, about 2 GB/s), and encodes the chunk as the library wo
 
 Any other write, or an array with other codecs or filters, goes through the library. Both libraries verify the
 checksums on every read, so a chunk encoded wrongly could not be read back unnoticed.
+
+Every file operation stays on the calling thread, in order; a thread of the :class:`Backend` computes checksums
+meanwhile, as file writes release the GIL. Zarr: the crc32c of a large raw chunk while its bytes go to the temp file
+(google_crc32c holds the GIL, but the write does not need it). HDF5: :meth:`Session.write_many` (the writer's arrays
+of one chunk of rows) has the Fletcher-32 checksums of its chunks computed ahead of the ``H5Dwrite_chunk`` calls.
 """
 
 from __future__ import annotations
@@ -24,9 +29,12 @@ from __future__ import annotations
 import contextlib
 import os
 import struct
+import threading
 import uuid
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_futures
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,6 +47,10 @@ from xmic.cache.errors import StoreError
 STR = "str"
 FORMATS = ("zarr", "h5")
 H5_SUFFIXES = (".h5", ".hdf5")
+#: Threads of a backend that compute checksums while the calling thread writes. One: the checksums are then ready in
+#: the order the writes need them (two would compute a chunk's two feature checksums side by side, each slower, and
+#: the first write would wait longer for its own), and a second core is left to the writes.
+WRITE_THREADS = 1
 
 
 @dataclass(frozen=True)
@@ -97,7 +109,11 @@ class Backend:
         self.fmt = detect_format(self.path, fmt)
         # what the whole-chunk write path needs to know of a Zarr array, by key, with the stat of its zarr.json
         self._zarr_chunks: dict[str, tuple[tuple[int, ...], _ZarrChunks | None]] = {}
-        self._scratch = np.empty(0, np.uint8)  # HDF5: one chunk and its checksum, reused (no fresh pages per chunk)
+        # HDF5: one chunk and its checksum, reused (no fresh pages per chunk)
+        self._scratch = np.empty(0, np.uint8)
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_pid = 0
+        self._pool_lock = threading.Lock()
 
     def exists(self) -> bool:
         return self.path.exists()
@@ -139,6 +155,15 @@ class Backend:
         if self._scratch.size < n:
             self._scratch = np.empty(n, np.uint8)
         return self._scratch[:n]
+
+    def _workers(self) -> ThreadPoolExecutor:
+        """The threads that compute checksums while the calling thread writes, made on first use (again in a forked
+        child, which has none)."""
+        with self._pool_lock:
+            if self._pool is None or self._pool_pid != os.getpid():
+                self._pool = ThreadPoolExecutor(WRITE_THREADS, thread_name_prefix="xmic-store-write")
+                self._pool_pid = os.getpid()
+            return self._pool
 
     def size_bytes(self) -> int:
         """Bytes on disk (all files of a Zarr directory, or the HDF5 file)."""
@@ -187,6 +212,13 @@ class Session:
 
     def write(self, key: str, sel: Any, value: np.ndarray) -> None:
         raise NotImplementedError
+
+    def write_many(self, writes: Sequence[tuple[str, Any, np.ndarray]]) -> None:
+        """Each ``(key, sel, value)`` as :meth:`write` does it, in that order (a backend may compute checksums on other
+        threads meanwhile). Stops at the first error, and returns or raises only when nothing it started still
+        runs."""
+        for key, sel, value in writes:
+            self.write(key, sel, value)
 
     def get_attrs(self, key: str = "") -> dict[str, Any]:
         raise NotImplementedError
@@ -315,7 +347,7 @@ class ZarrSession(_RootSession):
         form = self._chunk_format(key)
         index = None if form is None else _whole_chunk(sel, form.shape, form.chunks)
         if index is not None and np.shape(value) == (sel.stop - sel.start, *form.shape[1:]):
-            form.write(os.path.join(self._backend.path, key), index, value)
+            form.write(os.path.join(self._backend.path, key), index, value, self._backend._workers)
             return
         # write_empty_chunks is a runtime setting, not stored with the array: set it again on every open, so that
         # a chunk equal to the fill value is still written (a missing chunk object then always means damage) and
@@ -409,48 +441,78 @@ class H5Session(_RootSession):
         return np.asarray(ds[sel])
 
     def write(self, key: str, sel: Any, value: np.ndarray) -> None:
+        target = self._whole_chunk_target(key, sel, value)
+        if target is not None:
+            self._write_chunk(*target)
+        else:
+            self._library_write(key, sel, value)
+
+    def write_many(self, writes: Sequence[tuple[str, Any, np.ndarray]]) -> None:
+        """One write after another on the calling thread (h5py serialises its calls through one lock anyway); the
+        workers compute the Fletcher-32 checksums of the whole chunks ahead. Stops at the first error."""
+        if self._backend is None:
+            super().write_many(writes)
+            return
+        plan = [(self._whole_chunk_target(key, sel, value), (key, sel, value)) for key, sel, value in writes]
+        chunks = [target for target, _ in plan if target is not None]
+        pool = self._backend._workers() if chunks else None
+        checksums = [pool.submit(fletcher32, arr) for _, _, arr in chunks]  # type: ignore[union-attr]
+        try:
+            k = 0
+            for target, args in plan:
+                if target is None:
+                    self._library_write(*args)
+                    continue
+                self._write_chunk(*target, checksum=checksums[k].result)
+                k += 1
+        except BaseException:
+            _cancel_and_wait(checksums)
+            raise
+
+    def _library_write(self, key: str, sel: Any, value: Any) -> None:
         import h5py
 
-        if self._backend is not None and self._whole_chunk_write(key, sel, value):
-            return
         ds = self.root[key]
         if h5py.check_string_dtype(ds.dtype) is not None:
             value = np.asarray(value).astype(object)
         ds[sel] = value
 
-    def _whole_chunk_write(self, key: str, sel: Any, value: Any) -> bool:
-        """Write ``value`` through :meth:`_write_chunk` when ``sel`` covers one chunk of a fixed-size array whose only
-        filter is fletcher32; False (nothing written) otherwise. Uses h5py's low-level API: opening the high-level
+    def _whole_chunk_target(self, key: str, sel: Any, value: Any) -> tuple[Any, int, np.ndarray] | None:
+        """``(dataset id, chunk index, chunk)`` for :meth:`_write_chunk` when ``sel`` covers one chunk of a fixed-size
+        array whose only filter is fletcher32; None otherwise. Uses h5py's low-level API: opening the high-level
         dataset object costs more than writing a small chunk."""
         import h5py
 
+        if self._backend is None:
+            return None
         try:
             dsid = h5py.h5d.open(self.root.id, key.encode())
         except Exception:  # not a dataset: the high-level path raises what it raises
-            return False
+            return None
         dtype = dsid.dtype
         if dtype.kind not in "biuf":
-            return False
+            return None
         dcpl = dsid.get_create_plist()
         if dcpl.get_layout() != h5py.h5d.CHUNKED or dcpl.get_nfilters() != 1:
-            return False
+            return None
         if dcpl.get_filter(0)[0] != h5py.h5z.FILTER_FLETCHER32:
-            return False
+            return None
         shape, chunks = dsid.shape, dcpl.get_chunk()
         index = _whole_chunk(sel, shape, chunks)
         if index is None or np.shape(value) != (sel.stop - sel.start, *shape[1:]):
-            return False
+            return None
         fill = np.zeros(1, dtype)
         dcpl.get_fill_value(fill)
-        self._write_chunk(dsid, index, _padded_chunk(value, dtype, chunks, fill[0]))
-        return True
+        return dsid, index, _padded_chunk(value, dtype, chunks, fill[0])
 
-    def _write_chunk(self, dsid: Any, index: int, arr: np.ndarray) -> None:
-        """Chunk ``index`` (axis 0) as HDF5's fletcher32 filter stores it: the bytes, then their checksum."""
+    def _write_chunk(self, dsid: Any, index: int, arr: np.ndarray, checksum: Callable[[], int] | None = None) -> None:
+        """Chunk ``index`` (axis 0) as HDF5's fletcher32 filter stores it: the bytes, then their checksum (from
+        ``checksum()`` when given, called once the bytes are in place, else computed here)."""
         n = arr.nbytes
         buf = self._backend._scratch_bytes(n + 4)  # type: ignore[union-attr]
         buf[:n] = arr.reshape(-1).view(np.uint8)
-        buf[n:] = np.frombuffer(struct.pack("<I", fletcher32(buf[:n])), np.uint8)
+        value = fletcher32(buf[:n]) if checksum is None else checksum()
+        buf[n:] = np.frombuffer(struct.pack("<I", value), np.uint8)
         dsid.write_direct_chunk((index * arr.shape[0],) + (0,) * (arr.ndim - 1), buf)
 
     def get_attrs(self, key: str = "") -> dict[str, Any]:
@@ -460,6 +522,14 @@ class H5Session(_RootSession):
         node = self._node(key)
         for k, v in attrs.items():
             node.attrs[k] = v
+
+
+def _cancel_and_wait(futures: Sequence[Future]) -> None:
+    """Cancel the work not yet started and wait for the rest to end (its errors are dropped): the caller's error is
+    the one that counts, and nothing may still read the caller's arrays once it goes on."""
+    for f in futures:
+        f.cancel()
+    wait_futures(futures)
 
 
 def _whole_chunk(sel: Any, shape: tuple[int, ...], chunks: tuple[int, ...] | None) -> int | None:
@@ -525,16 +595,24 @@ class _ZarrChunks:
             tuple(arr.shape), tuple(arr.chunks), dtype.newbyteorder("<"), arr.fill_value, meta.encode_chunk_key, zstd
         )
 
-    def write(self, array_dir: str, index: int, value: Any) -> None:
-        """Encode chunk ``index`` along axis 0 and put it in place by renaming a temp file, as Zarr's store does
-        (``<chunk key>.<32 hex digits>.partial``, the name :mod:`xmic.cache.tempfiles` knows)."""
-        import google_crc32c
-
-        arr = _padded_chunk(value, self.dtype, self.chunks, self.fill)
-        data: Any = arr.reshape(-1).view(np.uint8)
+    def write(
+        self, array_dir: str, index: int, value: Any, workers: Callable[[], ThreadPoolExecutor] | None = None
+    ) -> None:
+        """Encode chunk ``index`` along axis 0 and put it in place (:meth:`put`); the checksum of a large raw chunk
+        on a thread of ``workers()`` while its bytes are written."""
+        data: Any = _padded_chunk(value, self.dtype, self.chunks, self.fill).reshape(-1).view(np.uint8)
         if self.zstd is not None:
             data = self.zstd.encode(data)
-        crc = struct.pack("<I", google_crc32c.value(data))
+        elif workers is not None and data.nbytes >= ZARR_CRC_THREAD_BYTES:
+            self.put(array_dir, index, data, workers())
+            return
+        self.put(array_dir, index, data)
+
+    def put(self, array_dir: str, index: int, data: Any, pool: ThreadPoolExecutor | None = None) -> None:
+        """Write ``data`` and then its crc32c as the object of chunk ``index`` along axis 0, by renaming a temp file
+        into place as Zarr's store does (``<chunk key>.<32 hex digits>.partial``, the name :mod:`xmic.cache.tempfiles`
+        knows); a failed write removes its temp file. With ``pool``, the checksum is computed there while this thread
+        writes the bytes: the file write releases the GIL, which google_crc32c holds while it runs."""
         path = os.path.join(array_dir, self.chunk_key((index,) + (0,) * (len(self.shape) - 1)))
         tmp = f"{path}.{uuid.uuid4().hex}.partial"
         try:
@@ -542,15 +620,31 @@ class _ZarrChunks:
         except FileNotFoundError:
             os.makedirs(os.path.dirname(path), exist_ok=True)
             fh = open(tmp, "wb")  # noqa: SIM115
+        crc = None
         try:
             with fh:
+                crc = None if pool is None else pool.submit(_crc32c, data)
                 fh.write(data)
-                fh.write(crc)
+                fh.write(struct.pack("<I", _crc32c(data) if crc is None else crc.result()))
             os.replace(tmp, path)
         except BaseException:
+            if crc is not None:
+                _cancel_and_wait([crc])  # it reads the caller's array: done before the error reaches the caller
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
             raise
+
+
+#: A raw Zarr chunk of at least this many bytes has its checksum computed on a thread of the backend while the
+#: calling thread writes its bytes (below, handing the work over costs more than it saves).
+ZARR_CRC_THREAD_BYTES = 1 << 20
+
+
+def _crc32c(data: Any) -> int:
+    """The crc32c of ``data`` (bytes or a uint8 array), as Zarr's ``crc32c`` codec computes it."""
+    import google_crc32c
+
+    return google_crc32c.value(data)
 
 
 #: Fletcher-32 as HDF5 computes it works modulo 2**16 - 1.
@@ -583,17 +677,24 @@ def fletcher32(data: Any) -> int:
     else:
         words = b[: 2 * n].view("<u2")
         rows, tail = divmod(n, _F32_MOD)
-        cols = np.zeros(_F32_MOD, np.uint64)
-        acc = np.empty(_F32_MOD, np.uint32)
-        step = 65536  # rows per pass: their column sums fit in 32 bits
-        for r0 in range(0, rows, step):
-            block = words[r0 * _F32_MOD : min(rows, r0 + step) * _F32_MOD].reshape(-1, _F32_MOD)
-            np.add.reduce(block, axis=0, dtype=np.uint32, out=acc)
-            cols += acc
-        cols[:tail] += words[rows * _F32_MOD :]
-        nonzero = bool(cols.any())  # exact sums: all zero only when every word is
-        cols %= _F32_MOD
-        s1 = 256 * int(cols.sum())
+        if rows < _F32_MOD:  # under 8 GiB: the exact column sums fit 32 bits, and the weighted sum below 64 bits
+            cols = np.add.reduce(words[: rows * _F32_MOD].reshape(rows, _F32_MOD), axis=0, dtype=np.uint32)
+            cols[:tail] += words[rows * _F32_MOD :]
+            total = int(cols.sum(dtype=np.uint64))
+            nonzero = total > 0  # the exact sum of the words: 0 only when every word is
+        else:
+            cols = np.zeros(_F32_MOD, np.uint64)
+            acc = np.empty(_F32_MOD, np.uint32)
+            step = 65536  # rows per pass: their column sums fit in 32 bits
+            for r0 in range(0, rows, step):
+                block = words[r0 * _F32_MOD : min(rows, r0 + step) * _F32_MOD].reshape(-1, _F32_MOD)
+                np.add.reduce(block, axis=0, dtype=np.uint32, out=acc)
+                cols += acc
+            cols[:tail] += words[rows * _F32_MOD :]
+            nonzero = bool(cols.any())  # exact sums: all zero only when every word is
+            cols %= _F32_MOD
+            total = int(cols.sum())
+        s1 = 256 * total
         weighted = 256 * int(np.dot(_F32_WEIGHTS[:_F32_MOD], cols))
     if odd:
         last = int(b[-1]) << 8

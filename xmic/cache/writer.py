@@ -187,17 +187,18 @@ class StoreWriter(layout.GroupView):
         # checksum (see xmic.cache.backend); a lazy session opens the Zarr group only when an operation needs it
         with self._backend.session("a", lazy=True) as s:
             s.write(f"{ds}/done", slice(chunk, chunk + 1), np.zeros(1, np.uint8))
-            s.write(f"{ds}/frame_index", rows, fi)
-            s.write(f"{ds}/hand_box", rows, hb)
             if self._has_source is None:
                 self._has_source = s.has(f"{ds}/hand_source")
+            writes = [(f"{ds}/frame_index", rows, fi), (f"{ds}/hand_box", rows, hb)]
             if self._has_source:
-                s.write(f"{ds}/hand_source", rows, hs)
-            for (enc, view), arr in feats.items():
-                s.write(layout.features_key(ds, enc, view), rows, arr)
-            for key, arr in frame_arrays.items():  # the frame cache: one shard of JPEG images per chunk
-                s.write(key, rows, arr)
-            s.write(f"{ds}/row_status", rows, rs)
+                writes.append((f"{ds}/hand_source", rows, hs))
+            writes += [(layout.features_key(ds, enc, view), rows, arr) for (enc, view), arr in feats.items()]
+            writes += [(key, rows, arr) for key, arr in frame_arrays.items()]  # the frame cache: a shard of JPEGs
+            writes.append((f"{ds}/row_status", rows, rs))
+            # in this order, the checksums computed on the backend's thread ahead (Session.write_many); it returns
+            # only when nothing it started still runs and stops at the first error, so the done flag below is set
+            # only on a chunk whose every array was written
+            s.write_many(writes)
             s.delete(layout.failed_key(ds, chunk))
             if records:
                 lines = np.array([json.dumps(r, sort_keys=True, default=str) for r in records])
