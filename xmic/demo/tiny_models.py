@@ -156,21 +156,29 @@ def make_tiny_clip(
     model = CLIPModel(config).eval()
     model.save_pretrained(out, safe_serialization=True)
     _write_clip_tokenizer(out, vocab, merges, max_length)
-    processor = _image_processor_class("CLIPImageProcessor")(
+    _save_image_processor(out, "CLIPImageProcessor", image_size, image_size, CLIP_MEAN, CLIP_STD)
+    return out
+
+
+def _save_image_processor(
+    out: Path, cls_name: str, resize: int, crop: int, mean: tuple[float, ...], std: tuple[float, ...]
+) -> None:
+    """``preprocessor_config.json`` of a real checkpoint's kind: shorter side to ``resize`` (bicubic), centre crop
+    ``crop``, rescale to [0, 1], normalise with ``mean`` / ``std``."""
+    processor = _image_processor_class(cls_name)(
         do_resize=True,
-        size={"shortest_edge": image_size},
+        size={"shortest_edge": resize},
         resample=PIL_BICUBIC,
         do_center_crop=True,
-        crop_size={"height": image_size, "width": image_size},
+        crop_size={"height": crop, "width": crop},
         do_rescale=True,
         rescale_factor=1 / 255,
         do_normalize=True,
-        image_mean=list(CLIP_MEAN),
-        image_std=list(CLIP_STD),
+        image_mean=list(mean),
+        image_std=list(std),
         do_convert_rgb=True,
     )
     processor.save_pretrained(out)
-    return out
 
 
 def make_tiny_dinov2(
@@ -222,20 +230,9 @@ def make_tiny_dinov2(
     torch.manual_seed(seed)
     model = Dinov2Model(config).eval()
     model.save_pretrained(out, safe_serialization=True)
-    processor = _image_processor_class("BitImageProcessor")(
-        do_resize=True,
-        size={"shortest_edge": round(image_size * 256 / 224)},
-        resample=PIL_BICUBIC,
-        do_center_crop=True,
-        crop_size={"height": image_size, "width": image_size},
-        do_rescale=True,
-        rescale_factor=1 / 255,
-        do_normalize=True,
-        image_mean=list(IMAGENET_MEAN),
-        image_std=list(IMAGENET_STD),
-        do_convert_rgb=True,
+    _save_image_processor(
+        out, "BitImageProcessor", round(image_size * 256 / 224), image_size, IMAGENET_MEAN, IMAGENET_STD
     )
-    processor.save_pretrained(out)
     return out
 
 
