@@ -75,3 +75,19 @@ def test_zero_shot_logits_are_the_scaled_cosines(demo: Path) -> None:
     want = DEMO_SCALE * video @ l2norm(text).t()
     got = model(FeatureBatch(cls, cls[:, :, None]), ClassText(text, [str(i) for i in range(len(text))]))
     torch.testing.assert_close(got, want, atol=1e-3, rtol=1e-4)
+
+
+def test_a_run_from_before_the_field_classifies_at_100(demo: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from xmic.adapt.run_io import load_run
+
+    run = next(r for r in _runs(demo) if json.loads((r / "config.json").read_text())["method"] == "zero-shot")
+    old = tmp_path / run.name
+    shutil.copytree(run, old)
+    meta = json.loads((old / "run.json").read_text())
+    del meta["logit_scale"]
+    (old / "run.json").write_text(json.dumps(meta))
+    model, _, _ = load_run(old)
+    assert float(model.logit_scale.exp()) == pytest.approx(CLIP_LOGIT_SCALE)
+    assert float(load_run(run)[0].logit_scale.exp()) == pytest.approx(DEMO_SCALE, rel=1e-5)

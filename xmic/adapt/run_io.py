@@ -12,6 +12,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from xmic.adapt.base import CLIP_LOGIT_SCALE
 from xmic.adapt.config import TrainConfig
 from xmic.cache.hashing import file_sha256
 
@@ -73,7 +74,8 @@ def load_run(
     cfg = TrainConfig.load(run_dir / CONFIG)
     meta = json.loads((run_dir / META).read_text())
     cfg.text_model_dir = text_weights(run_dir, cfg, meta, model_dir)
-    model = build_model(cfg, dim=meta["dim"], cond_dim=meta["cond_dim"], logit_scale=meta.get("logit_scale", 100.0))
+    scale = meta.get("logit_scale", CLIP_LOGIT_SCALE)  # runs trained before the store recorded the model's own
+    model = build_model(cfg, dim=meta["dim"], cond_dim=meta["cond_dim"], logit_scale=scale)
     ckpt = run_dir / CHECKPOINT
     if ckpt.exists():
         from safetensors.torch import load_file
