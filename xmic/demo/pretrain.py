@@ -46,8 +46,8 @@ class PretrainConfig:
             the tiny model separates its classes by a hundredth of a cosine and its class names come out nearly
             parallel in text space (the ten verbs: mean pairwise cosine 0.97, max 1.00, also when the scale rises
             from 20 to 100 over the steps, ``logit_scale_start``); at 20 they are 0.93 / 0.99 (200 steps on the
-            current pairs). The price: every method classifies with CLIP's 100, about five times too confident for
-            this CLIP, so each run starts from a loss well above chance level (README, "Try it: make demo").
+            current pairs). The scale is saved with the weights, extraction records it in the store, and every
+            method classifies the tiny CLIP's features at it (:func:`xmic.adapt.base.encoder_logit_scale`).
         logit_scale_start: When set, the scale rises geometrically from this value to ``logit_scale`` over the
             steps (real CLIP learns its scale up from 1 / 0.07); None keeps ``logit_scale`` throughout.
         seed: Seed of the pairs, the sampling and the optimiser.
