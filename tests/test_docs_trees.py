@@ -226,23 +226,36 @@ OWNED_ELSEWHERE = {
 }
 
 
-def _readme_commands() -> list[str]:
-    """Every ``xmic ...`` / ``make ...`` / ``python ...`` command of README.md: code-block lines (continuations
+def _commands(path: Path = README) -> list[str]:
+    """Every ``xmic ...`` / ``make ...`` / ``python ...`` command of a Markdown file: code-block lines (continuations
     joined, comments dropped) and inline code spans."""
-    text = README.read_text(encoding="utf-8")
+    blocks, prose, block = [], [], None
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.startswith("```"):
+            if block is None:
+                block = [] if line[3:].strip() in ("", "bash", "sh") else ["<not shell>"]
+            else:
+                if block[:1] != ["<not shell>"]:
+                    blocks.append("\n".join(block))
+                block = None
+        elif block is not None:
+            block.append(line)
+        else:
+            prose.append(line)
     commands: list[str] = []
-    for block in re.findall(r"```(?:bash|sh)?\n(.*?)```", text, re.S):
-        for line in block.replace("\\\n", " ").splitlines():
+    for text in blocks:
+        for line in text.replace("\\\n", " ").splitlines():
             line = re.sub(r"\s+#.*$", "", line).strip()
             if line and not line.startswith("#"):
                 commands.append(line)
-    prose = re.sub(r"```.*?```", "", text, flags=re.S)
-    commands += [span.strip() for span in re.findall(r"`([^`\n]+)`", prose)]
+    commands += [span.strip() for span in re.findall(r"`([^`\n]+)`", "\n".join(prose))]
     out = []
     for cmd in commands:
         words = cmd.split()
         while words and re.fullmatch(r"[A-Z_]+=\S*", words[0]):  # VAR=value before the command
             words = words[1:]
+        if "xmic.cli" in words:  # torchrun ... -m xmic.cli extract ...
+            words = ["xmic", *words[words.index("xmic.cli") + 1 :]]
         if words and words[0] in ("xmic", "make", "python"):
             out.append(" ".join(words))
     return out
@@ -258,7 +271,7 @@ def _command_and_options(words: list[str]):
         if rest[0].isupper():  # a placeholder: `xmic COMMAND --help`
             return path, set()
         sub = cmd.commands.get(rest[0])
-        assert sub is not None, f"README: `{' '.join(words)}`: {' '.join(path)} has no subcommand {rest[0]!r}"
+        assert sub is not None, f"`{' '.join(words)}`: {' '.join(path)} has no subcommand {rest[0]!r}"
         cmd, path, rest = sub, [*path, rest[0]], rest[1:]
     options = {o for p in cmd.params for o in [*p.opts, *p.secondary_opts]} | {"--help", "-h"}
     used = {m for w in rest for m in re.findall(r"^\[?(--?[a-z][a-z0-9-]*)", w)}
@@ -276,15 +289,26 @@ def _makefile_targets_and_variables() -> tuple[set[str], set[str]]:
     return targets, variables
 
 
+def _check_xmic(cmd: str, where: str) -> None:
+    path, unknown = _command_and_options(cmd.split())
+    assert not unknown, f"{where}: `{cmd}`: {' '.join(path)} has no option(s) {sorted(unknown)}"
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=lambda p: p.name)
+def test_every_xmic_command_in_docs_exists(doc: Path) -> None:
+    for cmd in _commands(doc):
+        if cmd.startswith("xmic "):
+            _check_xmic(cmd, f"docs/{doc.name}")
+
+
 def test_every_readme_command_exists() -> None:
-    commands = _readme_commands()
+    commands = _commands()
     assert any(c.startswith("make demo") for c in commands) and any(c.startswith("make test") for c in commands)
     targets, variables = _makefile_targets_and_variables()
     for cmd in commands:
         words = cmd.split()
         if words[0] == "xmic":
-            path, unknown = _command_and_options(words)
-            assert not unknown, f"README: `{cmd}`: {' '.join(path)} has no option(s) {sorted(unknown)}"
+            _check_xmic(cmd, "README")
         elif words[0] == "make":
             for word in words[1:]:
                 if "=" in word:
