@@ -207,13 +207,14 @@ def test_readme_and_docs_stand_alone() -> None:
         assert not found, f"{where} mentions issues ({found}); write for users"
 
 
-def test_readme_is_short_and_its_doc_links_resolve() -> None:
-    text = README.read_text(encoding="utf-8")
-    assert len(text.splitlines()) < 200
-    for link in re.findall(r"\]\((docs/[^)#\s]+)", text):
-        if link in OWNED_ELSEWHERE:
-            continue
-        assert (REPO / link).is_file(), f"README.md links {link}, which does not exist"
+def test_readme_is_short_and_links_resolve() -> None:
+    assert len(README.read_text(encoding="utf-8").splitlines()) < 200
+    for path in [README, *DOCS]:
+        for link in re.findall(r"\]\(([^)#\s:]+)", path.read_text(encoding="utf-8")):
+            target = (path.parent / link).resolve()
+            if target.relative_to(REPO).as_posix() in OWNED_ELSEWHERE:
+                continue
+            assert target.exists(), f"{path.relative_to(REPO)} links {link}, which does not exist"
 
 
 #: docs/ pages the README links that are written alongside other parts of the code.
