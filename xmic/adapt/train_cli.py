@@ -127,6 +127,10 @@ def resolve_train_dataset(cache: Path, dataset: str | None) -> str:
     default=None,
     help="X-MIC: bottleneck width of the MLP giving a_v (default Dc/16, 32 at Dc=512).",
 )
+@click.option(
+    "--overwrite", is_flag=True, help="Replace the finished run in --out (it stays until the new run is complete)."
+)
+@click.option("--ignore-lock", is_flag=True, help="Take over the lock of --out from a process that is gone.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def train_cmd(
     cache,
@@ -152,6 +156,8 @@ def train_cmd(
     text_model_dir,
     amp,
     adapter_hidden,
+    overwrite,
+    ignore_lock,
     quiet,
 ):
     """Train X-MIC or a baseline from the feature store (the frozen encoders never run).
@@ -192,7 +198,7 @@ def train_cmd(
         cfg.extra = {**cfg.extra, "xmic": {**cfg.extra.get("xmic", {}), "mlp_hidden": adapter_hidden}}
     out = out or Path("runs") / f"{dataset}-{target}-{method}-s{seed}"
     try:
-        result = train(cfg, cache, out, progress=not quiet)
+        result = train(cfg, cache, out, progress=not quiet, overwrite=overwrite, ignore_lock=ignore_lock)
     except (StoreError, KeyError, NotImplementedError) as exc:  # ValueError, OSError: xmic.cli's error policy
         raise click.ClickException(str(exc)) from exc
     final = result.metrics[-1] if result.metrics else {}

@@ -228,7 +228,7 @@ def _hand_view_reference(settings: Any, echo: Echo) -> dict[str, Any]:
                 seed=settings.seeds[0], device="cpu",
             )  # fmt: skip
             run = settings.runs_dir / f"zero-shot-hand-{train_group}-{target}-s{cfg.seed}"
-            train(cfg, settings.cache, run, progress=False)
+            train(cfg, settings.cache, run, progress=False, overwrite=True)
             result = evaluate_run(run, settings.cache, groups, eval_splits=("validation", "val"))
             direction, scores = direction_scores(result)
             out.setdefault(target, {})[direction] = scores
