@@ -139,10 +139,25 @@ def writing(root: str | os.PathLike, names: Iterable[str], *, what: str, fix: st
     names = list(names)
     check_owned(root, manifest_owned(root), names, what=what, fix=fix)
     data = read_manifest(root) or {"files": [], "writing": []}
-    files, pending = set(data["files"]), set(data["writing"])
-    _write_manifest(root, files, pending | set(names))
+    _write_manifest(root, set(data["files"]), set(data["writing"]) | set(names))
     yield root
     record_written(root, names)
+
+
+@contextlib.contextmanager
+def adding(root: str | os.PathLike, names: Iterable[str]) -> Iterator[Path]:
+    """Like :func:`writing` for a folder that may hold files of others under ``names`` (a store the user extends):
+    nothing is checked, and afterwards only the entries the body created are listed (none when it is killed)."""
+    root = Path(root)
+    names = list(names)
+    before = {rel for name in names for rel in _entries(root, name)}
+    try:
+        yield root
+    finally:  # also when the body fails: what it created is xmic's
+        new = {rel for name in names for rel in _entries(root, name)} - before
+        data = read_manifest(root) or {"files": [], "writing": []}
+        root.mkdir(parents=True, exist_ok=True)
+        _write_manifest(root, set(data["files"]) | new, set(data["writing"]))
 
 
 def record_written(root: str | os.PathLike, names: Iterable[str]) -> None:
