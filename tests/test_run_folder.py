@@ -69,6 +69,10 @@ def test_a_second_run_into_a_locked_folder_is_refused(store: Path, tmp_path: Pat
     assert not run.exists()
     lock_path(run).write_text("")  # an empty lock names no process: taken over
     assert CliRunner().invoke(main, train_args(store, run)).exit_code == 0
+    lock_path(run).write_text(json.dumps({"host": os.uname().nodename, "pid": 1, "started": "then"}))
+    res = CliRunner().invoke(main, ["evaluate", "--run", str(run), "--cache", str(store), "--device", "cpu"])
+    assert res.exit_code == 1 and "being trained into this folder by pid 1" in res.output, res.output
+    assert not (run / "eval.json").exists()
 
 
 def test_a_failed_run_leaves_the_old_run_and_no_partial_folder(store: Path, tmp_path: Path) -> None:
@@ -83,9 +87,11 @@ def test_a_failed_run_leaves_the_old_run_and_no_partial_folder(store: Path, tmp_
     assert snapshot(run) == before and sorted(p.name for p in tmp_path.iterdir()) == ["R"]
     with pytest.raises(RunExistsError), new_run(run):
         pass
+    (tmp_path / ".R.old-999999").mkdir()  # killed between its two renames: the old run it was replacing
+    (tmp_path / ".R.old-999999" / "model.safetensors").write_bytes(b"old")
     with run_lock(run), new_run(run, overwrite=True) as work:  # re-entrant: a caller may hold the lock
         (work / "run.json").write_text("new")
-    assert snapshot(run) == {"run.json": b"new"}
+    assert snapshot(run) == {"run.json": b"new"} and sorted(p.name for p in tmp_path.iterdir()) == ["R"]
 
 
 def test_a_killed_retrain_keeps_the_old_run_whole(store: Path, tmp_path: Path) -> None:

@@ -25,6 +25,7 @@ from xmic.owned import check_owned, pattern_owned, remove_owned
 #: What xmic writes in a run folder: the run (train) and its evaluations (evaluate, reproduce).
 RUN_FILES = (CONFIG, META, CHECKPOINT, METRICS, "eval.json", "eval.md", "eval-*.json")
 PARTIAL = ".partial-"
+OLD = ".old-"
 
 
 class RunLockedError(LockHeldError):
@@ -91,8 +92,12 @@ def check_run_folder(run_dir: str | os.PathLike, *, overwrite: bool) -> None:
 
 
 def _partials(path: Path) -> list[str]:
-    prefix = short_name(f".{path.name}") + PARTIAL
-    return sorted(p.name for p in path.parent.glob(f"{prefix}*") if p.name[len(prefix) :].isdigit())
+    """Sibling folders a killed run left: its partial run, or the old run it was replacing."""
+    out = []
+    for tag in (PARTIAL, OLD):
+        prefix = short_name(f".{path.name}") + tag
+        out += [p.name for p in path.parent.glob(f"{prefix}*") if p.name[len(prefix) :].isdigit()]
+    return sorted(out)
 
 
 def _remove_run(parent: Path, name: str, what: str) -> None:
@@ -109,7 +114,7 @@ def new_run(run_dir: str | os.PathLike, *, overwrite: bool = False, ignore_lock:
     path = _folder(run_dir)
     with run_lock(path, ignore=ignore_lock):
         check_run_folder(path, overwrite=overwrite)
-        for stale in _partials(path):  # left by killed runs: the lock says no other process writes them
+        for stale in _partials(path):  # left by killed runs: the lock says no other process uses them
             _remove_run(path.parent, stale, f"the partial run {path.parent / stale}")
         work = path.parent / (short_name(f".{path.name}") + f"{PARTIAL}{os.getpid()}")
         work.mkdir(parents=True)
@@ -120,7 +125,7 @@ def new_run(run_dir: str | os.PathLike, *, overwrite: bool = False, ignore_lock:
             raise
         check_run_folder(path, overwrite=True)  # nothing foreign appeared in the old run meanwhile
         if path.is_dir():
-            old = path.parent / (short_name(f".{path.name}") + f".old-{os.getpid()}")
+            old = path.parent / (short_name(f".{path.name}") + f"{OLD}{os.getpid()}")
             os.replace(path, old)
             os.replace(work, path)
             _remove_run(path.parent, old.name, f"the replaced run {old}")

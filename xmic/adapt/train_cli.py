@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from contextlib import nullcontext
 from pathlib import Path
 
 import click
@@ -250,19 +251,24 @@ def evaluate_cmd(run_dir, cache, datasets, split_files, eval_splits, device, out
             f"{cache} has no dataset group {', '.join(map(repr, unknown))}; it holds {', '.join(groups)}. Leave out "
             f"--dataset to evaluate on all of them, or evaluate on one:\n{_commands_per_group('evaluate', groups)}"
         )
+    from xmic.adapt.run_folder import run_lock
+
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        results = evaluate_run(
-            run_dir,
-            cache,
-            list(datasets) or None,
-            device=device,
-            split_files=split_files,
-            eval_splits=tuple(eval_splits) or None,
-            model_dir=model_dir,
-        )
-    except (StoreError, KeyError) as exc:  # ValueError, OSError: xmic.cli's error policy
-        raise click.ClickException(str(exc)) from exc
-    js, md = write_results(results, out or run_dir)
+    # written into the run folder: not while another process trains into it (its swap would pair new weights
+    # with this evaluation of the old ones)
+    with run_lock(run_dir) if out is None else nullcontext():
+        try:
+            results = evaluate_run(
+                run_dir,
+                cache,
+                list(datasets) or None,
+                device=device,
+                split_files=split_files,
+                eval_splits=tuple(eval_splits) or None,
+                model_dir=model_dir,
+            )
+        except (StoreError, KeyError) as exc:  # ValueError, OSError: xmic.cli's error policy
+            raise click.ClickException(str(exc)) from exc
+        js, md = write_results(results, out or run_dir)
     click.echo(json.dumps(results, indent=2) if as_json else to_markdown(results))
     click.echo(f"written {js} and {md}", err=True)

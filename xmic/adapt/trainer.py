@@ -225,6 +225,10 @@ def train(
         source = spec.encoders[encoder].source
         if source and Path(source).is_dir():
             cfg.text_model_dir = source  # the same local weights the store was extracted with
+    elif cfg.method in TEXT_METHODS:  # --model-dir: the model folder itself, or a folder of them (as extract takes)
+        from xmic.weights import find_model_dir
+
+        cfg.text_model_dir = str(find_model_dir(spec.encoders[encoder], cfg.text_model_dir))
     if cfg.method in TEXT_METHODS:
         check_text_weights(cfg, spec.encoders[encoder])
     device = torch.device(cfg.device)
