@@ -236,7 +236,8 @@ def train_cmd(
     help="CoOp / Co-CoOp / A5 runs: local CLIP weights, when the folder the run recorded has moved.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of Markdown.")
-def evaluate_cmd(run_dir, cache, datasets, split_files, eval_splits, device, out, model_dir, as_json):
+@click.option("--ignore-lock", is_flag=True, help="Take over the lock of the run folder from a process that is gone.")
+def evaluate_cmd(run_dir, cache, datasets, split_files, eval_splits, device, out, model_dir, as_json, ignore_lock):
     """Top-1, class-mean top-1, within/cross, harmonic mean and shared/novel subsets of a trained run."""
     import torch
 
@@ -256,7 +257,7 @@ def evaluate_cmd(run_dir, cache, datasets, split_files, eval_splits, device, out
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     # written into the run folder: not while another process trains into it (its swap would pair new weights
     # with this evaluation of the old ones)
-    with run_lock(run_dir) if out is None else nullcontext():
+    with run_lock(run_dir, ignore=ignore_lock) if out is None else nullcontext():
         try:
             results = evaluate_run(
                 run_dir,
