@@ -121,7 +121,9 @@ def manifest_owned(root: Path) -> Owned:
     files, writing = set(data["files"]), tuple(data["writing"])
 
     def owned(rel: str) -> bool:
-        return rel in files or rel == MANIFEST or any(rel == w or rel.startswith(w + "/") for w in writing)
+        if rel == MANIFEST or rel.startswith(MANIFEST + ".new-"):  # the list itself, or one being rewritten
+            return True
+        return rel in files or any(rel == w or rel.startswith(w + "/") for w in writing)
 
     return owned
 

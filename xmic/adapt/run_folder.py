@@ -69,6 +69,11 @@ def run_owned(rel: str) -> bool:
     return pattern_owned(RUN_FILES)(rel)
 
 
+def _in_run_folder(rel: str) -> bool:
+    """:func:`run_owned` of a path relative to the run folder's parent (``R/config.json``)."""
+    return run_owned(rel.split("/", 1)[-1])
+
+
 def is_finished(run_dir: str | os.PathLike) -> bool:
     """A finished run: its ``run.json`` (written last) is there."""
     return (Path(run_dir) / META).is_file()
@@ -83,7 +88,7 @@ def check_run_folder(run_dir: str | os.PathLike, *, overwrite: bool) -> None:
     if not path.is_dir():
         return
     fix = "move it out or give another --out"
-    check_owned(path.parent, lambda rel: run_owned(rel.split("/", 1)[-1]), [path.name], what=f"{run_dir}", fix=fix)
+    check_owned(path.parent, _in_run_folder, [path.name], what=f"the run folder {run_dir}", fix=fix)
     if is_finished(path) and not overwrite:
         raise RunExistsError(
             f"{run_dir} holds a finished run; pass --overwrite to replace it (the old run stays until the new one is "
@@ -101,9 +106,7 @@ def _partials(path: Path) -> list[str]:
 
 
 def _remove_run(parent: Path, name: str, what: str) -> None:
-    remove_owned(
-        parent, lambda rel: run_owned(rel.split("/", 1)[-1]), [name], what=what, fix="remove that folder yourself"
-    )
+    remove_owned(parent, _in_run_folder, [name], what=what, fix="remove that folder yourself")
 
 
 @contextlib.contextmanager
@@ -121,9 +124,13 @@ def new_run(run_dir: str | os.PathLike, *, overwrite: bool = False, ignore_lock:
         try:
             yield work
         except BaseException:
-            _remove_run(path.parent, work.name, f"the partial run {work}")
+            with contextlib.suppress(OSError):  # the error that stopped the run is the one to report
+                _remove_run(path.parent, work.name, f"the partial run {work}")
             raise
-        check_run_folder(path, overwrite=True)  # nothing foreign appeared in the old run meanwhile
+        try:
+            check_run_folder(path, overwrite=True)  # nothing foreign appeared in the old run meanwhile
+        except FileExistsError as exc:
+            raise type(exc)(f"{exc}; the new run is complete in {work}") from None
         if path.is_dir():
             old = path.parent / (short_name(f".{path.name}") + f"{OLD}{os.getpid()}")
             os.replace(path, old)
