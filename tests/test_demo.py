@@ -13,11 +13,12 @@ from click.testing import CliRunner
 
 from xmic.demo.cli import demo_cmd
 from xmic.demo.outputs import summary_lines
-from xmic.demo.pipeline import DemoResult, prepare_out
+from xmic.demo.pipeline import DemoResult, prepare_out, written
 from xmic.demo.pretrain import contrastive_loss
 from xmic.demo.results import compare_lines, method_table
 from xmic.demo.store import rename_group
 from xmic.demo.webdata import all_nouns, all_verbs, render_pairs
+from xmic.owned import MANIFEST
 
 METHODS = ["ZS CLIP", "CLIP-Adapter", "CLIP-Adapter*", "CoOp", "Co-CoOp", "A5", "X-MIC"]
 NOT_RUN = ["Vita-CLIP", "X-MIC+DINO"]
@@ -133,13 +134,13 @@ def test_prepare_out_refuses_foreign_folders(tmp_path: Path) -> None:
     with pytest.raises(FileExistsError, match=r"thesis\.tex"):
         prepare_out(tmp_path)
     result = CliRunner().invoke(demo_cmd, ["--out", str(tmp_path), "--quick", "--quiet"])
-    assert result.exit_code != 0 and "did not write (thesis.tex)" in result.output
+    assert result.exit_code != 0 and "thesis.tex: not written by xmic" in result.output
     result = CliRunner().invoke(demo_cmd, ["--out", str(tmp_path / "new"), "--targets", "adverb"])
     assert result.exit_code != 0 and "targets must be noun and/or verb" in result.output
-    (tmp_path / "old").mkdir()
-    (tmp_path / "old" / "results.json").write_text("{}")
+    with written(tmp_path / "old", "results.json"):
+        (tmp_path / "old" / "results.json").write_text("{}")
     prepare_out(tmp_path / "old")  # an earlier demo is cleared
-    assert list((tmp_path / "old").iterdir()) == []
+    assert [p.name for p in (tmp_path / "old").iterdir()] == [MANIFEST]
 
 
 def test_compare_lines_counts_wins() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from contextlib import nullcontext
 from pathlib import Path
 
 import click
@@ -127,6 +128,10 @@ def resolve_train_dataset(cache: Path, dataset: str | None) -> str:
     default=None,
     help="X-MIC: bottleneck width of the MLP giving a_v (default Dc/16, 32 at Dc=512).",
 )
+@click.option(
+    "--overwrite", is_flag=True, help="Replace the finished run in --out (it stays until the new run is complete)."
+)
+@click.option("--ignore-lock", is_flag=True, help="Take over the lock of --out from a process that is gone.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def train_cmd(
     cache,
@@ -152,6 +157,8 @@ def train_cmd(
     text_model_dir,
     amp,
     adapter_hidden,
+    overwrite,
+    ignore_lock,
     quiet,
 ):
     """Train X-MIC or a baseline from the feature store (the frozen encoders never run).
@@ -192,7 +199,7 @@ def train_cmd(
         cfg.extra = {**cfg.extra, "xmic": {**cfg.extra.get("xmic", {}), "mlp_hidden": adapter_hidden}}
     out = out or Path("runs") / f"{dataset}-{target}-{method}-s{seed}"
     try:
-        result = train(cfg, cache, out, progress=not quiet)
+        result = train(cfg, cache, out, progress=not quiet, overwrite=overwrite, ignore_lock=ignore_lock)
     except (StoreError, KeyError, NotImplementedError) as exc:  # ValueError, OSError: xmic.cli's error policy
         raise click.ClickException(str(exc)) from exc
     final = result.metrics[-1] if result.metrics else {}
@@ -229,7 +236,8 @@ def train_cmd(
     help="CoOp / Co-CoOp / A5 runs: local CLIP weights, when the folder the run recorded has moved.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of Markdown.")
-def evaluate_cmd(run_dir, cache, datasets, split_files, eval_splits, device, out, model_dir, as_json):
+@click.option("--ignore-lock", is_flag=True, help="Take over the lock of the run folder from a process that is gone.")
+def evaluate_cmd(run_dir, cache, datasets, split_files, eval_splits, device, out, model_dir, as_json, ignore_lock):
     """Top-1, class-mean top-1, within/cross, harmonic mean and shared/novel subsets of a trained run."""
     import torch
 
@@ -244,19 +252,24 @@ def evaluate_cmd(run_dir, cache, datasets, split_files, eval_splits, device, out
             f"{cache} has no dataset group {', '.join(map(repr, unknown))}; it holds {', '.join(groups)}. Leave out "
             f"--dataset to evaluate on all of them, or evaluate on one:\n{_commands_per_group('evaluate', groups)}"
         )
+    from xmic.adapt.run_folder import run_lock
+
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        results = evaluate_run(
-            run_dir,
-            cache,
-            list(datasets) or None,
-            device=device,
-            split_files=split_files,
-            eval_splits=tuple(eval_splits) or None,
-            model_dir=model_dir,
-        )
-    except (StoreError, KeyError) as exc:  # ValueError, OSError: xmic.cli's error policy
-        raise click.ClickException(str(exc)) from exc
-    js, md = write_results(results, out or run_dir)
+    # written into the run folder: not while another process trains into it (its swap would pair new weights
+    # with this evaluation of the old ones)
+    with run_lock(run_dir, ignore=ignore_lock) if out is None else nullcontext():
+        try:
+            results = evaluate_run(
+                run_dir,
+                cache,
+                list(datasets) or None,
+                device=device,
+                split_files=split_files,
+                eval_splits=tuple(eval_splits) or None,
+                model_dir=model_dir,
+            )
+        except (StoreError, KeyError) as exc:  # ValueError, OSError: xmic.cli's error policy
+            raise click.ClickException(str(exc)) from exc
+        js, md = write_results(results, out or run_dir)
     click.echo(json.dumps(results, indent=2) if as_json else to_markdown(results))
     click.echo(f"written {js} and {md}", err=True)

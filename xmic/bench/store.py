@@ -25,7 +25,6 @@ libraries' overhead, not the disk.
 from __future__ import annotations
 
 import json
-import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -35,6 +34,7 @@ import click
 import numpy as np
 
 from xmic.cache.schema import ROW_OK, TARGET_CHUNK_BYTES, VIEWS, StoreSpec, chunk_rows_for
+from xmic.owned import remove_owned, store_owned
 
 BACKENDS = {"zarr": "store.zarr", "h5": "store.h5"}
 
@@ -156,8 +156,8 @@ def run_store_bench(
             path = root / BACKENDS[fmt]
             write_s = create_s = total_s = npy_write_s = load_s = npy_load_s = float("inf")
             for _ in range(repeats):
-                if path.exists():
-                    shutil.rmtree(path) if path.is_dir() else path.unlink()
+                owned = store_owned(root, path.name)  # the store of the last round, in this temporary folder
+                remove_owned(root, owned, [path.name], what=f"the benchmark store {path}", fix="remove it yourself")
                 _, create, chunks = write_store(path, fmt, feats, chunk_rows)
                 write_s, create_s, total_s = min(write_s, chunks), min(create_s, create), min(total_s, create + chunks)
                 for p in npy.values():  # new files on both sides: the store's old copy was removed untimed too

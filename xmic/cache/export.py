@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +10,7 @@ import numpy as np
 
 from xmic.cache.backend import Backend, Session
 from xmic.cache.errors import StoreError
+from xmic.owned import remove_owned, store_owned
 
 #: Upper bound on the rows copied at once, in bytes of the array being copied.
 BLOCK_BYTES = 64 * 1024 * 1024
@@ -44,8 +44,9 @@ def export_store(
         if out_p.resolve() == src_b.path.resolve():
             raise StoreError(f"cannot export {src} onto itself")
         if not overwrite:
-            raise StoreError(f"{out_p} exists; pass overwrite=True (--overwrite) to replace it")
-        shutil.rmtree(out_p) if out_p.is_dir() else out_p.unlink()
+            raise StoreError(f"{out_p} exists; pass --overwrite to replace it")
+        owned = store_owned(out_p.parent, out_p.name)  # only a store's own files are deleted
+        remove_owned(out_p.parent, owned, [out_p.name], what=f"--to {out_p}", fix="give another --to")
     dst_b = Backend(out_p, fmt)
     with src_b.session("r") as s, dst_b.session("a") as d:
         d.set_attrs("", _plain_attrs(s.get_attrs("")))

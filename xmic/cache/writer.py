@@ -110,7 +110,7 @@ class StoreWriter(layout.GroupView):
                 if layout.SPEC_ATTR not in s.get_attrs(spec.dataset):
                     raise StoreSpecError(
                         f"{path}: group {spec.dataset!r} exists without a spec (creation interrupted?); "
-                        "delete it or pass overwrite=True"
+                        "re-run `xmic extract` with --overwrite to discard it"
                     )
                 _check_resume(s, spec, segs, voc, where=str(path))
                 return cls(backend, layout.read_spec(s, spec.dataset, str(path)), n)
@@ -407,5 +407,5 @@ def _check_resume(
         raise StoreSpecError(
             f"{where} already holds dataset {spec.dataset!r} made differently:\n  "
             + "\n  ".join(lines)
-            + "\nuse another path or dataset name, or overwrite=True to discard it"
+            + "\nuse another --cache or --dataset, or re-run with --overwrite to discard it"
         )
