@@ -183,9 +183,8 @@ class StoreWriter(layout.GroupView):
         frame_arrays = frame_cache.checked(self.spec, frames, n, chunk)
         records = self._checked_failures(failures or [], rows, rs)
         ds = self.dataset
-        # every array's rows of a chunk are one storage chunk, which the backend encodes and writes whole with its
-        # checksum (see xmic.cache.backend); a lazy session opens the Zarr group only when an operation needs it
-        with self._backend.session("a", lazy=True) as s:
+        # every array's rows of a chunk are one storage chunk, which the library writes whole with its checksum
+        with self._backend.session("a") as s:
             s.write(f"{ds}/done", slice(chunk, chunk + 1), np.zeros(1, np.uint8))
             if self._has_source is None:
                 self._has_source = s.has(f"{ds}/hand_source")
@@ -195,10 +194,8 @@ class StoreWriter(layout.GroupView):
             writes += [(layout.features_key(ds, enc, view), rows, arr) for (enc, view), arr in feats.items()]
             writes += [(key, rows, arr) for key, arr in frame_arrays.items()]  # the frame cache: a shard of JPEGs
             writes.append((f"{ds}/row_status", rows, rs))
-            # in this order, the checksums computed on the backend's thread ahead (Session.write_many); it returns
-            # only when nothing it started still runs and stops at the first error, so the done flag below is set
-            # only on a chunk whose every array was written
-            s.write_many(writes)
+            for key, sel, value in writes:  # an error stops here: the done flag below is set only when all are written
+                s.write(key, sel, value)
             s.delete(layout.failed_key(ds, chunk))
             if records:
                 lines = np.array([json.dumps(r, sort_keys=True, default=str) for r in records])
