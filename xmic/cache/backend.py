@@ -12,6 +12,7 @@ encodes each chunk with the array's checksum codec (Zarr ``crc32c``, HDF5 ``flet
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import warnings
 from collections.abc import Iterator
@@ -64,6 +65,25 @@ def detect_format(path: str | os.PathLike, fmt: str | None = None) -> str:
     return found or fmt or ("h5" if p.suffix.lower() in H5_SUFFIXES else "zarr")
 
 
+def unreadable_h5_message(path: Path, exc: BaseException) -> str:
+    why = str(exc).split("\n")[0][:160]
+    return (
+        f"{path}: the HDF5 file cannot be opened ({why}): it is damaged, e.g. by a write that failed on a full disk. "
+        "`xmic extract ... --overwrite` sets it aside (renamed, not deleted) and starts a new one; or move it away"
+    )
+
+
+def h5_opens(path: Path) -> bool:
+    """Whether the HDF5 file at ``path`` opens for reading."""
+    import h5py
+
+    try:
+        with h5py.File(path, "r"):
+            return True
+    except OSError:
+        return False
+
+
 def to_str_array(values: Any) -> np.ndarray:
     """Any sequence of Python strings (or numpy StringDType / object array) as a ``<U`` array."""
     arr = np.asarray(values)
@@ -99,7 +119,15 @@ class Backend:
         else:
             import h5py
 
-            with h5py.File(self.path, mode) as root:
+            try:
+                root = h5py.File(self.path, mode)
+            except PermissionError:
+                raise
+            except OSError as exc:
+                if not self.path.is_file():
+                    raise
+                raise StoreError(unreadable_h5_message(self.path, exc)) from None
+            with root:
                 yield H5Session(root)
 
     def _open_zarr(self, mode: str) -> Any:
@@ -159,6 +187,11 @@ class Session:
         raise NotImplementedError
 
     def write(self, key: str, sel: Any, value: np.ndarray) -> None:
+        raise NotImplementedError
+
+    def missing_chunks(self, key: str, first: Any) -> list[int]:
+        """Of the chunk indices ``first`` along axis 0 of array ``key``, those with a chunk (of any index along the
+        other axes) that was never stored: the library would read it as the fill value without a word."""
         raise NotImplementedError
 
     def get_attrs(self, key: str = "") -> dict[str, Any]:
@@ -275,6 +308,19 @@ class ZarrSession(_RootSession):
         # zarr skips its per-chunk emptiness scan (about 2.5x faster on 8 MiB feature chunks)
         self.root[key].with_config({"write_empty_chunks": True})[sel] = value
 
+    def missing_chunks(self, key: str, first: Any) -> list[int]:
+        arr = self.root[key]
+        if 0 in arr.shape:
+            return []
+        grid = arr.shards if arr.shards is not None else arr.chunks  # a sharded array stores one object per shard
+        rest = list(itertools.product(*(range(-(-n // c)) for n, c in zip(arr.shape[1:], grid[1:], strict=True))))
+        folder = self._path / key
+        return [
+            int(i)
+            for i in first
+            if not all((folder / arr.metadata.encode_chunk_key((int(i), *r))).is_file() for r in rest)
+        ]
+
     def get_attrs(self, key: str = "") -> dict[str, Any]:
         return dict(self._node(key).attrs)
 
@@ -347,6 +393,18 @@ class H5Session(_RootSession):
         if h5py.check_string_dtype(ds.dtype) is not None:
             value = np.asarray(value).astype(object)
         ds[sel] = value
+
+    def missing_chunks(self, key: str, first: Any) -> list[int]:
+        ds = self.root[key]
+        if ds.chunks is None or 0 in ds.shape:  # contiguous: allocated whole when written
+            return []
+        rest = list(itertools.product(*(range(0, n, c) for n, c in zip(ds.shape[1:], ds.chunks[1:], strict=True))))
+        dsid, rows = ds.id, ds.chunks[0]
+        return [
+            int(i)
+            for i in first
+            if any(dsid.get_chunk_info_by_coord((int(i) * rows, *r)).byte_offset is None for r in rest)
+        ]
 
     def get_attrs(self, key: str = "") -> dict[str, Any]:
         return {k: (v.decode() if isinstance(v, bytes) else v) for k, v in self._node(key).attrs.items()}

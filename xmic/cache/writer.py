@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import json
 import os
+import uuid
 from typing import Any
 
 import numpy as np
 
 from xmic.cache import frames as frame_cache
-from xmic.cache import layout
+from xmic.cache import guard, layout
 from xmic.cache.backend import STR, Backend, Session
 from xmic.cache.errors import StoreSpecError, spec_differences
 from xmic.cache.schema import (
@@ -105,6 +106,9 @@ class StoreWriter(layout.GroupView):
             raise ValueError(
                 f"spec needs chunk_rows >= 1 and num_frames >= 1, got {spec.chunk_rows}, {spec.num_frames}"
             )
+        if backend.fmt == "h5" and not backend.path.exists():
+            _create_h5(backend, spec, segs, voc)
+            return cls(backend, spec, n)
         with backend.session("a") as s:
             if s.has(spec.dataset) and not overwrite:
                 if layout.SPEC_ATTR not in s.get_attrs(spec.dataset):
@@ -127,11 +131,41 @@ class StoreWriter(layout.GroupView):
             n = s.info(layout.segments_key(dataset, "segment_id")).shape[0]
         return cls(backend, spec, n)
 
-    def pending_chunks(self) -> list[int]:
-        """Indices of the chunks whose done flag is still 0, ascending."""
+    def pending_chunks(self, *, retry_failed: bool = True) -> list[int]:
+        """Indices of the chunks to (re)compute, ascending: those whose done flag is 0 (or cannot be read), done
+        chunks with a chunk object missing from any array written with the rows (features, frame cache, boxes, row
+        states) or a missing or unreadable failure record, and with ``retry_failed`` done chunks with failed rows.
+        A done chunk whose objects are all there but fail their checksum is found by ``xmic cache verify``
+        (``--reset-damaged`` un-flags it)."""
+        ds = self.dataset
         with self._backend.session("r") as s:
-            done = s.read(f"{self.dataset}/done")
-        return [int(i) for i in np.flatnonzero(done == 0)]
+            done = _read_by_chunk(s, f"{ds}/done", 1, fill=0)
+            todo = done != 1
+            flagged = np.flatnonzero(done == 1)
+            for key in s.walk_arrays(ds):
+                if guard.is_row_chunked(key):
+                    todo[s.missing_chunks(key, flagged)] = True
+            if s.is_group(layout.failed_group(ds)):
+                for name in s.children(layout.failed_group(ds))[1]:
+                    if name.isdigit() and int(name) < len(done) and not _intact(s, layout.failed_key(ds, int(name))):
+                        todo[int(name)] = True
+            if retry_failed:
+                status = _read_by_chunk(s, f"{ds}/row_status", self.spec.chunk_rows, fill=ROW_PENDING)
+                failed_rows = np.flatnonzero(status == ROW_FAILED)
+                todo[np.unique(failed_rows // self.spec.chunk_rows)] = True
+        return [int(i) for i in np.flatnonzero(todo)]
+
+    def failed_rows(self, chunks: list[int] | None = None) -> int:
+        """How many rows of done ``chunks`` (default: all) are recorded as failed."""
+        with self._backend.session("r") as s:
+            done = _read_by_chunk(s, f"{self.dataset}/done", 1, fill=0)
+            status = _read_by_chunk(s, f"{self.dataset}/row_status", self.spec.chunk_rows, fill=ROW_PENDING)
+        in_done = np.repeat(done == 1, self.spec.chunk_rows)[: len(status)]
+        if chunks is not None:
+            mine = np.zeros(len(done), bool)
+            mine[list(chunks)] = True
+            in_done &= np.repeat(mine, self.spec.chunk_rows)[: len(status)]
+        return int(np.count_nonzero(in_done & (status == ROW_FAILED)))
 
     def write_chunk(
         self,
@@ -250,6 +284,17 @@ class StoreWriter(layout.GroupView):
             s.create_array(key, arr.shape, "float32", data=arr.astype(np.float32))
             s.set_attrs(key, {layout.TEMPLATE_ATTR: template})
 
+    def damaged_texts(self, encoder: str, dataset: str, target: str, templates: Any) -> list[str]:
+        """Of ``templates``, those whose class-text array is absent, lacks a chunk, fails to read back or holds
+        NaN/inf (what ``write_text`` must write again)."""
+        out = []
+        with self._backend.session("r") as s:
+            for template in templates:
+                key = layout.text_key(encoder, dataset, target, template)
+                if not _intact(s, key) or not np.isfinite(s.read(key)).all():
+                    out.append(template)
+        return out
+
     def _checked_features(self, features: dict[str, dict[str, Any]], n: int) -> dict[tuple[str, str], np.ndarray]:
         extra = sorted(set(features) - set(self.spec.encoders))
         if extra:
@@ -288,6 +333,34 @@ class StoreWriter(layout.GroupView):
                 f"{sorted(recorded - failed)}"
             )
         return sorted(records, key=lambda r: r["row"])
+
+
+def _read_by_chunk(s: Session, key: str, rows: int, fill: int) -> np.ndarray:
+    """A 1-D array whole, or, when a chunk of it cannot be read back, chunk by chunk with ``fill`` there."""
+    try:
+        return s.read(key)
+    except Exception:  # noqa: BLE001 - checksum or codec: read around the damaged chunk
+        n = s.info(key).shape[0]
+        out = np.full(n, fill, np.uint8)
+        for lo in range(0, n, rows):
+            try:
+                out[lo : lo + rows] = s.read(key, slice(lo, lo + rows))
+            except Exception:  # noqa: BLE001 - this chunk is the damaged one
+                continue
+        return out
+
+
+def _intact(s: Session, key: str) -> bool:
+    """Whether array ``key`` (written whole) exists with every chunk, and reads back."""
+    if not s.has(key):
+        return False
+    try:
+        if s.missing_chunks(key, guard.expected_chunks(s, key)):
+            return False
+        s.read(key)
+    except Exception:  # noqa: BLE001 - any failure means rewrite it
+        return False
+    return True
 
 
 def write_failed_jsonl(reader: Any, out_path: str | os.PathLike) -> int:
@@ -345,6 +418,25 @@ def _checked_source(hand_source: Any, hand_box: np.ndarray, shape: tuple[int, in
     return hs
 
 
+def _create_h5(backend: Backend, spec: StoreSpec, segs: dict[str, np.ndarray], voc: dict[str, np.ndarray]) -> None:
+    """A new HDF5 store: allocated under a temporary name beside ``backend.path`` and renamed into place once the
+    file is closed (its metadata flushed), so a write that fails (a full disk) leaves no file at the store's path;
+    the temporary file is removed then, and one left by a killed run is removed by the next creation."""
+    for stale in backend.path.parent.glob(f".{backend.path.name}.*{H5_CREATING}"):
+        stale.unlink(missing_ok=True)
+    tmp = backend.path.with_name(f".{backend.path.name}.{uuid.uuid4().hex[:12]}{H5_CREATING}")
+    try:
+        with Backend(tmp, "h5").session("a") as s:
+            _allocate(s, spec, segs, voc)
+        os.replace(tmp, backend.path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+#: Suffix of an HDF5 store being created (see :func:`_create_h5`).
+H5_CREATING = ".creating"
+
+
 def _allocate(s: Session, spec: StoreSpec, segs: dict[str, np.ndarray], vocab: dict[str, np.ndarray]) -> None:
     """Create every array of the group with its fill value; the spec attribute goes last."""
     ds, n, t, c = spec.dataset, len(segs["segment_id"]), spec.num_frames, spec.chunk_rows
@@ -372,6 +464,22 @@ def _allocate(s: Session, spec: StoreSpec, segs: dict[str, np.ndarray], vocab: d
     s.set_attrs(ds, {layout.SPEC_ATTR: spec.to_json()})
 
 
+def _repair_written_whole(
+    s: Session, spec: StoreSpec, segs: dict[str, np.ndarray], vocab: dict[str, np.ndarray]
+) -> None:
+    """Rewrite the segment columns and vocabularies of a group being resumed that are missing a chunk or fail to read
+    back. They are written whole from the annotation files when the group is made, and the spec just compared
+    records those files' sha256, so this run's copy is the same data."""
+    ds, c = spec.dataset, spec.chunk_rows
+    for col, arr in segs.items():
+        key = layout.segments_key(ds, col)
+        if not _intact(s, key):
+            s.create_array(key, (len(arr),), STR if arr.dtype.kind == "U" else str(arr.dtype), (c,), data=arr)
+    for target, names in vocab.items():
+        if not _intact(s, layout.vocab_key(ds, target)):
+            s.create_array(layout.vocab_key(ds, target), (len(names),), STR, data=names)
+
+
 def _check_resume(
     s: Session, spec: StoreSpec, segs: dict[str, np.ndarray], vocab: dict[str, np.ndarray], where: str
 ) -> None:
@@ -387,6 +495,7 @@ def _check_resume(
         exact_encoders=True,
     )
     if not lines:
+        _repair_written_whole(s, spec, segs, vocab)
         old_segs = {
             col: s.read(layout.segments_key(spec.dataset, col))
             for col in s.children(layout.segments_key(spec.dataset))[1]
