@@ -127,8 +127,20 @@ class Backend:
                 if not self.path.is_file():
                     raise
                 raise StoreError(unreadable_h5_message(self.path, exc)) from None
-            with root:
-                yield H5Session(root)
+            try:
+                with root:
+                    yield H5Session(root)
+            except PermissionError:
+                raise
+            except (OSError, RuntimeError) as exc:  # HDF5 reports a failed write (a full disk) as either
+                if mode == "r":
+                    raise
+                why = str(exc).split("\n")[0][:200]
+                raise StoreError(
+                    f"{self.path}: writing the HDF5 file failed ({type(exc).__name__}: {why}; is the disk full?); "
+                    f"free space, then re-run the same command (it resumes; `xmic cache verify {self.path}` says "
+                    "what the file holds, and `xmic extract ... --overwrite` sets a file that no longer opens aside)"
+                ) from None
 
     def _open_zarr(self, mode: str) -> Any:
         import zarr

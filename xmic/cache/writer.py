@@ -106,7 +106,7 @@ class StoreWriter(layout.GroupView):
             raise ValueError(
                 f"spec needs chunk_rows >= 1 and num_frames >= 1, got {spec.chunk_rows}, {spec.num_frames}"
             )
-        if backend.fmt == "h5" and not backend.path.exists():
+        if backend.fmt == "h5" and (not backend.path.exists() or _h5_start_afresh(backend, spec.dataset, overwrite)):
             _create_h5(backend, spec, segs, voc)
             return cls(backend, spec, n)
         with backend.session("a") as s:
@@ -431,6 +431,26 @@ def _create_h5(backend: Backend, spec: StoreSpec, segs: dict[str, np.ndarray], v
         os.replace(tmp, backend.path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _h5_start_afresh(backend: Backend, dataset: str, overwrite: bool) -> bool:
+    """Whether an existing HDF5 store is made anew (under a temporary name, then renamed over it) instead of being
+    changed in place: it holds nothing but group ``dataset`` (and that group's class texts), and either the group is
+    to be discarded (``overwrite``) or none of its chunks is done (a first write that failed, e.g. on a full disk,
+    can leave HDF5's metadata damaged; there is nothing to keep). A file that does not open is left to the caller."""
+    with backend.session("r") as s:
+        others = [g for g in s.children("")[0] if g not in (dataset, layout.TEXT_GROUP)]
+        if s.is_group(layout.TEXT_GROUP):
+            for enc in s.children(layout.TEXT_GROUP)[0]:
+                others += [d for d in s.children(f"{layout.TEXT_GROUP}/{enc}")[0] if d != dataset]
+        if others:
+            return False
+        if overwrite or not s.has(f"{dataset}/done"):
+            return True
+        try:
+            return not s.read(f"{dataset}/done").any()
+        except Exception:  # noqa: BLE001 - unreadable done flags: no chunk can be trusted as done
+            return True
 
 
 #: Suffix of an HDF5 store being created (see :func:`_create_h5`).

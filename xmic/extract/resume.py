@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -144,20 +143,3 @@ def _plain(value: Any) -> Any:
 
 def _show(value: Any) -> str:
     return json.dumps(value, default=str)
-
-
-def existing_config(path: str | os.PathLike, dataset: str, fmt: str | None) -> dict[str, Any] | None:
-    """The config recorded by group ``dataset`` of the store at ``path``; None when there is no such group."""
-    from xmic.cache import layout
-    from xmic.cache.backend import Backend
-    from xmic.cache.errors import StoreError
-
-    if not Path(path).exists():
-        return None
-    try:
-        with Backend(path, fmt).session("r") as s:
-            if not s.is_group(dataset) or layout.SPEC_ATTR not in s.get_attrs(dataset):
-                return None
-            return layout.read_spec(s, dataset, str(path)).config
-    except StoreError:
-        return None

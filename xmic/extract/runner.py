@@ -350,13 +350,11 @@ def _extract(
     set_aside = _set_aside_unreadable_h5(config)
     if set_aside is not None:
         echo(f"{config.cache}: the HDF5 file could not be opened (damaged); --overwrite renamed it to {set_aside}")
-    if not config.overwrite:
-        from xmic.extract.resume import RECORD_KEY, check_resume, existing_config
-
-        stored = existing_config(config.cache, config.dataset, fmt)
-        if stored is not None:
-            check_resume(stored, spec.config[RECORD_KEY], f"{config.cache} / {config.dataset}")
     writer = open_store(config.cache, spec, data.columns(), data.vocab, fmt, rank, overwrite=config.overwrite)
+    if not config.overwrite:  # after the spec, segments and vocabulary were compared: the options that change chunks
+        from xmic.extract.resume import RECORD_KEY, check_resume
+
+        check_resume(writer.spec.config, spec.config[RECORD_KEY], f"{config.cache} / {config.dataset}")
     timings.setup = time.perf_counter() - t_start
     skipped = skipped_records(data)
     if rank == 0:
@@ -364,7 +362,7 @@ def _extract(
         t0 = time.perf_counter()
         write_text_embeddings(writer, encoders, config.dataset, data.vocab)
         timings.text = time.perf_counter() - t0
-    pending = chunks_of_rank(writer.pending_chunks(), rank, world)
+    pending = chunks_of_rank(writer.pending_chunks(retry_failed=not config.skip_bad), rank, world)
     jobs = plan_chunks(
         data.records,
         writer.spec.chunk_rows,
