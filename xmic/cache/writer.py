@@ -106,7 +106,7 @@ class StoreWriter(layout.GroupView):
             raise ValueError(
                 f"spec needs chunk_rows >= 1 and num_frames >= 1, got {spec.chunk_rows}, {spec.num_frames}"
             )
-        if backend.fmt == "h5" and (not backend.path.exists() or _h5_start_afresh(backend, spec.dataset, overwrite)):
+        if backend.fmt == "h5" and (not backend.path.exists() or _h5_start_afresh(backend, spec, segs, voc, overwrite)):
             _create_h5(backend, spec, segs, voc)
             return cls(backend, spec, n)
         with backend.session("a") as s:
@@ -433,11 +433,15 @@ def _create_h5(backend: Backend, spec: StoreSpec, segs: dict[str, np.ndarray], v
         tmp.unlink(missing_ok=True)
 
 
-def _h5_start_afresh(backend: Backend, dataset: str, overwrite: bool) -> bool:
+def _h5_start_afresh(
+    backend: Backend, spec: StoreSpec, segs: dict[str, np.ndarray], voc: dict[str, np.ndarray], overwrite: bool
+) -> bool:
     """Whether an existing HDF5 store is made anew (under a temporary name, then renamed over it) instead of being
     changed in place: it holds nothing but group ``dataset`` (and that group's class texts), and either the group is
     to be discarded (``overwrite``) or none of its chunks is done (a first write that failed, e.g. on a full disk,
-    can leave HDF5's metadata damaged; there is nothing to keep). A file that does not open is left to the caller."""
+    can leave HDF5's metadata damaged; there is nothing to keep) and it was made as this run would make it
+    (StoreSpecError otherwise, as for any resume). A file that does not open is left to the caller."""
+    dataset = spec.dataset
     with backend.session("r") as s:
         others = [g for g in s.children("")[0] if g not in (dataset, layout.TEXT_GROUP)]
         if s.is_group(layout.TEXT_GROUP):
@@ -445,12 +449,17 @@ def _h5_start_afresh(backend: Backend, dataset: str, overwrite: bool) -> bool:
                 others += [d for d in s.children(f"{layout.TEXT_GROUP}/{enc}")[0] if d != dataset]
         if others:
             return False
-        if overwrite or not s.has(f"{dataset}/done"):
+        if overwrite:
             return True
+        if not s.has(f"{dataset}/done") or layout.SPEC_ATTR not in s.get_attrs(dataset):
+            return False  # an interrupted creation: the caller's own rules apply
         try:
-            return not s.read(f"{dataset}/done").any()
+            if s.read(f"{dataset}/done").any():
+                return False
         except Exception:  # noqa: BLE001 - unreadable done flags: no chunk can be trusted as done
-            return True
+            pass
+        _check_resume(s, spec, segs, voc, where=str(backend.path), repair=False)
+        return True
 
 
 #: Suffix of an HDF5 store being created (see :func:`_create_h5`).
@@ -484,6 +493,10 @@ def _allocate(s: Session, spec: StoreSpec, segs: dict[str, np.ndarray], vocab: d
     s.set_attrs(ds, {layout.SPEC_ATTR: spec.to_json()})
 
 
+def _written_whole_keys(dataset: str, segs: dict[str, np.ndarray]) -> list[str]:
+    return [layout.segments_key(dataset, c) for c in segs] + [layout.vocab_key(dataset, t) for t in TARGETS]
+
+
 def _repair_written_whole(
     s: Session, spec: StoreSpec, segs: dict[str, np.ndarray], vocab: dict[str, np.ndarray]
 ) -> None:
@@ -501,8 +514,17 @@ def _repair_written_whole(
 
 
 def _check_resume(
-    s: Session, spec: StoreSpec, segs: dict[str, np.ndarray], vocab: dict[str, np.ndarray], where: str
+    s: Session,
+    spec: StoreSpec,
+    segs: dict[str, np.ndarray],
+    vocab: dict[str, np.ndarray],
+    where: str,
+    *,
+    repair: bool = True,
 ) -> None:
+    """StoreSpecError unless the group was made as ``spec``, ``segs`` and ``vocab`` would make it. With ``repair``,
+    segment columns and vocabularies that are missing or damaged are rewritten first; without, they are not compared.
+    """
     stored = layout.read_spec(s, spec.dataset, where)
     old_fields, new_fields = layout.spec_fields(stored, for_resume=True), layout.spec_fields(spec, for_resume=True)
     for name, ident in old_fields["encoders"].items():  # a store from before weight hashes: nothing to compare
@@ -514,8 +536,10 @@ def _check_resume(
         asked_label="the new spec has",
         exact_encoders=True,
     )
-    if not lines:
-        _repair_written_whole(s, spec, segs, vocab)
+    comparable = repair or all(_intact(s, k) for k in _written_whole_keys(spec.dataset, segs))
+    if not lines and comparable:
+        if repair:
+            _repair_written_whole(s, spec, segs, vocab)
         old_segs = {
             col: s.read(layout.segments_key(spec.dataset, col))
             for col in s.children(layout.segments_key(spec.dataset))[1]
