@@ -19,7 +19,8 @@ import numpy as np
 from xmic.cache import frames as frame_cache
 from xmic.cache import guard, layout
 from xmic.cache.backend import STR, Backend, Session
-from xmic.cache.errors import StoreSpecError, spec_differences
+from xmic.cache.errors import StoreSpecError
+from xmic.cache.reopen import check_resume, intact, read_by_chunk
 from xmic.cache.schema import (
     HAND_BOX_UNWRITTEN,
     HAND_SOURCE_NAMES,
@@ -35,7 +36,7 @@ from xmic.cache.schema import (
     hand_source_from_boxes,
     num_chunks,
 )
-from xmic.cache.segments import normalise_segments, normalise_vocab, segments_difference
+from xmic.cache.segments import normalise_segments, normalise_vocab
 
 #: Value of an unwritten slot: NaN features, boxes -1 (not NaN, which means "no box"), box source 255 (no valid
 #: code), frame index -1, row status pending, done 0. None of them is a value a finished chunk holds, so a lost chunk
@@ -116,7 +117,7 @@ class StoreWriter(layout.GroupView):
                         f"{path}: group {spec.dataset!r} exists without a spec (creation interrupted?); "
                         "delete it or pass overwrite=True"
                     )
-                _check_resume(s, spec, segs, voc, where=str(path))
+                check_resume(s, spec, segs, voc, where=str(path))
                 return cls(backend, layout.read_spec(s, spec.dataset, str(path)), n)
             s.delete(spec.dataset)
             _allocate(s, spec, segs, voc)
@@ -139,7 +140,7 @@ class StoreWriter(layout.GroupView):
         (``--reset-damaged`` un-flags it)."""
         ds = self.dataset
         with self._backend.session("r") as s:
-            done = _read_by_chunk(s, f"{ds}/done", 1, fill=0)
+            done = read_by_chunk(s, f"{ds}/done", 1, fill=0)
             todo = done != 1
             flagged = np.flatnonzero(done == 1)
             for key in s.walk_arrays(ds):
@@ -147,10 +148,10 @@ class StoreWriter(layout.GroupView):
                     todo[s.missing_chunks(key, flagged)] = True
             if s.is_group(layout.failed_group(ds)):
                 for name in s.children(layout.failed_group(ds))[1]:
-                    if name.isdigit() and int(name) < len(done) and not _intact(s, layout.failed_key(ds, int(name))):
+                    if name.isdigit() and int(name) < len(done) and not intact(s, layout.failed_key(ds, int(name))):
                         todo[int(name)] = True
             if retry_failed:
-                status = _read_by_chunk(s, f"{ds}/row_status", self.spec.chunk_rows, fill=ROW_PENDING)
+                status = read_by_chunk(s, f"{ds}/row_status", self.spec.chunk_rows, fill=ROW_PENDING)
                 failed_rows = np.flatnonzero(status == ROW_FAILED)
                 todo[np.unique(failed_rows // self.spec.chunk_rows)] = True
         return [int(i) for i in np.flatnonzero(todo)]
@@ -158,8 +159,8 @@ class StoreWriter(layout.GroupView):
     def failed_rows(self, chunks: list[int] | None = None) -> int:
         """How many rows of done ``chunks`` (default: all) are recorded as failed."""
         with self._backend.session("r") as s:
-            done = _read_by_chunk(s, f"{self.dataset}/done", 1, fill=0)
-            status = _read_by_chunk(s, f"{self.dataset}/row_status", self.spec.chunk_rows, fill=ROW_PENDING)
+            done = read_by_chunk(s, f"{self.dataset}/done", 1, fill=0)
+            status = read_by_chunk(s, f"{self.dataset}/row_status", self.spec.chunk_rows, fill=ROW_PENDING)
         in_done = np.repeat(done == 1, self.spec.chunk_rows)[: len(status)]
         if chunks is not None:
             mine = np.zeros(len(done), bool)
@@ -291,7 +292,7 @@ class StoreWriter(layout.GroupView):
         with self._backend.session("r") as s:
             for template in templates:
                 key = layout.text_key(encoder, dataset, target, template)
-                if not _intact(s, key) or not np.isfinite(s.read(key)).all():
+                if not intact(s, key) or not np.isfinite(s.read(key)).all():
                     out.append(template)
         return out
 
@@ -333,34 +334,6 @@ class StoreWriter(layout.GroupView):
                 f"{sorted(recorded - failed)}"
             )
         return sorted(records, key=lambda r: r["row"])
-
-
-def _read_by_chunk(s: Session, key: str, rows: int, fill: int) -> np.ndarray:
-    """A 1-D array whole, or, when a chunk of it cannot be read back, chunk by chunk with ``fill`` there."""
-    try:
-        return s.read(key)
-    except Exception:  # noqa: BLE001 - checksum or codec: read around the damaged chunk
-        n = s.info(key).shape[0]
-        out = np.full(n, fill, np.uint8)
-        for lo in range(0, n, rows):
-            try:
-                out[lo : lo + rows] = s.read(key, slice(lo, lo + rows))
-            except Exception:  # noqa: BLE001 - this chunk is the damaged one
-                continue
-        return out
-
-
-def _intact(s: Session, key: str) -> bool:
-    """Whether array ``key`` (written whole) exists with every chunk, and reads back."""
-    if not s.has(key):
-        return False
-    try:
-        if s.missing_chunks(key, guard.expected_chunks(s, key)):
-            return False
-        s.read(key)
-    except Exception:  # noqa: BLE001 - any failure means rewrite it
-        return False
-    return True
 
 
 def write_failed_jsonl(reader: Any, out_path: str | os.PathLike) -> int:
@@ -458,7 +431,7 @@ def _h5_start_afresh(
                 return False
         except Exception:  # noqa: BLE001 - unreadable done flags: no chunk can be trusted as done
             pass
-        _check_resume(s, spec, segs, voc, where=str(backend.path), repair=False)
+        check_resume(s, spec, segs, voc, where=str(backend.path), repair=False)
         return True
 
 
@@ -491,71 +464,3 @@ def _allocate(s: Session, spec: StoreSpec, segs: dict[str, np.ndarray], vocab: d
     s.require_group(layout.failed_group(ds))
     s.set_attrs("", {layout.LAYOUT_ATTR: layout.LAYOUT_VERSION})
     s.set_attrs(ds, {layout.SPEC_ATTR: spec.to_json()})
-
-
-def _written_whole_keys(dataset: str, segs: dict[str, np.ndarray]) -> list[str]:
-    return [layout.segments_key(dataset, c) for c in segs] + [layout.vocab_key(dataset, t) for t in TARGETS]
-
-
-def _repair_written_whole(
-    s: Session, spec: StoreSpec, segs: dict[str, np.ndarray], vocab: dict[str, np.ndarray]
-) -> None:
-    """Rewrite the segment columns and vocabularies of a group being resumed that are missing a chunk or fail to read
-    back. They are written whole from the annotation files when the group is made, and the spec just compared
-    records those files' sha256, so this run's copy is the same data."""
-    ds, c = spec.dataset, spec.chunk_rows
-    for col, arr in segs.items():
-        key = layout.segments_key(ds, col)
-        if not _intact(s, key):
-            s.create_array(key, (len(arr),), STR if arr.dtype.kind == "U" else str(arr.dtype), (c,), data=arr)
-    for target, names in vocab.items():
-        if not _intact(s, layout.vocab_key(ds, target)):
-            s.create_array(layout.vocab_key(ds, target), (len(names),), STR, data=names)
-
-
-def _check_resume(
-    s: Session,
-    spec: StoreSpec,
-    segs: dict[str, np.ndarray],
-    vocab: dict[str, np.ndarray],
-    where: str,
-    *,
-    repair: bool = True,
-) -> None:
-    """StoreSpecError unless the group was made as ``spec``, ``segs`` and ``vocab`` would make it. With ``repair``,
-    segment columns and vocabularies that are missing or damaged are rewritten first; without, they are not compared.
-    """
-    stored = layout.read_spec(s, spec.dataset, where)
-    old_fields, new_fields = layout.spec_fields(stored, for_resume=True), layout.spec_fields(spec, for_resume=True)
-    for name, ident in old_fields["encoders"].items():  # a store from before weight hashes: nothing to compare
-        if not ident.get("weights_sha256") and name in new_fields["encoders"]:
-            ident["weights_sha256"] = new_fields["encoders"][name].get("weights_sha256", "")
-    lines = spec_differences(
-        old_fields,
-        new_fields,
-        asked_label="the new spec has",
-        exact_encoders=True,
-    )
-    comparable = repair or all(_intact(s, k) for k in _written_whole_keys(spec.dataset, segs))
-    if not lines and comparable:
-        if repair:
-            _repair_written_whole(s, spec, segs, vocab)
-        old_segs = {
-            col: s.read(layout.segments_key(spec.dataset, col))
-            for col in s.children(layout.segments_key(spec.dataset))[1]
-        }
-        old_vocab = {t: s.read(layout.vocab_key(spec.dataset, t)) for t in TARGETS}
-        lines = segments_difference(old_segs, segs, old_vocab, vocab)
-    for name, enc in spec.encoders.items():
-        old = stored.encoders.get(name)
-        if old and old.weights_sha256 and enc.weights_sha256 and old.weights_sha256 != enc.weights_sha256:
-            lines.append(
-                f"weights of {name}: the store's came from {old.source} (sha256 {old.weights_sha256[:16]}…), this "
-                f"run's from {enc.source} (sha256 {enc.weights_sha256[:16]}…); resuming would mix two models' features"
-            )
-    if lines:
-        raise StoreSpecError(
-            f"{where} already holds dataset {spec.dataset!r} made differently:\n  "
-            + "\n  ".join(lines)
-            + "\nuse another path or dataset name, or overwrite=True to discard it"
-        )
