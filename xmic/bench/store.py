@@ -4,7 +4,8 @@ For each backend (Zarr v3, HDF5) the same fp16 feature arrays of an EPIC-like sh
 
 * written chunk by chunk through :class:`~xmic.cache.writer.StoreWriter` (every array of a chunk with its
   checksum, then its done flag, as extraction writes them), against ``np.save`` of the same feature arrays, one
-  ``.npy`` per (encoder, view): ``write_ratio`` = npy seconds / chunk-writing seconds (goal ≥ 0.5). The chunk
+  ``.npy`` per (encoder, view): ``write_ratio`` = npy seconds / chunk-writing seconds (the writer goes through
+  zarr's and h5py's own write paths; extraction produces features far slower than either writes). The chunk
   writing is :meth:`~xmic.cache.writer.StoreWriter.pending_chunks` and every
   :meth:`~xmic.cache.writer.StoreWriter.write_chunk`; creating the group (segment table, vocabulary, empty arrays),
   done once per store, is timed apart (``create_s``) and ``write_ratio_with_create`` counts it too. The store

@@ -34,6 +34,9 @@ def summary_lines(report: ExtractReport) -> list[str]:
         + f"; waiting for decode {t.get('wait', 0.0):.2f} s, text {t.get('text', 0.0):.2f} s, "
         f"setup {t.get('setup', 0.0):.2f} s",
     ]
+    earlier = report.rows_failed_total - report.rows_failed
+    if earlier > 0:
+        lines.append(f"{earlier} rows failed in an earlier run and are still failed (`xmic cache verify` lists them)")
     if report.failures:
         lines.append(f"failed rows ({len(report.failures)}), by reason:")
         reasons = Counter(f["reason"] for f in report.failures)
@@ -307,10 +310,11 @@ def extract(**kwargs: Any) -> None:
         raise click.ClickException(str(exc)) from None
     if json_out:
         click.echo(json.dumps(report.to_dict(), default=str))
-    if report.rows_failed and not config.skip_bad:
+    if report.rows_failed_total and not config.skip_bad:
         click.echo(
-            f"error: {report.rows_failed} rows failed (listed above; `xmic cache verify {config.cache}` lists them); "
-            "the rest is written. Fix the media and re-run, or pass --skip-bad to accept the failures",
+            f"error: {report.rows_failed_total} rows failed (`xmic cache verify {config.cache}` lists them); the rest "
+            "is written. Fix the media and re-run the same command (it retries the failed rows), or pass --skip-bad "
+            "to accept the failures",
             err=True,
         )
         raise SystemExit(EXIT_ROWS_FAILED)
