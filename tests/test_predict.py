@@ -130,6 +130,7 @@ def test_real_ego4d_clip(demo: Path) -> None:
     args = [str(clips[0]), "--run", str(run), "--top", "5", "--end", "2", "--hands", "none"]
     result = CliRunner().invoke(predict_cmd, args)
     assert result.exit_code == 0, result.output
+    assert result.stderr.startswith("warning: this run's encoders (demo-clip") and "means nothing" in result.stderr
     ranked = _ranked(result.output)
     vocab = json.loads((run / "run.json").read_text())["vocab"]
     assert len(ranked) == 5 and {n for n, _ in ranked} <= set(vocab)

@@ -3,13 +3,14 @@
 Stage one runs exactly as the run's store was extracted: the same slots (the store's sampling rule and ``T``),
 the same decode size, hand boxes from a ``--hands`` provider chosen by the rule of ``xmic extract`` (a provider
 named, implied by its flag, or MediaPipe when a hand model is found; otherwise it stops and says how to choose;
-``--hands none`` classifies the full frame as the hand view), and the frozen encoders the run was trained on, loaded from the folder the store recorded (``EncoderSpec.source``)
-or ``--model-dir``; an encoder whose identity (width, preprocessing, model id) differs is refused. Stage two is
-the run's adapter over the class text of a vocabulary: by default the run's own (text embeddings from its store,
-or the encoder's text tower when the store has moved), a dataset group of the run's store named exactly as the
-store names it, or a class file (EPIC class CSV, Ego4D taxonomy JSON, EGTEA idx TXT) embedded with the text tower;
-the printed header says which. Scores are softmax probabilities over the vocabulary. A run whose encoder is one
-of the demo's tiny random encoders warns when the video is not part of a generated benchmark.
+``--hands none`` classifies the full frame as the hand view), and the frozen encoders the run was trained on,
+loaded from the folder the store recorded (``EncoderSpec.source``) or ``--model-dir``; an encoder whose identity
+(width, preprocessing, model id) differs is refused. Stage two is the run's adapter over the class text of a
+vocabulary: by default the run's own (text embeddings from its store, or the encoder's text tower when the store
+has moved), a dataset group of the run's store named exactly as the store names it, or a class file (EPIC class
+CSV, Ego4D taxonomy JSON, EGTEA idx TXT) embedded with the text tower; the printed header says which. Scores are
+softmax probabilities over the vocabulary. A run whose encoder is one of the demo's tiny random encoders warns
+when the video is not part of a generated benchmark.
 """
 
 from __future__ import annotations
@@ -68,7 +69,8 @@ class Prediction:
         width = max((len(n) for n, _ in self.top), default=4)
         out = [
             f"{self.video} [{t0:.2f}-{t1:.2f} s, frames {self.start_frame}-{self.stop_frame}, "
-            f"{boxed}/{len(self.boxes)} slots with a hand box, --hands {self.hands}] · run {self.run} ({self.method}) · "
+            f"{boxed}/{len(self.boxes)} slots with a hand box, --hands {self.hands}] · "
+            f"run {self.run} ({self.method}) · "
             f"vocabulary {self.vocab_source} ({len(self.classes)} classes)"
         ]
         out += [f"{k:>2}. {name:<{width}}  {p:.4f}" for k, (name, p) in enumerate(self.top, start=1)]

@@ -117,9 +117,8 @@ def dry_run_info(config: ExtractConfig, data: Dataset, rank: int, world: int, ec
         )
         if s.missing_media:
             echo(f"  missing videos: {_listed(list(s.missing_media))}")
-            echo(
-                f"  ({s.missing_media[0]}: {searched_line(config.dataset, Path(config.root), s.missing_media[0], config.media)})"
-            )
+            first = s.missing_media[0]
+            echo(f"  ({first}: {searched_line(config.dataset, Path(config.root), first, config.media)})")
         for k in s.skipped[:MAX_LISTED]:
             echo(f"  skipped: {k}")
         for note in s.notes:
