@@ -210,7 +210,7 @@ def test_readme_and_docs_stand_alone() -> None:
 def test_readme_is_short_and_links_resolve() -> None:
     assert len(README.read_text(encoding="utf-8").splitlines()) < 200
     for path in [README, *DOCS]:
-        for link in re.findall(r"\]\(([^)#\s:]+)", path.read_text(encoding="utf-8")):
+        for link in re.findall(r"\]\(([^)#\s:]+)[)#]", path.read_text(encoding="utf-8")):
             target = (path.parent / link).resolve()
             if target.relative_to(REPO).as_posix() in OWNED_ELSEWHERE:
                 continue

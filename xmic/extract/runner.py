@@ -270,7 +270,7 @@ def run_extraction(
             str(config.cache), config.dataset, rank, world, len(data.records), info["chunks_total"],
             info["chunks_pending_rank"], 0, 0, 0, dry_run=info,
         )  # fmt: skip
-    check_media(data, Path(config.root), config.skip_bad)
+    check_media(data, Path(config.root), config.skip_bad, config.media)
     fmt = config.fmt
     if world > 1 and config.overwrite:
         raise ValueError("--overwrite with several ranks could discard chunks another rank writes; run it with one")
