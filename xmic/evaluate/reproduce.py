@@ -402,8 +402,9 @@ def reproduce_table(
     ``assemble``: train nothing and extract nothing; build the table from the finished run folders, or raise
     :class:`MissingRunsError` naming the runs that are not there yet (and write no table).
     """
+    if number in TABLE_SPECS:
+        load_paper_table(number, settings.paper_numbers)  # a bad --paper-numbers file fails before any extraction
     plan = plan_table(number, settings, echo, extract=not assemble)
-    load_paper_table(number, settings.paper_numbers)  # a bad --paper-numbers file fails before any training
     runner = _Runner(settings, echo)
     if assemble:
         missing = [r.run_dir for r in plan.runs if not finished_run(r.run_dir, r.cfg, plan.readers[r.train].spec)]
