@@ -20,6 +20,7 @@ import secrets
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -180,3 +181,15 @@ def try_claim(run_dir: Path, *, stale_after: float = STALE_AFTER, heartbeat: flo
             os.close(fd)
         return RunClaim(path, me, heartbeat)
     return None
+
+
+def wait_claim(target: Path, echo: Callable[[str], None], poll: float = 2.0) -> RunClaim:
+    """Claim ``target`` (any path: the claim file goes beside it), waiting while a live process holds it."""
+    said = False
+    while (claim := try_claim(target)) is None:
+        if not said:
+            holder = claim_holder(target)
+            echo(f"wait for {target.name}: held by {holder.describe() if holder else 'another process'}")
+            said = True
+        time.sleep(poll)
+    return claim
