@@ -174,7 +174,7 @@ class MissingRunsError(ReproduceError):
 
 
 #: Seconds between two looks at a run that another process is training.
-WAIT_POLL = 5.0
+WAIT_POLL = 2.0
 
 
 def run_folder(settings: ReproduceSettings, cfg: TrainConfig) -> Path:

@@ -43,7 +43,11 @@ def prepare(settings: ReproduceSettings, numbers: list[int], echo: Echo, *, extr
     from xmic.evaluate.run_claim import wait_claim
 
     cache = Path(settings.cache)
-    guard = wait_claim(cache.parent / f"{cache.name}.reproduce", echo) if extract or build else nullcontext()
+    guard = (
+        wait_claim(cache.parent / f"{cache.name}.reproduce", echo, f"the dataset groups of {cache}")
+        if extract or build
+        else nullcontext()
+    )
     with guard:
         if build is not None:
             build()

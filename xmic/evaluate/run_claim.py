@@ -183,13 +183,14 @@ def try_claim(run_dir: Path, *, stale_after: float = STALE_AFTER, heartbeat: flo
     return None
 
 
-def wait_claim(target: Path, echo: Callable[[str], None], poll: float = 2.0) -> RunClaim:
-    """Claim ``target`` (any path: the claim file goes beside it), waiting while a live process holds it."""
+def wait_claim(target: Path, echo: Callable[[str], None], what: str | None = None, poll: float = 2.0) -> RunClaim:
+    """Claim ``target`` (any path: the claim file goes beside it), waiting while a live process holds it;
+    ``what`` names the work in the line said while waiting (default: the target's name)."""
     said = False
     while (claim := try_claim(target)) is None:
         if not said:
             holder = claim_holder(target)
-            echo(f"wait for {target.name}: held by {holder.describe() if holder else 'another process'}")
+            echo(f"wait for {what or target.name}: held by {holder.describe() if holder else 'another process'}")
             said = True
         time.sleep(poll)
     return claim
