@@ -7,6 +7,11 @@ run with an equal ``config.json`` made from the same store spec, reused; its eva
 Rows whose needs the store cannot meet (Vita-CLIP; X-MIC+DINO without DINOv2 features; the prompt-learning
 baselines without local CLIP weights) are listed as "not run" with the reason. Missing dataset groups are
 extracted with :func:`xmic.extract.runner.run_extraction` when the dataset's root is given.
+
+:func:`plan_table` lists a table's runs with the configs training uses (``--plan`` prints them, shards split them:
+:mod:`xmic.evaluate.reproduce_modes`); a run folder is claimed before it is trained
+(:mod:`xmic.evaluate.run_claim`), so processes sharing the run folders never train the same run twice; with
+``assemble`` :func:`reproduce_table` trains nothing and names the runs that are missing.
 """
 
 from __future__ import annotations
