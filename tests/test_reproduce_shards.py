@@ -220,3 +220,39 @@ def test_shards_are_balanced_longest_first_and_keep_the_plan_order():
     assert [[r.name for r in s] for s in shares] == [["r1", "r2"], ["r0", "r3", "r4"]]  # costs 16 and 20
     assert assign_shards(list(reversed(runs)), 2)[0][::-1] == shares[0]
     assert [len(s) for s in assign_shards(runs, 7)] == [1, 1, 1, 1, 1, 0, 0]
+
+
+def test_a_run_held_by_another_process_is_put_off_then_waited_for(demo, tmp_path, one_torch_thread, monkeypatch):
+    import threading
+
+    from xmic.evaluate.reproduce import ReproduceSettings
+    from xmic.evaluate.reproduce_modes import plan_runs
+    from xmic.evaluate.run_claim import try_claim
+    from xmic.evaluate.run_pool import train_runs
+
+    monkeypatch.setattr("xmic.evaluate.reproduce.WAIT_POLL", 0.1)
+    settings = ReproduceSettings(
+        cache=demo / "cache",
+        out=tmp_path / "out",
+        datasets={"epic": "synth-epic", "ego4d": "synth-ego4d"},
+        rows=("F", "H"),
+        targets=("noun",),
+        epochs=1,
+        device="cpu",
+        progress=False,
+    )
+    _, runs = plan_runs([4], settings, lambda _: None)
+    assert len(runs) == 2
+    claim = try_claim(runs[0].run_dir)  # as if another live process were training it
+    lines: list[str] = []
+
+    def echo(line: str) -> None:
+        lines.append(line)
+        if line.startswith(f"train {runs[1].name}"):
+            threading.Timer(0.5, claim.release).start()  # the other process gives up its claim
+
+    report = train_runs(runs, settings, echo)
+    assert report.status == {runs[0].name: "trained", runs[1].name: "trained"}
+    assert lines.index(f"train {runs[1].name}") < lines.index(f"train {runs[0].name}")
+    assert any(line.startswith(f"later: {runs[0].name} is being trained by pid {os.getpid()}") for line in lines)
+    assert "1 runs held by other processes: waiting for them" in lines

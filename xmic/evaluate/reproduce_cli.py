@@ -234,6 +234,7 @@ def _dispatch(numbers: list[int], settings: Any, kw: dict[str, Any], say: Any, b
     """Run the mode the options ask for (see xmic.evaluate.reproduce_modes)."""
     import dataclasses
 
+    from xmic.evaluate.paper_file import load_paper_table
     from xmic.evaluate.reproduce_modes import assemble_tables, prepare, print_plan, reproduce_tables, train_share
     from xmic.evaluate.run_plan import discover_shard, parse_shard
 
@@ -253,6 +254,8 @@ def _dispatch(numbers: list[int], settings: Any, kw: dict[str, Any], say: Any, b
         from xmic.extract.launch import default_device
 
         settings = dataclasses.replace(settings, device=default_device(torch.cuda.device_count()))
+    for number in numbers:  # a bad --paper-numbers file fails before any extraction or training
+        load_paper_table(number, settings.paper_numbers)
     prepare(settings, numbers, say, extract=training, build=build)
     if kw["plan"]:
         print_plan(numbers, settings, click.echo, shard)

@@ -1,7 +1,7 @@
 """Train and evaluate planned runs: one after another in this process, or in K spawned worker processes.
 
 Every run is claimed before it is trained (:mod:`xmic.evaluate.run_claim`): a run another live process holds is
-left to it ("held"), a run found finished is reused. Each run is evaluated on every test the tables need right
+put off to the end and then waited for, a run found finished is reused. Each run is evaluated on every test the tables need right
 after training, so that ``xmic reproduce --assemble`` only reads cached evaluations. Workers take the costliest
 remaining run first; with GPUs, worker ``k`` trains on GPU ``k mod n``; on the CPU each worker gets an equal share
 of the cores as torch threads.
@@ -44,7 +44,7 @@ class _Worker:
         self.runner = _Runner(settings, echo)
         self.readers: dict[str, Any] = {}
 
-    def __call__(self, run: PlannedRun) -> str:
+    def __call__(self, run: PlannedRun, wait: bool = False) -> str:
         from xmic.cache.reader import StoreReader
 
         settings = self.runner.settings
@@ -53,9 +53,9 @@ class _Worker:
             reader = self.readers[run.cfg.dataset] = StoreReader(settings.cache, run.cfg.dataset)
         cfg = dataclasses.replace(run.cfg, device=self.runner.device)
         try:
-            run_dir, reused = self.runner.run(cfg, reader, wait=False)
+            run_dir, reused = self.runner.run(cfg, reader, wait=wait)
         except RunHeldError as exc:
-            self.runner.echo(f"skip {exc}")
+            self.runner.echo(f"later: {exc}")
             return "held"
         for groups, eval_splits in run.evaluations:
             self.runner.evaluate(run_dir, list(groups), eval_splits)
@@ -63,12 +63,25 @@ class _Worker:
 
 
 def train_runs(runs: list[PlannedRun], settings: ReproduceSettings, echo: Echo = print, jobs: int = 1) -> PoolReport:
-    """Train (or reuse) and evaluate ``runs``; ``jobs`` > 1 spreads them over that many worker processes."""
+    """Train (or reuse) and evaluate ``runs``; ``jobs`` > 1 spreads them over that many worker processes.
+
+    Runs that other processes hold are left to the end; then each is waited for until it is finished (or its
+    holder has died, and it is trained here), so that every run is done when this returns.
+    """
+    report = _train(runs, settings, echo, jobs, wait=False)
+    held = [run for run in runs if report.status[run.name] == "held"]
+    if held:
+        echo(f"{len(held)} runs held by other processes: waiting for them")
+        report.status.update(_train(held, settings, echo, jobs, wait=True).status)
+    return report
+
+
+def _train(runs: list[PlannedRun], settings: ReproduceSettings, echo: Echo, jobs: int, wait: bool) -> PoolReport:
     report = PoolReport()
     if jobs <= 1 or len(runs) <= 1:
         worker = _Worker(settings, echo)
         for run in runs:
-            report.status[run.name] = worker(run)
+            report.status[run.name] = worker(run, wait)
         return report
     import multiprocessing as mp
 
@@ -83,7 +96,7 @@ def train_runs(runs: list[PlannedRun], settings: ReproduceSettings, echo: Echo =
     order = sorted(runs, key=lambda r: (-r.cost, r.name))
     with ctx.Pool(jobs, initializer=_init, initargs=(ids, settings, gpus, threads)) as pool:
         try:
-            for name, status in pool.imap_unordered(_work, order):
+            for name, status in pool.imap_unordered(_work, [(run, wait) for run in order]):
                 report.status[name] = status
         except ReproduceError:
             pool.terminate()
@@ -108,10 +121,11 @@ def _init(ids: Any, settings: ReproduceSettings, gpus: int, threads: int) -> Non
     _WORKER = _Worker(settings, lambda line: print(f"[worker {k}] {line}", flush=True))
 
 
-def _work(run: PlannedRun) -> tuple[str, str]:
+def _work(task: tuple[PlannedRun, bool]) -> tuple[str, str]:
     assert _WORKER is not None
+    run, wait = task
     try:
-        return run.name, _WORKER(run)
+        return run.name, _WORKER(run, wait)
     except ReproduceError:
         raise
     except Exception as exc:  # noqa: BLE001 - a worker's error comes back to the parent as one line naming the run
