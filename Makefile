@@ -28,8 +28,14 @@ EPOCHS ?=
 PAPER_NUMBERS ?=
 DEMO ?=
 DEMO_OUT ?= demo_out
+# several processes (docs/cluster.md): JOBS=K trains K runs at once; SHARD=I/N is share I of N for reproduce-shard;
+# TABLE=all|N|N,M for reproduce-plan, reproduce-shard and reproduce-assemble
+JOBS ?=
+SHARD ?=
+TABLE ?= all
 
-.PHONY: install test test-yolo lint format bench demo clean reproduce-all \
+.PHONY: install test test-yolo lint format bench demo clean reproduce-all reproduce-plan reproduce-shard \
+	reproduce-assemble \
 	reproduce-table1 reproduce-table2 reproduce-table3 reproduce-table4 reproduce-table5 reproduce-table6 reproduce-table7
 
 $(BIN)/xmic: pyproject.toml
@@ -59,14 +65,30 @@ format: $(BIN)/xmic
 	$(BIN)/ruff format xmic tests benchmarks
 	$(BIN)/ruff check --fix xmic tests benchmarks
 
+REPRODUCE_FLAGS = --cache "$(if $(DEMO),$(DEMO_OUT)/cache,$(CACHE))" --seeds "$(SEEDS)" \
+	--preset "$(PRESET)" --out "$(REPRO_OUT)" --epic-root "$(EPIC_ROOT)" --ego4d-root "$(EGO4D_ROOT)" \
+	--egtea-root "$(EGTEA_ROOT)" --hoa-dir "$(HOA_DIR)" --model-dir "$(MODEL_DIR)" \
+	--hands "$(HANDS)" --hand-model "$(HAND_MODEL)" --yolo-weights "$(YOLO_WEIGHTS)" \
+	$(if $(ALLOW_NO_HANDS),--allow-no-hands,) \
+	--split-files "$(SPLIT_FILES)" --second-encoder "$(SECOND_ENCODER)" --paper-numbers "$(PAPER_NUMBERS)" \
+	$(if $(EPOCHS),--epochs $(EPOCHS),) $(if $(DEMO),--demo,) $(if $(filter quick,$(DEMO)),--demo-quick,)
+
 reproduce-table1 reproduce-table2 reproduce-table3 reproduce-table4 reproduce-table5 reproduce-table6 reproduce-table7: reproduce-table%: $(BIN)/xmic
-	$(BIN)/xmic reproduce --table $* --cache "$(if $(DEMO),$(DEMO_OUT)/cache,$(CACHE))" --seeds "$(SEEDS)" \
-		--preset "$(PRESET)" --out "$(REPRO_OUT)" --epic-root "$(EPIC_ROOT)" --ego4d-root "$(EGO4D_ROOT)" \
-		--egtea-root "$(EGTEA_ROOT)" --hoa-dir "$(HOA_DIR)" --model-dir "$(MODEL_DIR)" \
-		--hands "$(HANDS)" --hand-model "$(HAND_MODEL)" --yolo-weights "$(YOLO_WEIGHTS)" \
-		$(if $(ALLOW_NO_HANDS),--allow-no-hands,) \
-		--split-files "$(SPLIT_FILES)" --second-encoder "$(SECOND_ENCODER)" --paper-numbers "$(PAPER_NUMBERS)" \
-		$(if $(EPOCHS),--epochs $(EPOCHS),) $(if $(DEMO),--demo,) $(if $(filter quick,$(DEMO)),--demo-quick,)
+	$(BIN)/xmic reproduce --table $* $(REPRODUCE_FLAGS) $(if $(JOBS),--jobs $(JOBS),)
+
+# the runs of TABLE, one line each with its `xmic train` command (SHARD=I/N: that share only)
+reproduce-plan: $(BIN)/xmic
+	$(BIN)/xmic reproduce --table $(TABLE) --plan $(REPRODUCE_FLAGS) $(if $(SHARD),--shard $(SHARD),)
+
+# share SHARD=I/N of TABLE's runs; start one per host / GPU / terminal (SHARD may be left out under a SLURM array or
+# torchrun), then reproduce-assemble
+reproduce-shard: $(BIN)/xmic
+	$(BIN)/xmic reproduce --table $(TABLE) $(REPRODUCE_FLAGS) $(if $(SHARD),--shard $(SHARD),) \
+		$(if $(JOBS),--jobs $(JOBS),)
+
+# TABLE's tables from the finished runs, training nothing; fails naming the runs that are missing
+reproduce-assemble: $(BIN)/xmic
+	$(BIN)/xmic reproduce --table $(TABLE) --assemble $(REPRODUCE_FLAGS)
 
 # every table in turn; later tables reuse the runs of earlier ones
 reproduce-all: reproduce-table1 reproduce-table2 reproduce-table3 reproduce-table4 reproduce-table5 \

@@ -118,3 +118,17 @@ def test_the_demo_never_deletes_a_group_of_another_store(tmp_path: Path) -> None
     with pytest.raises(ForeignFileError, match="so the group 'epic' of .* is not cleared"):
         extract_demo_store(tmp_path, {"datasets": {"epic": {}}}, cache, tmp_path, names=("epic",), echo=print)
     assert (cache / "epic" / "zarr.json").is_file()
+
+
+def test_a_claim_left_by_a_killed_reproduce_is_cleared_but_a_hidden_user_file_is_not(tmp_path: Path) -> None:
+    out = tmp_path / "D"
+    fake_demo(out)
+    (out / ".cache.reproduce.claim").write_text('{"pid": 1}')  # as xmic.evaluate.run_claim leaves it when killed
+    (out / ".cache.reproduce.claim.takeover").write_text("")
+    prepare_out(out)
+    assert [p.name for p in out.iterdir()] == [MANIFEST]
+    fake_demo(out)
+    (out / ".notes").write_text("mine")
+    with pytest.raises(ForeignFileError, match=r"\.notes: not written by xmic"):
+        prepare_out(out)
+    assert (out / ".notes").read_text() == "mine"

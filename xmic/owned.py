@@ -123,6 +123,8 @@ def manifest_owned(root: Path) -> Owned:
     def owned(rel: str) -> bool:
         if rel == MANIFEST or rel.startswith(MANIFEST + ".new-"):  # the list itself, or one being rewritten
             return True
+        if "/" not in rel and rel.startswith(".") and rel.endswith((".claim", ".claim.takeover")):
+            return True  # a claim left by a killed `xmic reproduce` (xmic.evaluate.run_claim)
         return rel in files or any(rel == w or rel.startswith(w + "/") for w in writing)
 
     return owned

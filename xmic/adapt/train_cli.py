@@ -119,6 +119,7 @@ def resolve_train_dataset(cache: Path, dataset: str | None) -> str:
 )
 @click.option("--template", default="{}", show_default=True, help="Prompt template stored in the cache.")
 @click.option("--epochs", type=int, default=None, help="Override the preset.")
+@click.option("--frames", type=click.IntRange(min=1), default=None, help="Frames sampled per clip (default 16).")
 @click.option("--lr", type=float, default=None, help="Override the preset.")
 @click.option("--batch-size", type=int, default=None, help="Override the preset.")
 @click.option("--model-dir", "text_model_dir", default=None, help="Local CLIP weights (CoOp, Co-CoOp, A5).")
@@ -153,6 +154,7 @@ def train_cmd(
     video_pool,
     template,
     epochs,
+    frames,
     lr,
     batch_size,
     text_model_dir,
@@ -191,6 +193,7 @@ def train_cmd(
         video_pool=video_pool,
         template=template,
         epochs=epochs,
+        frames=frames,
         lr=lr,
         batch_size=batch_size,
         text_model_dir=text_model_dir,

@@ -7,6 +7,11 @@ run with an equal ``config.json`` made from the same store spec, reused; its eva
 Rows whose needs the store cannot meet (Vita-CLIP; X-MIC+DINO without DINOv2 features; the prompt-learning
 baselines without local CLIP weights) are listed as "not run" with the reason. Missing dataset groups are
 extracted with :func:`xmic.extract.runner.run_extraction` when the dataset's root is given.
+
+:func:`plan_table` lists a table's runs with the configs training uses (``--plan`` prints them, shards split them:
+:mod:`xmic.evaluate.reproduce_modes`); a run folder is claimed before it is trained
+(:mod:`xmic.evaluate.run_claim`), so processes sharing the run folders never train the same run twice; with
+``assemble`` :func:`reproduce_table` trains nothing and names the runs that are missing.
 """
 
 from __future__ import annotations
@@ -15,6 +20,8 @@ import dataclasses
 import hashlib
 import json
 import math
+import os
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -159,8 +166,36 @@ def _clean(value: Any) -> Any:
     return value
 
 
+class RunHeldError(ReproduceError):
+    """A live process on this or another host holds the claim on a run folder (see :mod:`.run_claim`)."""
+
+
+class MissingRunsError(ReproduceError):
+    """``--assemble``: runs a table needs are not trained yet; ``missing`` lists their folders."""
+
+    def __init__(self, number: int, missing: list[Path]) -> None:
+        self.number, self.missing = number, missing
+        super().__init__(f"table {number}: {len(missing)} runs are missing: " + ", ".join(p.name for p in missing))
+
+
+#: Seconds between two looks at a run that another process is training.
+WAIT_POLL = 2.0
+
+
+def run_folder(settings: ReproduceSettings, cfg: TrainConfig) -> Path:
+    """``<runs>/<method>-<dataset>-<target>-s<seed>-<config hash>``: the folder of the run ``cfg``."""
+    return settings.runs_dir / f"{cfg.method}-{cfg.dataset}-{cfg.target}-s{cfg.seed}-{config_key(cfg)}"
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and a rename: readers see the old or the new file."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
 class _Runner:
-    """Trains or reuses one run, then evaluates it or reuses its cached evaluation."""
+    """Trains or reuses one run (under a claim on its folder), then evaluates it or reuses its cached evaluation."""
 
     def __init__(self, settings: ReproduceSettings, echo: Echo) -> None:
         import torch
@@ -189,15 +224,39 @@ class _Runner:
         cfg.encoder, cfg.second_encoder = resolve_encoders(cfg, spec)
         return cfg
 
-    def run(self, cfg: TrainConfig, reader: Any) -> tuple[Path, bool]:
-        from xmic.adapt.trainer import train
+    def run(self, cfg: TrainConfig, reader: Any, *, wait: bool = True) -> tuple[Path, bool]:
+        """Train the run of ``cfg`` into its folder, or reuse it when finished; ``(run folder, reused)``.
 
-        run_dir = self.settings.runs_dir / f"{cfg.method}-{cfg.dataset}-{cfg.target}-s{cfg.seed}-{config_key(cfg)}"
-        if finished_run(run_dir, cfg, reader.spec):
-            self.reused += 1
-            return run_dir, True
-        self.echo(f"train {run_dir.name}")  # replaces an unfinished or other run there, its evaluations included
-        train(cfg, self.settings.cache, run_dir, progress=self.settings.progress, reader=reader, overwrite=True)
+        The folder is claimed first (:func:`~xmic.evaluate.run_claim.try_claim`). While another live process holds
+        it, ``wait`` polls until that process finishes the run (or dies, and the run is trained here); without
+        ``wait`` it raises :class:`RunHeldError`.
+        """
+        from xmic.adapt.trainer import train
+        from xmic.evaluate.run_claim import claim_holder, try_claim
+
+        run_dir = run_folder(self.settings, cfg)
+        said = False
+        while True:
+            if finished_run(run_dir, cfg, reader.spec):
+                self.reused += 1
+                return run_dir, True
+            claim = try_claim(run_dir)
+            if claim is not None:
+                break
+            holder = claim_holder(run_dir)
+            who = holder.describe() if holder else "another process"
+            if not wait:
+                raise RunHeldError(f"{run_dir.name} is being trained by {who}")
+            if not said:
+                self.echo(f"wait for {run_dir.name}: trained by {who}")
+                said = True
+            time.sleep(WAIT_POLL)
+        with claim:
+            if finished_run(run_dir, cfg, reader.spec):
+                self.reused += 1
+                return run_dir, True
+            self.echo(f"train {run_dir.name}")  # replaces an unfinished or other run there, its evaluations included
+            train(cfg, self.settings.cache, run_dir, progress=self.settings.progress, reader=reader, overwrite=True)
         self.trained += 1
         return run_dir, False
 
@@ -218,7 +277,7 @@ class _Runner:
         except ValueError as exc:
             raise ReproduceError(f"evaluating {run_dir} on {', '.join(groups)}: {exc}") from exc
         result = _clean(result)
-        path.write_text(json.dumps(result, indent=2, sort_keys=True))
+        write_atomic(path, json.dumps(result, indent=2, sort_keys=True))
         return result
 
 
@@ -267,47 +326,119 @@ def extra_header(settings: ReproduceSettings, number: int) -> list[str]:
     return lines
 
 
-def reproduce_table(number: int, settings: ReproduceSettings, echo: Echo = print) -> ReproduceReport:
-    """Train (or reuse) and evaluate every run of table ``number``, write JSON + Markdown, print the Markdown."""
+@dataclass
+class TableRun:
+    """One run a table needs: the row it fills, target, training direction (logical names), seed, config, folder."""
+
+    row: RowSpec
+    target: str
+    train: str
+    tests: tuple[str, ...]
+    seed: int
+    cfg: TrainConfig
+    run_dir: Path
+
+
+@dataclass
+class TablePlan:
+    """Every run of one table in the order the table reports them, and the rows it leaves out (by label)."""
+
+    number: int
+    rows: tuple[RowSpec, ...]
+    readers: dict[str, Any]  # logical name -> StoreReader of its group
+    runs: list[TableRun]
+    skipped: dict[str, str]
+    no_hands: dict[str, str]
+    eval_splits: tuple[str, ...]
+
+    def groups(self, run: TableRun) -> list[str]:
+        """The store groups ``run`` is evaluated on."""
+        return [self.readers[d].dataset for d in run.tests]
+
+
+def plan_table(number: int, settings: ReproduceSettings, echo: Echo = print, *, extract: bool = True) -> TablePlan:
+    """The runs of table ``number`` on this store: rows x targets x directions x seeds, each with the
+    :class:`~xmic.adapt.config.TrainConfig` the rebuild trains (the one ``--plan`` prints as a command).
+
+    Missing dataset groups are extracted first when ``extract`` and the dataset's root is given; otherwise
+    :class:`ReproduceError` says how to create them.
+    """
     from xmic.cache.reader import StoreReader
 
     if number not in TABLE_SPECS:
         raise ReproduceError(f"no table {number}; the paper's tables are {', '.join(map(str, TABLE_SPECS))}")
-    spec, paper = TABLE_SPECS[number], load_paper_table(number, settings.paper_numbers)
+    spec = TABLE_SPECS[number]
     rows = select_rows(spec, settings.rows)
     targets = tuple(t for t in settings.targets if t in spec.targets)
     if not targets:
         raise ReproduceError(f"table {number} reports {' and '.join(spec.targets)}s only, not {settings.targets}")
     logical = sorted({d for train, tests in spec.directions for d in (train, *tests)})
-    ensure_datasets(settings, logical, echo)
+    ensure_datasets(settings if extract else dataclasses.replace(settings, roots={}), logical, echo)
     readers = {d: StoreReader(settings.cache, settings.group(d)) for d in logical}
     eval_splits = eval_splits_of([readers[d] for _, tests in spec.directions for d in tests])
     runner = _Runner(settings, echo)
-    results: dict[str, list[dict[str, Any]]] = {}
     skipped: dict[str, str] = {}
     no_hands = {}
     if any(r.method == "xmic" for r in rows):
         no_hands = {r.dataset: why for r in readers.values() if (why := no_hands_reason(r)) is not None}
+    runs = []
     for row in rows:
         overrides, reason = resolve_row(row, settings, list(readers.values()), no_hands)
         reason = settings.not_run.get(row.method, reason)
         if reason is not None:
             skipped[row.label] = reason
             continue
-        results.setdefault(row.key, [])
         for target in targets:
             for train, tests in spec.directions:
                 reader = readers[train]
-                groups = [settings.group(d) for d in tests]
                 for seed in settings.seeds:
                     cfg = runner.config(overrides, reader.dataset, target, seed, reader.spec)
-                    run_dir, reused = runner.run(cfg, reader)
-                    result = runner.evaluate(run_dir, groups, eval_splits)
-                    result.update(
-                        row=row.key, part=row.part, seed=seed, reused=reused, epochs=cfg.epochs, frames=cfg.frames
-                    )
-                    results[row.key].append(result)
-    skipped = merge_skipped(spec, rows, skipped)
+                    runs.append(TableRun(row, target, train, tests, seed, cfg, run_folder(settings, cfg)))
+    return TablePlan(number, rows, readers, runs, skipped, no_hands, eval_splits)
+
+
+def reproduce_table(
+    number: int, settings: ReproduceSettings, echo: Echo = print, *, assemble: bool = False
+) -> ReproduceReport:
+    """Train (or reuse) and evaluate every run of table ``number``, write JSON + Markdown, print the Markdown.
+
+    ``assemble``: train nothing and extract nothing; build the table from the finished run folders, or raise
+    :class:`MissingRunsError` naming the runs that are not there yet (and write no table).
+    """
+    if number in TABLE_SPECS:
+        load_paper_table(number, settings.paper_numbers)  # a bad --paper-numbers file fails before any extraction
+    plan = plan_table(number, settings, echo, extract=not assemble)
+    runner = _Runner(settings, echo)
+    if assemble:
+        missing = [r.run_dir for r in plan.runs if not finished_run(r.run_dir, r.cfg, plan.readers[r.train].spec)]
+        if missing:
+            raise MissingRunsError(number, list(dict.fromkeys(missing)))
+    results: dict[str, list[dict[str, Any]]] = {r.key: [] for r in plan.rows if r.label not in plan.skipped}
+    for run in plan.runs:
+        run_dir, reused = runner.run(run.cfg, plan.readers[run.train])
+        result = runner.evaluate(run_dir, plan.groups(run), plan.eval_splits)
+        cfg = run.cfg
+        result.update(
+            row=run.row.key, part=run.row.part, seed=run.seed, reused=reused, epochs=cfg.epochs, frames=cfg.frames
+        )
+        results[run.row.key].append(result)
+    return write_table(plan, results, settings, echo, runner.trained, runner.reused)
+
+
+def write_table(
+    plan: TablePlan,
+    results: dict[str, list[dict[str, Any]]],
+    settings: ReproduceSettings,
+    echo: Echo,
+    trained: int,
+    reused: int,
+) -> ReproduceReport:
+    """Render the table of ``plan`` from the evaluated ``results`` (row key -> one result per run): Markdown,
+    JSON and the bar figure in ``settings.out``; print the Markdown and a summary line."""
+    number, rows = plan.number, plan.rows
+    paper = load_paper_table(number, settings.paper_numbers)
+    spec = TABLE_SPECS[number]
+    skipped = merge_skipped(spec, rows, plan.skipped)
     keys = list(dict.fromkeys(r.key for r in rows))
     shown = dataclasses.replace(paper, rows={key: paper.rows[key] for key in keys})
     summaries = collect(shown, results, settings.datasets)
@@ -316,7 +447,7 @@ def reproduce_table(number: int, settings: ReproduceSettings, echo: Echo = print
         results,
         datasets=settings.datasets,
         skipped=skipped,
-        extra_header=extra_header(settings, number) + hands_header(readers, no_hands, settings),
+        extra_header=extra_header(settings, number) + hands_header(plan.readers, plan.no_hands, settings),
         summaries=summaries,
     )
     settings.out.mkdir(parents=True, exist_ok=True)
@@ -333,12 +464,10 @@ def reproduce_table(number: int, settings: ReproduceSettings, echo: Echo = print
             for key in keys
         },
     }
-    json_path.write_text(json.dumps(_clean(record), indent=2, sort_keys=True, default=str))
-    md_path.write_text(markdown)
+    write_atomic(json_path, json.dumps(_clean(record), indent=2, sort_keys=True, default=str))
+    write_atomic(md_path, markdown)
     png_path = save_table_bars(shown, summaries, settings.out / f"table{number}.png", skipped)
     echo(markdown)
     figure = f", {png_path}" if png_path else f" ({MISSING_MATPLOTLIB})"
-    echo(f"table {number}: {runner.trained} runs trained, {runner.reused} reused; wrote {md_path}, {json_path}{figure}")
-    return ReproduceReport(
-        number, markdown, results, skipped, runner.trained, runner.reused, json_path, md_path, png_path
-    )
+    echo(f"table {number}: {trained} runs trained, {reused} reused; wrote {md_path}, {json_path}{figure}")
+    return ReproduceReport(number, markdown, results, skipped, trained, reused, json_path, md_path, png_path)

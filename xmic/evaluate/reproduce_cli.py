@@ -1,4 +1,5 @@
-"""`xmic reproduce --table N`: rebuild one of the paper's tables from the feature store (see reproduce.py)."""
+"""`xmic reproduce --table N`: rebuild the paper's tables from the feature store (see reproduce.py), in one process,
+as shards of a cluster job (--shard, SLURM arrays, torchrun), or K runs at a time (--jobs); --plan and --assemble."""
 
 from __future__ import annotations
 
@@ -38,8 +39,44 @@ def parse_datasets(text: str | None, base: dict[str, str]) -> dict[str, str]:
     return out
 
 
+def parse_tables(text: str) -> list[int]:
+    """ "4" -> [4]; "1,4" -> [1, 4]; "all" -> [1, ..., 7]."""
+    from xmic.evaluate.table_specs import TABLE_SPECS
+
+    if text.strip().lower() == "all":
+        return sorted(TABLE_SPECS)
+    try:
+        numbers = sorted({int(p) for p in text.replace(",", " ").split()})
+    except ValueError:
+        numbers = []
+    if not numbers or any(n not in TABLE_SPECS for n in numbers):
+        raise click.BadParameter(
+            f"expected a table 1-7, several (1,4) or all, got {text!r}", param_hint="--table"
+        ) from None
+    return numbers
+
+
 @click.command("reproduce")
-@click.option("--table", "number", type=click.IntRange(1, 7), required=True, help="Which table of the paper (1-7).")
+@click.option("--table", "tables", required=True, help="Which table of the paper: 1-7, several (1,4) or all.")
+@click.option(
+    "--plan", "plan", is_flag=True, help="Print the runs (folder, cost, tables, xmic train command); train nothing."
+)
+@click.option(
+    "--shard",
+    default=None,
+    help="Train only share I of N of the runs (I/N, 1 <= I <= N) and write no table; default from "
+    "SLURM_ARRAY_TASK_ID/COUNT or torchrun's RANK/WORLD_SIZE.",
+)
+@click.option(
+    "--assemble", is_flag=True, help="Build the tables from finished runs, training nothing; name the missing."
+)
+@click.option(
+    "--jobs",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Runs trained at once on this machine (worker processes; one GPU each when there are GPUs).",
+)
 @click.option("--cache", type=click.Path(path_type=Path), required=True, help="Feature store.")
 @click.option("--epic-root", default=None, help="EPIC-KITCHENS-100 root, to extract a missing epic group.")
 @click.option("--ego4d-root", default=None, help="Ego4D root, to extract a missing ego4d group.")
@@ -102,19 +139,23 @@ def parse_datasets(text: str | None, base: dict[str, str]) -> dict[str, str]:
 )
 @click.option("--demo-quick", is_flag=True, help="With --demo: build missing groups at a tenth of the size (CI).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-def reproduce_cmd(number: int, cache: Path, demo: bool, demo_quick: bool, **kw: Any) -> None:
-    """Rebuild Table N: train (or reuse) every run, evaluate, print paper | ours | Δ as Markdown."""
+def reproduce_cmd(tables: str, cache: Path, demo: bool, demo_quick: bool, **kw: Any) -> None:
+    """Rebuild Table N: train (or reuse) every run, evaluate, print paper | ours | Δ as Markdown.
+
+    On a cluster: --plan lists the runs; --shard I/N (or a SLURM array / torchrun) trains one share of them, on
+    hosts sharing the --out folder; --assemble then writes the tables. --jobs K trains K runs at once.
+    """
     from xmic.cache.errors import StoreError
     from xmic.demo.groups import DEMO_ADAPTER_HIDDEN, DEMO_BACKBONES, DEMO_GROUPS, ensure_demo_groups
     from xmic.evaluate.paper_file import PaperFileError
-    from xmic.evaluate.reproduce import (
-        DEFAULT_DATASETS,
-        TABLE_SPECS,
-        ReproduceError,
-        ReproduceSettings,
-        reproduce_table,
-    )
+    from xmic.evaluate.reproduce import DEFAULT_DATASETS, ReproduceError, ReproduceSettings
     from xmic.evaluate.reproduce_data import parse_hands, parse_hoa_dirs
+    from xmic.evaluate.reproduce_modes import logical_datasets
+
+    numbers = parse_tables(tables)
+    modes = [name for name in ("plan", "assemble") if kw[name]] + (["shard"] if kw["shard"] else [])
+    if kw["plan"] and kw["assemble"] or kw["assemble"] and kw["shard"]:
+        raise click.UsageError(f"--{' and --'.join(modes)} do not go together")
 
     targets = tuple(t.strip() for t in kw["targets"].split(",") if t.strip())
     if not targets or any(t not in ("noun", "verb") for t in targets):
@@ -131,14 +172,19 @@ def reproduce_cmd(number: int, cache: Path, demo: bool, demo_quick: bool, **kw: 
     epochs = kw["epochs"]
     if demo_quick and not demo:
         raise click.BadParameter("--demo-quick goes with --demo", param_hint="--demo-quick")
+    say = _echo(err=kw["plan"])
+    build = None
     if demo:
-        needed = sorted({d for train, tests in TABLE_SPECS[number].directions for d in (train, *tests)})
-        try:
-            built = ensure_demo_groups(cache, needed, quick=demo_quick, progress=not kw["quiet"], echo=click.echo)
-        except (RuntimeError, StoreError) as exc:
-            raise click.ClickException(f"building the demo groups: {exc}") from None
-        if built:
-            click.echo(f"demo: built groups {', '.join(built)} in {cache}")
+
+        def build() -> None:
+            needed = logical_datasets(numbers)
+            try:
+                built = ensure_demo_groups(cache, needed, quick=demo_quick, progress=not kw["quiet"], echo=say)
+            except (RuntimeError, StoreError) as exc:
+                raise click.ClickException(f"building the demo groups: {exc}") from None
+            if built:
+                say(f"demo: built groups {', '.join(built)} in {cache}")
+
         epochs = 3 if epochs is None else epochs
         if kw["adapter_hidden"] is None:
             kw["adapter_hidden"] = DEMO_ADAPTER_HIDDEN
@@ -175,9 +221,51 @@ def reproduce_cmd(number: int, cache: Path, demo: bool, demo_quick: bool, **kw: 
         progress=not kw["quiet"],
     )
     try:
-        reproduce_table(number, settings, echo=click.echo)
+        _dispatch(numbers, settings, kw, say, build)
     except (ReproduceError, StoreError, FileNotFoundError, PaperFileError) as exc:
         raise click.ClickException(str(exc)) from None
+
+
+def _echo(err: bool):
+    return lambda line: click.echo(line, err=err)
+
+
+def _dispatch(numbers: list[int], settings: Any, kw: dict[str, Any], say: Any, build: Any) -> None:
+    """Run the mode the options ask for (see xmic.evaluate.reproduce_modes)."""
+    import dataclasses
+
+    from xmic.evaluate.paper_file import load_paper_table
+    from xmic.evaluate.reproduce_modes import assemble_tables, prepare, print_plan, reproduce_tables, train_share
+    from xmic.evaluate.run_plan import discover_shard, parse_shard
+
+    shard = None
+    if kw["shard"]:
+        try:
+            shard = parse_shard(kw["shard"])
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--shard") from None
+    elif not kw["plan"] and not kw["assemble"] and (found := discover_shard()) is not None:
+        shard = found[:2]
+        click.echo(f"shard {shard[0] + 1}/{shard[1]} from {found[2]}")
+    training = not kw["plan"] and not kw["assemble"]
+    if training and shard is not None and settings.device is None:  # torchrun / srun: the rank's own GPU
+        import torch
+
+        from xmic.extract.launch import default_device
+
+        settings = dataclasses.replace(settings, device=default_device(torch.cuda.device_count()))
+    for number in numbers:  # a bad --paper-numbers file fails before any extraction or training
+        load_paper_table(number, settings.paper_numbers)
+    prepare(settings, numbers, say, extract=training, build=build)
+    if kw["plan"]:
+        print_plan(numbers, settings, click.echo, shard)
+    elif kw["assemble"]:
+        assemble_tables(numbers, settings, click.echo)
+    elif shard is not None:
+        train_share(numbers, settings, click.echo, shard, kw["jobs"])
+        click.echo("when every shard is done, the same command with --assemble instead of --shard writes the tables")
+    else:
+        reproduce_tables(numbers, settings, click.echo, kw["jobs"])
 
 
 if __name__ == "__main__":
