@@ -167,7 +167,6 @@ def _frozen_state(model: VitaClip) -> dict[str, torch.Tensor]:
     state = {}
     for m, module in enumerate(model.frozen_modules()):
         state.update({f"{m}.{k}": v.detach().clone() for k, v in module.state_dict().items()})
-    state["logit_scale"] = model.logit_scale.detach().clone()
     state.update({f"cls_proj.{k}": v.detach().clone() for k, v in model.vision.cls_proj.state_dict().items()})
     return state
 
