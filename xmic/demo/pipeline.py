@@ -31,8 +31,8 @@ Echo = Callable[[str], None]
 #: What the demo writes; a folder holding anything else is not cleared.
 OUTPUTS = ("data", "models", "cache", "runs", "plots", "report_files", "report.md", "results.json")
 OUTPUTS += ("table1.md", "table1.json", "table1.png")
-#: Epochs per run: the preset's 15 (5 of them warm-up). At batch 16 (below) 200 training clips give 13 steps an
-#: epoch, 195 in a run: twice the steps of batch 32 for the same compute. More epochs would let the temporal
+#: Epochs per run: the preset's 15 (5 of them warm-up). At batch 16 (below) 200 training clips give 12 steps an
+#: epoch (the last partial batch is dropped), 180 in a run: twice the steps of batch 32 for the same compute. More epochs would let the temporal
 #: methods climb further but do not fit the demo's time budget (README, "Try it: make demo").
 DEMO_EPOCHS = 15
 #: Clips per step (the preset's 128 would be under two steps an epoch on 200 clips).
