@@ -28,7 +28,8 @@ PRESET_FORMS = {"authors-code": "authors", "paper": "paper"}
 VITA_LOGIT_SCALE = 1 / 0.07
 
 
-def _check(name: str, value: Any, choices: tuple) -> None:
+def check_choice(name: str, value: Any, choices: tuple) -> None:
+    """ValueError naming ``name``, its choices and ``value`` when ``value`` is not one of ``choices``."""
     if value not in choices:
         raise ValueError(f"{name} must be one of {', '.join(map(str, choices))}, got {value!r}")
 
@@ -45,7 +46,7 @@ class CoOpOptions:
     learn_scale: bool = True
 
     def __post_init__(self) -> None:
-        _check("pool", self.pool, POOLS)
+        check_choice("pool", self.pool, POOLS)
 
 
 @dataclass(frozen=True)
@@ -75,7 +76,7 @@ class AdapterOptions:
     learn_scale: bool = True
 
     def __post_init__(self) -> None:
-        _check("pool", self.pool, POOLS)
+        check_choice("pool", self.pool, POOLS)
 
 
 @dataclass(frozen=True)
@@ -90,7 +91,7 @@ class AdapterStarOptions(AdapterOptions):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _check("frozen_branch", self.frozen_branch, FROZEN_BRANCHES)
+        check_choice("frozen_branch", self.frozen_branch, FROZEN_BRANCHES)
 
 
 @dataclass(frozen=True)
@@ -129,7 +130,7 @@ PAPER_FORMS: dict[str, dict[str, Any]] = {
 
 def form_defaults(method: str, form: str) -> dict[str, Any]:
     """The options of ``method`` in ``form`` ("authors" or "paper") as a dict; {} for a method without options."""
-    _check("form", form, FORMS)
+    check_choice("form", form, FORMS)
     if method not in OPTIONS:
         return {}
     values = dataclasses.asdict(OPTIONS[method]())

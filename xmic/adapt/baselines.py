@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from xmic.adapt.base import CLIP_LOGIT_SCALE, ClassText, FeatureBatch, VideoClassifier, l2norm, video_embedding
+from xmic.adapt.baseline_options import FROZEN_BRANCHES, POOLS, check_choice
 from xmic.adapt.blocks import TemporalEncoder
 from xmic.adapt.prompt_learning import A5, CoCoOp, CoOp, check_frames, pool_frames, temporal_input
 
@@ -77,7 +78,7 @@ class CLIPAdapter(VideoClassifier):
         pool: str = "mean",
     ) -> None:
         super().__init__()
-        pool_frames(torch.zeros(1, 1, 1), pool)  # validates the pooling
+        check_choice("pool", pool, POOLS)
         self.ratio, self.pool = ratio, pool
         self.adapter = Adapter(dim, reduction)
         self.logit_scale = nn.Parameter(torch.tensor(math.log(logit_scale)), requires_grad=learn_scale)
@@ -121,8 +122,7 @@ class CLIPAdapterStar(CLIPAdapter):
         bottle_neck: float = 0.25,
     ) -> None:
         super().__init__(dim, ratio, reduction, learn_scale, logit_scale, pool)
-        if frozen_branch not in ("mean", "temporal"):
-            raise ValueError(f"frozen_branch must be one of mean, temporal, got {frozen_branch!r}")
+        check_choice("frozen_branch", frozen_branch, FROZEN_BRANCHES)
         self.num_frames, self.frozen_branch = num_frames, frozen_branch
         self.temporal = TemporalEncoder(
             dim, num_frames, layers=temporal_layers, heads=heads, mlp_hidden=int(dim / bottle_neck)

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from xmic.adapt.base import CLIP_LOGIT_SCALE, ClassText, FeatureBatch, VideoClassifier, l2norm, video_embedding
+from xmic.adapt.baseline_options import POOLS, check_choice
 from xmic.adapt.blocks import TemporalEncoder
 from xmic.adapt.text_encoder import FrozenTextEncoder, split_context
 
@@ -33,11 +34,8 @@ def pool_frames(cls: torch.Tensor, pool: str) -> torch.Tensor:
     ``"mean"``: ``mean_T cls``, the raw frames (the authors' trainers); ``"norm-mean"``: ``l2norm(mean_T
     l2norm(cls))``, zero-shot CLIP's feature (:func:`~xmic.adapt.base.video_embedding`).
     """
-    if pool == "mean":
-        return cls.mean(dim=1)
-    if pool == "norm-mean":
-        return video_embedding(cls)
-    raise ValueError(f"pool must be one of mean, norm-mean, got {pool!r}")
+    check_choice("pool", pool, POOLS)
+    return cls.mean(dim=1) if pool == "mean" else video_embedding(cls)
 
 
 def temporal_input(cls: torch.Tensor, pool: str) -> torch.Tensor:
@@ -80,7 +78,7 @@ class _PromptLearner(VideoClassifier):
                 "use the CLIP weights the store was extracted with"
             )
         split_context(n_ctx, class_position)  # validates the position
-        pool_frames(torch.zeros(1, 1, 1), pool)  # validates the pooling
+        check_choice("pool", pool, POOLS)
         self.text = text
         self.class_position, self.period, self.pool = class_position, period, pool
         init = torch.randn(n_ctx, text.width) * CTX_INIT_STD if not ctx_init else text.word_embeddings(ctx_init)
