@@ -10,14 +10,16 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from tolerance import assert_close_scaled
 
 from xmic.demo.cli import demo_cmd
 from xmic.demo.outputs import summary_lines
-from xmic.demo.pipeline import DemoResult, prepare_out
+from xmic.demo.pipeline import DemoResult, prepare_out, written
 from xmic.demo.pretrain import contrastive_loss
 from xmic.demo.results import compare_lines, method_table
 from xmic.demo.store import rename_group
 from xmic.demo.webdata import all_nouns, all_verbs, render_pairs
+from xmic.owned import MANIFEST
 
 METHODS = ["ZS CLIP", "CLIP-Adapter", "CLIP-Adapter*", "CoOp", "Co-CoOp", "A5", "X-MIC"]
 NOT_RUN = ["Vita-CLIP", "X-MIC+DINO"]
@@ -122,7 +124,7 @@ def test_rename_group_moves_features_text_and_spec(tmp_path: Path) -> None:
     after = StoreReader(cache, "synth-epic")
     assert list_datasets(cache) == ["synth-epic"] and after.spec.dataset == "synth-epic"
     np.testing.assert_array_equal(after.load_features_numpy("clip-vit-b16", "full"), feats)
-    torch.testing.assert_close(after.load_text("clip-vit-b16", "noun"), text)
+    assert torch.equal(after.load_text("clip-vit-b16", "noun"), text)  # the same bytes, renamed
     write_random_store(cache, dataset="epic", n=4, num_frames=4, vocab={"verb": ["a"], "noun": ["c"]})
     with pytest.raises(FileExistsError, match="already has a group 'synth-epic'"):
         rename_group(cache, "epic", "synth-epic")
@@ -133,13 +135,13 @@ def test_prepare_out_refuses_foreign_folders(tmp_path: Path) -> None:
     with pytest.raises(FileExistsError, match=r"thesis\.tex"):
         prepare_out(tmp_path)
     result = CliRunner().invoke(demo_cmd, ["--out", str(tmp_path), "--quick", "--quiet"])
-    assert result.exit_code != 0 and "did not write (thesis.tex)" in result.output
+    assert result.exit_code != 0 and "thesis.tex: not written by xmic" in result.output
     result = CliRunner().invoke(demo_cmd, ["--out", str(tmp_path / "new"), "--targets", "adverb"])
     assert result.exit_code != 0 and "targets must be noun and/or verb" in result.output
-    (tmp_path / "old").mkdir()
-    (tmp_path / "old" / "results.json").write_text("{}")
+    with written(tmp_path / "old", "results.json"):
+        (tmp_path / "old" / "results.json").write_text("{}")
     prepare_out(tmp_path / "old")  # an earlier demo is cleared
-    assert list((tmp_path / "old").iterdir()) == []
+    assert [p.name for p in (tmp_path / "old").iterdir()] == [MANIFEST]
 
 
 def test_compare_lines_counts_wins() -> None:
@@ -161,6 +163,7 @@ def test_compare_lines_counts_wins() -> None:
     assert table["X"]["noun"]["a>b"]["within"] == 50.0 and table["X"]["noun"]["a>b"]["hm"] == pytest.approx(100 / 3)
 
 
+@pytest.mark.numeric
 def test_contrastive_loss_is_clip_loss_when_captions_are_distinct() -> None:
     gen = torch.Generator().manual_seed(0)
     img = torch.nn.functional.normalize(torch.randn(6, 8, generator=gen), dim=1)
@@ -170,14 +173,14 @@ def test_contrastive_loss_is_clip_loss_when_captions_are_distinct() -> None:
     reference = (
         torch.nn.functional.cross_entropy(logits, labels) + torch.nn.functional.cross_entropy(logits.T, labels)
     ) / 2
-    torch.testing.assert_close(contrastive_loss(img, txt, labels, torch.tensor(10.0)), reference)
+    assert_close_scaled(contrastive_loss(img, txt, labels, torch.tensor(10.0)), reference, k=64)
     # two images of caption 0: the text side counts both as positives
     target = torch.tensor([0, 0, 1])
     lg = 10.0 * img[:3] @ txt[:2].T  # (3, 2)
     col = lg.T.softmax(dim=1)  # (2, 3): each caption over the images
     t2i = -(torch.log(col[0, 0] + col[0, 1]) + torch.log(col[1, 2])) / 2
     expected = (torch.nn.functional.cross_entropy(lg, target) + t2i) / 2
-    torch.testing.assert_close(contrastive_loss(img[:3], txt[:2], target, torch.tensor(10.0)), expected)
+    assert_close_scaled(contrastive_loss(img[:3], txt[:2], target, torch.tensor(10.0)), expected, k=64)
 
 
 def test_render_pairs_is_deterministic_and_labelled() -> None:

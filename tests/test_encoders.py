@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from tolerance import assert_close_scaled
 
 from xmic.cache.schema import PROMPT_TEMPLATES
 from xmic.demo.tiny_models import make_tiny_clip, make_tiny_dinov2
@@ -172,13 +173,14 @@ def test_tensor_path_matches_image_processor(which: str, hw: tuple[int, int], mo
     assert cos.min() >= 0.999
 
 
+@pytest.mark.numeric
 def test_layouts_inputs_and_batching_agree(clip) -> None:
     frames = _frames(5, 60, 80)
     ref = clip.encode_images(frames)
     assert ref.shape == (5, 32) and ref.dtype == torch.float32
     chw = torch.from_numpy(frames).permute(0, 3, 1, 2)
-    torch.testing.assert_close(clip.encode_images(chw), ref)
-    torch.testing.assert_close(clip.encode_images(frames, batch_size=2), ref, atol=1e-5, rtol=1e-5)
+    assert_close_scaled(clip.encode_images(chw), ref, k=16, what="(T, C, H, W) input")
+    assert_close_scaled(clip.encode_images(frames, batch_size=2), ref, k=128, what="batches of 2")
     assert clip.encode_images(frames[:0]).shape == (0, 32)
     with pytest.raises(TypeError, match="uint8"):
         clip.encode_images(frames.astype(np.float32))
@@ -187,6 +189,7 @@ def test_layouts_inputs_and_batching_agree(clip) -> None:
 # --- hand crops --------------------------------------------------------------------------------------
 
 
+@pytest.mark.numeric
 def test_crop_of_known_box_equals_slice(clip) -> None:
     frames = _frames(3, 256, 456)
     boxes = np.array([[0.25, 0.5, 0.75, 1.0], [np.nan] * 4, [0.101, 0.2, 0.3, 0.41]], dtype=np.float32)
@@ -197,12 +200,12 @@ def test_crop_of_known_box_equals_slice(clip) -> None:
     assert (x0, y0, x1, y1) == (46, 51, 137, 105)  # floor of the start, ceil of the end
     np.testing.assert_array_equal(crops[2].numpy(), frames[2, 51:105, 46:137])
     pix = preprocess_crops(frames, boxes, clip.spec)
-    torch.testing.assert_close(pix[0], preprocess(frames[:1, 128:256, 114:342], clip.spec)[0])
-    torch.testing.assert_close(pix[1], preprocess(frames[1:2], clip.spec)[0])
-    torch.testing.assert_close(pix[2], preprocess(frames[2:3, 51:105, 46:137], clip.spec)[0])
+    assert_close_scaled(pix[0], preprocess(frames[:1, 128:256, 114:342], clip.spec)[0], k=16)
+    assert_close_scaled(pix[1], preprocess(frames[1:2], clip.spec)[0], k=16)
+    assert_close_scaled(pix[2], preprocess(frames[2:3, 51:105, 46:137], clip.spec)[0], k=16)
     # NaN boxes everywhere: hand features equal full-frame features
     nan = np.full((3, 4), np.nan, dtype=np.float32)
-    torch.testing.assert_close(clip.encode_crops(frames, nan), clip.encode_images(frames))
+    assert_close_scaled(clip.encode_crops(frames, nan), clip.encode_images(frames), k=16)
 
 
 def test_bad_boxes_name_the_row() -> None:
@@ -218,6 +221,7 @@ def test_bad_boxes_name_the_row() -> None:
 # --- outputs: CLIP text, DINOv2 CLS ---------------------------------------------------------------------
 
 
+@pytest.mark.numeric
 def test_text_embeddings_shapes_and_values(clip, models: dict[str, Path]) -> None:
     from transformers import AutoTokenizer, CLIPModel
 
@@ -233,13 +237,14 @@ def test_text_embeddings_shapes_and_values(clip, models: dict[str, Path]) -> Non
     with torch.no_grad():
         enc = tok(["Image of a knife"], return_tensors="pt")
         ref = model.text_projection(model.text_model(**enc).pooler_output)[0].numpy()
-    np.testing.assert_allclose(emb["Image of a {}"][1], ref, rtol=1e-4, atol=1e-5)
+    assert_close_scaled(emb["Image of a {}"][1], ref, k=256, what="padded batch vs one prompt")
     with pytest.raises(ValueError, match="no '\\{\\}'"):
         text_embeddings(clip, names, templates=["a photo"])
     with pytest.raises(ValueError, match="label index 1"):
         text_embeddings(clip, ["knife", " "])
 
 
+@pytest.mark.numeric
 def test_dinov2_output_is_final_norm_cls_token(dino, models: dict[str, Path]) -> None:
     from transformers import Dinov2Model
 
@@ -249,7 +254,7 @@ def test_dinov2_output_is_final_norm_cls_token(dino, models: dict[str, Path]) ->
     with torch.no_grad():
         out = model(pixel_values=pixels, output_hidden_states=True)
     cls = model.layernorm(out.hidden_states[-1])[:, 0]
-    torch.testing.assert_close(dino.encode_images(frames), cls, atol=1e-5, rtol=1e-4)
+    assert_close_scaled(dino.encode_images(frames), cls, k=256)
     assert not torch.allclose(out.hidden_states[-1][:, 0], cls)  # the norm matters
     with pytest.raises(ValueError, match="no text tower"):
         dino.encode_texts(["knife"])

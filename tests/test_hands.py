@@ -798,3 +798,29 @@ def test_hands_option_has_no_default():
     res = CliRunner().invoke(cmd, [])
     assert res.exit_code == 0 and res.output.strip() == "None"
     assert "XMIC_HAND_MODEL" in CliRunner().invoke(cmd, ["--help"]).output
+
+
+def test_mediapipe_native_log_lines_are_held_back(hand_model, capfd):
+    """LiteRT/glog INFO and WARNING lines written to file descriptor 2 during detection do not reach the user."""
+    hand, _ = _draw_hand()
+    capfd.readouterr()
+    with make_hand_provider("mediapipe", hand_model=str(hand_model), hand_gap=0) as p:
+        p.boxes("synthetic", np.array([0, 3]), np.stack([hand, hand]))
+    err = capfd.readouterr().err
+    assert "INFO:" not in err and "LiteRT" not in err and "W0000" not in err, err
+
+
+def test_quiet_native_logs_keeps_errors_only(capfd):
+    import os
+    import sys
+
+    from xmic.extract.hands.mediapipe_hands import quiet_native_logs
+
+    print("ours before", file=sys.stderr)
+    with quiet_native_logs():
+        os.write(2, b"INFO: Created TensorFlow Lite XNNPACK delegate for CPU.\n")
+        os.write(2, b"W0000 00:00:1.0 1 inference_runner_litert.cc:1433] Input tensor memory is not aligned\n")
+        os.write(2, b"E0000 00:00:1.0 1 calculator_graph.cc:1] graph failed\n")
+    print("ours after", file=sys.stderr)
+    err = capfd.readouterr().err
+    assert err.splitlines() == ["ours before", "E0000 00:00:1.0 1 calculator_graph.cc:1] graph failed", "ours after"]

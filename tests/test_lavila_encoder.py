@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import shared_path, tiny_clip_extract_config
+from tolerance import assert_close_scaled
 
 from xmic.demo.tiny_models import make_tiny_clip, make_tiny_lavila
 from xmic.sampling import slot_windows, window_slots
@@ -37,6 +38,7 @@ def test_window_slots_group_one_candidate_of_consecutive_bins() -> None:
         window_slots(10, 3, 4)
 
 
+@pytest.mark.numeric
 def test_inflated_tiny_clip_equals_the_hf_clip(models: Path) -> None:
     """The tiny LaViLa is the tiny CLIP in LaViLa's layout: its text tower equals HF's CLIP text features exactly and
     a 1-frame clip equals HF's image features (the towers differ only in LayerNorm eps, 1e-6 vs 1e-5)."""
@@ -56,11 +58,13 @@ def test_inflated_tiny_clip_equals_the_hf_clip(models: Path) -> None:
         video = enc.model.encode_video(pixels[:, :, None])
     ref_text = ref_text if torch.is_tensor(ref_text) else ref_text.pooler_output
     ref_image = ref_image if torch.is_tensor(ref_image) else ref_image.pooler_output
-    torch.testing.assert_close(enc.encode_texts(texts), ref_text, atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(video, ref_image, atol=1e-3, rtol=1e-3)
+    assert_close_scaled(enc.encode_texts(texts), ref_text, k=128, what="text tower")
+    # not a rounding difference: LayerNorm eps 1e-6 vs 1e-5 moves the image features by ~1e-4 of their scale
+    torch.testing.assert_close(video, ref_image, rtol=0, atol=1e-3 * float(ref_image.abs().max()))
     assert enc.spec.clip_frames == 4 and enc.spec.dim == 32 and enc.spec.family == "lavila"
 
 
+@pytest.mark.numeric
 def test_encode_slots_gives_every_slot_its_clip(models: Path) -> None:
     """Each slot holds the embedding of its 4-frame clip, computed here clip by clip from the preprocessed frames;
     the hand view embeds clips of per-frame crops (NaN box: the full frame)."""
@@ -82,11 +86,11 @@ def test_encode_slots_gives_every_slot_its_clip(models: Path) -> None:
             with torch.no_grad():
                 ref = enc.model.encode_video(pix.permute(1, 0, 2, 3)[None])[0].numpy()
             for s in slots:
-                np.testing.assert_allclose(full[r, s], ref, atol=1e-5)
+                assert_close_scaled(full[r, s], ref, k=128)
             crops = preprocess_crops(frames[r, slots], boxes[r, slots], enc.spec)
             with torch.no_grad():
                 ref_hand = enc.model.encode_video(crops.permute(1, 0, 2, 3)[None])[0].numpy()
-            np.testing.assert_allclose(hand[r, slots[0]], ref_hand, atol=1e-5)
+            assert_close_scaled(hand[r, slots[0]], ref_hand, k=128)
     np.testing.assert_array_equal(hand[1], full[1])  # no box in the whole segment: the full-frame clips
     assert not np.allclose(hand[0], full[0])
 

@@ -87,6 +87,7 @@ def _register() -> None:
     from xmic.evaluate.reproduce_cli import reproduce_cmd
     from xmic.evaluate.splits_cli import splits
     from xmic.extract.extract_cli import extract
+    from xmic.model_list import models_cmd
     from xmic.predict import predict_cmd
     from xmic.report.cli import report_cmd
     from xmic.synth.cli import synth
@@ -101,6 +102,7 @@ def _register() -> None:
     main.add_command(paper_numbers)
     main.add_command(demo_cmd)
     main.add_command(predict_cmd)
+    main.add_command(models_cmd)
     main.add_command(report_cmd)
     bench.add_command(train_bench_cmd)
     bench.add_command(decode_bench_cmd)

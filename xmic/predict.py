@@ -1,13 +1,16 @@
 """``xmic predict VIDEO --run RUN``: classify one clip with a trained run, stage one and stage two in one go.
 
 Stage one runs exactly as the run's store was extracted: the same slots (the store's sampling rule and ``T``),
-the same decode size, hand boxes from a ``--hands`` provider (default none: the hand view is the full frame), and
-the frozen encoders the run was trained on, loaded from the folder the store recorded (``EncoderSpec.source``)
-or ``--model-dir``; an encoder whose identity (width, preprocessing, model id) differs is refused. Stage two is
-the run's adapter over the class text of a vocabulary: by default the run's own (text embeddings from its store,
-or the encoder's text tower when the store has moved), a dataset group of the run's store, or a class file
-(EPIC class CSV, Ego4D taxonomy JSON, EGTEA idx TXT) embedded with the text tower. Scores are softmax
-probabilities over the vocabulary.
+the same decode size, hand boxes from a ``--hands`` provider chosen by the rule of ``xmic extract`` (a provider
+named, implied by its flag, or MediaPipe when a hand model is found; otherwise it stops and says how to choose;
+``--hands none`` classifies the full frame as the hand view), and the frozen encoders the run was trained on,
+loaded from the folder the store recorded (``EncoderSpec.source``) or ``--model-dir``; an encoder whose identity
+(width, preprocessing, model id) differs is refused. Stage two is the run's adapter over the class text of a
+vocabulary: by default the run's own (text embeddings from its store, or the encoder's text tower when the store
+has moved), a dataset group of the run's store named exactly as the store names it, or a class file (EPIC class
+CSV, Ego4D taxonomy JSON, EGTEA idx TXT) embedded with the text tower; the printed header says which. Scores are
+softmax probabilities over the vocabulary. A run whose encoder is one of the demo's tiny random encoders warns
+when the video is not part of a generated benchmark.
 """
 
 from __future__ import annotations
@@ -40,6 +43,8 @@ class Prediction:
         top: The ``top`` best ``(class name, probability)``, best first.
         run: The run folder.
         method: The run's method and target, e.g. "xmic · nouns".
+        hands: The hand-box provider used (``--hands``).
+        warnings: What the user should know about this answer (e.g. a demo encoder on a real video).
     """
 
     video: str
@@ -54,6 +59,8 @@ class Prediction:
     top: list[tuple[str, float]] = field(default_factory=list)
     run: str = ""
     method: str = ""
+    hands: str = ""
+    warnings: list[str] = field(default_factory=list)
 
     def lines(self) -> list[str]:
         """The header line and one ``" 1. name  0.4123"`` line per ranked class."""
@@ -62,7 +69,8 @@ class Prediction:
         width = max((len(n) for n, _ in self.top), default=4)
         out = [
             f"{self.video} [{t0:.2f}-{t1:.2f} s, frames {self.start_frame}-{self.stop_frame}, "
-            f"{boxed}/{len(self.boxes)} slots with a hand box] · run {self.run} ({self.method}) · "
+            f"{boxed}/{len(self.boxes)} slots with a hand box, --hands {self.hands}] · "
+            f"run {self.run} ({self.method}) · "
             f"vocabulary {self.vocab_source} ({len(self.classes)} classes)"
         ]
         out += [f"{k:>2}. {name:<{width}}  {p:.4f}" for k, (name, p) in enumerate(self.top, start=1)]
@@ -151,26 +159,70 @@ def resolve_vocab(vocab: str | None, cfg: Any, meta: dict[str, Any], clip: Any) 
         return ClassText(emb=torch.from_numpy(emb), names=names, template=cfg.template), source
 
     store = Path(meta["store"]["path"])
+    tower = f"embedded by {cfg.encoder}'s text tower, template {cfg.template!r}"
     if vocab is not None and Path(vocab).is_file():
         from xmic.evaluate.vocab_files import read_vocab
 
         v = read_vocab(vocab, cfg.target)
-        return from_text_tower(list(v.prompt), f"{vocab} ({v.source} {cfg.target}s, text tower)")
+        return from_text_tower(list(v.prompt), f"class file {vocab} ({v.source} {cfg.target}s, {tower})")
     if vocab is None:
         group = meta["store"]["dataset"]
         if not store.exists():
-            return from_text_tower(list(meta["vocab"]), f"the run's ({group}, text tower: store {store} absent)")
+            return from_text_tower(
+                list(meta["vocab"]), f"the run's own {cfg.target}s (group {group}; {tower}: store {store} is absent)"
+            )
+        how = f"the run's own classes, store group {group}"
     else:
+        if Path(vocab).suffix.lower() in (".csv", ".json", ".txt") or "/" in vocab:
+            raise ValueError(f"--vocab {vocab}: no such class file")
         groups = list_datasets(store) if store.exists() else []
-        group = next((g for g in (vocab, f"synth-{vocab}") if g in groups), None)
-        if group is None:
+        if vocab not in groups:
+            near = [g for g in groups if g.split("-")[-1] == vocab]
+            hint = f"; a store group is named exactly: --vocab {near[0]}" if near else ""
             raise ValueError(
                 f"--vocab {vocab!r} is neither a file nor a dataset group of the run's store {store} "
-                f"(groups: {', '.join(groups) or 'none, the store is absent'})"
+                f"(groups: {', '.join(groups) or 'none, the store is absent'}){hint}"
             )
+        group = vocab
+        how = f"store group {group}"
     reader = StoreReader(store, group)
     emb = reader.load_text(cfg.encoder, cfg.target, cfg.template)
-    return ClassText(emb=emb, names=list(reader.vocab[cfg.target]), template=cfg.template), f"{group} (store text)"
+    names = list(reader.vocab[cfg.target])
+    source = f"{how} of {store} ({cfg.target}s, stored text of {cfg.encoder}, template {cfg.template!r})"
+    return ClassText(emb=emb, names=names, template=cfg.template), source
+
+
+DEMO_ON_REAL_VIDEO = (
+    "warning: this run's encoders ({encoder}) are the demo's tiny random encoders, trained on generated clips; on a "
+    "video outside a generated benchmark its ranking means nothing. Train a run on a store extracted with a real "
+    "encoder (`xmic models` lists them)"
+)
+
+
+def generated_benchmark(video: Path) -> Path | None:
+    """The ``xmic synth`` benchmark folder (one holding its ``manifest.json``) that ``video`` lies in, or None."""
+    import json
+
+    for folder in Path(video).resolve().parents:
+        manifest = folder / "manifest.json"
+        if manifest.is_file():
+            try:
+                content = json.loads(manifest.read_text())
+            except (OSError, ValueError):
+                continue
+            if isinstance(content, dict) and "datasets" in content and "shared" in content:
+                return folder
+    return None
+
+
+def demo_warnings(encoders: dict[str, Any], video: Path) -> list[str]:
+    """:data:`DEMO_ON_REAL_VIDEO` for each demo encoder of the run when ``video`` is not a generated one."""
+    from xmic.registry import DEMO_MODEL_PREFIX
+
+    demo = [name for name, enc in encoders.items() if enc.spec.model_id.startswith(DEMO_MODEL_PREFIX)]
+    if not demo or generated_benchmark(video) is not None:
+        return []
+    return [DEMO_ON_REAL_VIDEO.format(encoder=", ".join(sorted(demo)))]
 
 
 def predict_clip(
@@ -182,7 +234,7 @@ def predict_clip(
     start: float | None = None,
     end: float | None = None,
     model_dir: str | Path | None = None,
-    hands: str = "none",
+    hands: str | None = None,
     hand_opts: dict[str, Any] | None = None,
     device: str = "cpu",
 ) -> Prediction:
@@ -191,13 +243,15 @@ def predict_clip(
     Args:
         video: A video file (MP4, ...).
         run_dir: A trained run folder.
-        vocab: None (the run's classes), a dataset group of the run's store (``synth-ego4d``, or ``ego4d`` when
-            the store names it ``synth-ego4d``), or a class file (EPIC CSV, Ego4D taxonomy, EGTEA idx).
+        vocab: None (the run's classes), a dataset group of the run's store by its exact name (``synth-ego4d``),
+            or a class file (EPIC CSV, Ego4D taxonomy, EGTEA idx).
         top: How many classes to return.
         start: Clip start in seconds.
         end: Clip end in seconds (exclusive).
         model_dir: Where the frozen encoders are (default: the folder the store recorded).
-        hands: Hand-box provider (``xmic extract --hands``); "none" uses the full frame as the hand view.
+        hands: Hand-box provider (``xmic extract --hands``); None: chosen as ``xmic extract`` chooses
+            (:func:`~xmic.extract.hands.factory.choose_hands`: implied by a flag in ``hand_opts`` or a hand model
+            found, else an error saying how to choose); "none" uses the full frame as the hand view.
         hand_opts: The provider's options by flag name (``hand_boxes=...``).
         device: Torch device.
 
@@ -212,15 +266,20 @@ def predict_clip(
     from xmic.cache.schema import StoreSpec
     from xmic.evaluate.evaluator import predict_logits
     from xmic.extract.hands import make_hand_provider
+    from xmic.extract.hands.factory import NoHandChoiceError, choose_hands
 
     if top < 1:
         raise ValueError(f"--top must be at least 1, got {top}")
     video, run_dir = Path(video), Path(run_dir)
     model, cfg, meta = load_run(run_dir, device=device, model_dir=model_dir)
     spec = StoreSpec.from_json(meta["store"]["spec"])
+    try:
+        hands, hand_opts = choose_hands(hands, hand_opts or {}, model_dir)
+    except NoHandChoiceError as exc:
+        raise NoHandChoiceError(f"{exc}; the run's store was extracted with --hands {spec.hands}") from None
     encoders = load_run_encoders(meta, {cfg.encoder, cfg.second_encoder}, model_dir, device)
     first, last, frame_index, frames, info = clip_frames(video, start, end, spec)
-    with make_hand_provider(hands, **(hand_opts or {})) as provider:
+    with make_hand_provider(hands, **hand_opts) as provider:
         boxes = provider.boxes(video.stem, frame_index, frames if provider.needs_frames else None)
     from xmic.sampling import parse_sampling_rule
 
@@ -261,6 +320,8 @@ def predict_clip(
         top=[(classes.names[i], float(probs[i])) for i in order],
         run=str(run_dir),
         method=f"{cfg.method} · {cfg.target}s",
+        hands=hands,
+        warnings=demo_warnings(encoders, video),
     )
 
 
@@ -270,8 +331,8 @@ def predict_clip(
 @click.option(
     "--vocab",
     default=None,
-    help="Class names: the run's (default), a group of its store (ego4d, synth-ego4d), or a class file "
-    "(EPIC CSV, Ego4D taxonomy JSON, EGTEA idx TXT).",
+    help="Class names: the run's (default), a group of its store by its exact name (e.g. synth-ego4d), or a class "
+    "file (EPIC CSV, Ego4D taxonomy JSON, EGTEA idx TXT). The header line says which was used.",
 )
 @click.option("--top", type=int, default=5, show_default=True, help="How many classes to print.")
 @click.option("--start", type=float, default=None, help="Clip start in seconds (default: 0).")
@@ -299,8 +360,13 @@ def predict_cmd(video: Path, run_dir: Path, as_json: bool, **kw: Any) -> None:
         pred = predict_clip(video, run_dir, hands=hands, hand_opts=opts, **kw)
     except (ModelNotFoundError, VideoDecodeError, StoreError, FileNotFoundError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
+    for warning in pred.warnings:
+        click.echo(warning, err=True)
     if as_json:
-        click.echo(json.dumps({"header": pred.lines()[0], "top": [{"class": n, "prob": p} for n, p in pred.top]}))
+        top = [{"class": n, "prob": p} for n, p in pred.top]
+        click.echo(
+            json.dumps({"header": pred.lines()[0], "vocab": pred.vocab_source, "warnings": pred.warnings, "top": top})
+        )
     else:
         click.echo("\n".join(pred.lines()))
 

@@ -33,13 +33,13 @@ def trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
 
 def save_run(run_dir: Path, model: nn.Module, cfg: TrainConfig, meta: dict[str, Any]) -> None:
     """Write checkpoint, config and metadata (vocabulary, encoders, store spec) into ``run_dir``."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     run_dir.mkdir(parents=True, exist_ok=True)
     state = trainable_state(model)
     meta = dict(meta)
-    if state:
-        save_file(state, str(run_dir / CHECKPOINT))
+    if state:  # written as bytes, so it gets the same permissions (umask) as the run's other files
+        (run_dir / CHECKPOINT).write_bytes(save(state))
         meta["checkpoint_sha256"] = file_sha256(run_dir / CHECKPOINT)
     cfg.save(run_dir / CONFIG)
     (run_dir / META).write_text(json.dumps(meta, indent=2, sort_keys=True))

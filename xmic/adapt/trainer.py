@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -209,15 +210,29 @@ def train_steps(
     return history
 
 
-def train(cfg: TrainConfig, cache: Path, out: Path | None = None, *, progress: bool = True, reader=None) -> TrainResult:
+def train(
+    cfg: TrainConfig,
+    cache: Path,
+    out: Path | None = None,
+    *,
+    progress: bool = True,
+    reader=None,
+    overwrite: bool = False,
+    ignore_lock: bool = False,
+) -> TrainResult:
     """Train ``cfg.method`` on the store at ``cache`` (dataset group ``cfg.dataset``); write the run to ``out``.
 
-    The last epoch is what the run keeps: nothing is selected on evaluation data.
+    The last epoch is what the run keeps: nothing is selected on evaluation data. ``out`` is written as
+    :mod:`xmic.adapt.run_folder` says: locked, written beside it and swapped in when complete; a finished run
+    there is replaced only with ``overwrite``.
     """
     from xmic.adapt.baselines import FRAME_METHODS, TEXT_METHODS
+    from xmic.adapt.run_folder import check_run_folder, new_run
     from xmic.cache.reader import StoreReader
 
     cfg.validate()
+    if out is not None:
+        check_run_folder(out, overwrite=overwrite)  # before the store is read
     reader = reader or StoreReader(cache, cfg.dataset)
     spec = reader.spec
     encoder, second = resolve_encoders(cfg, spec)
@@ -226,6 +241,10 @@ def train(cfg: TrainConfig, cache: Path, out: Path | None = None, *, progress: b
         source = spec.encoders[encoder].source
         if source and Path(source).is_dir():
             cfg.text_model_dir = source  # the same local weights the store was extracted with
+    elif cfg.method in TEXT_METHODS:  # --model-dir: the model folder itself, or a folder of them (as extract takes)
+        from xmic.weights import find_model_dir
+
+        cfg.text_model_dir = str(find_model_dir(spec.encoders[encoder], cfg.text_model_dir))
     if cfg.method in TEXT_METHODS:
         check_text_weights(cfg, spec.encoders[encoder])
     device = torch.device(cfg.device)
@@ -276,21 +295,19 @@ def train(cfg: TrainConfig, cache: Path, out: Path | None = None, *, progress: b
         },
         "xmic_version": __version__,
     }
-    if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "metrics.jsonl").unlink(missing_ok=True)
-    history: list[dict[str, Any]] = []
-    if getattr(model, "trainable", True):
-        history = train_steps(
-            model,
-            bank,
-            classes,
-            cfg,
-            device=device,
-            progress=progress,
-            on_epoch=(lambda row: append_metrics(out, row)) if out is not None else None,
-        )
-    if out is not None:
-        meta["final"] = history[-1] if history else None
-        save_run(out, model, cfg, meta)
+    with new_run(out, overwrite=overwrite, ignore_lock=ignore_lock) if out is not None else nullcontext() as work:
+        history: list[dict[str, Any]] = []
+        if getattr(model, "trainable", True):
+            history = train_steps(
+                model,
+                bank,
+                classes,
+                cfg,
+                device=device,
+                progress=progress,
+                on_epoch=(lambda row: append_metrics(work, row)) if work is not None else None,
+            )
+        if work is not None:
+            meta["final"] = history[-1] if history else None
+            save_run(work, model, cfg, meta)
     return TrainResult(run_dir=out, model=model.eval(), metrics=history, meta=meta)

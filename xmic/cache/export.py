@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import os
 import shutil
+import uuid
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from xmic.cache.backend import Backend, Session
+from xmic.cache import guard
+from xmic.cache.backend import FORMATS, H5_SUFFIXES, Backend, Session
 from xmic.cache.errors import StoreError
+from xmic.owned import check_owned, remove_owned, store_owned
 
 #: Upper bound on the rows copied at once, in bytes of the array being copied.
 BLOCK_BYTES = 64 * 1024 * 1024
@@ -38,27 +41,52 @@ def export_store(
     Returns:
         ``out`` as a Path.
     """
+    if fmt is not None and fmt not in FORMATS:
+        raise ValueError(f"unknown store format {fmt!r}; use one of {', '.join(FORMATS)}")
     src_b = Backend(src)
     out_p = Path(out)
+    owned = store_owned(out_p.parent, out_p.name)  # only a store's own files are deleted
+    replace = {"what": f"--to {out_p}", "fix": "give another --to"}
     if out_p.exists():
         if out_p.resolve() == src_b.path.resolve():
             raise StoreError(f"cannot export {src} onto itself")
         if not overwrite:
-            raise StoreError(f"{out_p} exists; pass overwrite=True (--overwrite) to replace it")
-        shutil.rmtree(out_p) if out_p.is_dir() else out_p.unlink()
-    dst_b = Backend(out_p, fmt)
+            raise StoreError(f"{out_p} exists; pass --overwrite to replace it")
+        check_owned(out_p.parent, owned, [out_p.name], **replace)
+    out_fmt = fmt or _suffix_format(out_p)
+    # written under a temporary name beside ``out`` and renamed once complete: a failed export leaves nothing
+    # at ``out`` (its temporary copy is removed), so the retry is not blocked
+    tmp = out_p.with_name(f".{out_p.name}.{uuid.uuid4().hex[:12]}.export-partial")
+    try:
+        _export(src_b, Backend(tmp, out_fmt), block_bytes)
+        if out_p.exists():
+            remove_owned(out_p.parent, owned, [out_p.name], **replace)
+        os.replace(tmp, out_p)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True) if tmp.is_dir() else tmp.unlink()
+    return out_p
+
+
+def _suffix_format(path: Path) -> str:
+    return "h5" if path.suffix.lower() in H5_SUFFIXES else "zarr"
+
+
+def _export(src_b: Backend, dst_b: Backend, block_bytes: int) -> None:
     with src_b.session("r") as s, dst_b.session("a") as d:
         d.set_attrs("", _plain_attrs(s.get_attrs("")))
         for group in s.walk_groups(""):
             d.require_group(group)
             d.set_attrs(group, _plain_attrs(s.get_attrs(group)))
         keys = sorted(s.walk_arrays(""), key=lambda k: (k.endswith("/done"), k))
+        done: dict[str, np.ndarray] = {}
+        for key in keys:  # every chunk an array must hold is there, else nothing is copied
+            guard.check_present(s, src_b.path, key, done)
         for key in keys:
-            _copy_array(s, d, key, block_bytes)
-    return out_p
+            _copy_array(s, d, key, block_bytes, src_b.path)
 
 
-def _copy_array(s: Session, d: Session, key: str, block_bytes: int) -> None:
+def _copy_array(s: Session, d: Session, key: str, block_bytes: int, src: Path) -> None:
     info = s.info(key)
     d.create_array(key, info.shape, info.dtype, info.chunks, info.fill_value)
     d.set_attrs(key, _plain_attrs(s.get_attrs(key)))
@@ -66,14 +94,14 @@ def _copy_array(s: Session, d: Session, key: str, block_bytes: int) -> None:
         return
     n = info.shape[0]
     if info.dtype == "str":
-        d.write(key, slice(0, n), s.read(key))
+        d.write(key, slice(0, n), guard.read_checked(s, src, key))
         return
     row_bytes = int(np.prod(info.shape[1:], dtype=np.int64)) * np.dtype(info.dtype).itemsize
     chunk = info.chunks[0] if info.chunks else n
     step = max(chunk, (block_bytes // max(1, row_bytes)) // chunk * chunk)
     for start in range(0, n, step):
         rows = slice(start, min(n, start + step))
-        d.write(key, rows, s.read(key, rows))
+        d.write(key, rows, guard.read_checked(s, src, key, rows))
 
 
 def _plain(value: Any) -> Any:

@@ -198,29 +198,6 @@ def expected_shapes(dataset: str, spec: Any, n_rows: int) -> dict[str, tuple[int
     }
 
 
-def _shard_path(root: Any, key: str, chunk: int) -> Path | None:
-    """The file of shard ``chunk`` of array ``key`` in a local Zarr store (None: not a local store)."""
-    base = getattr(root.store, "root", None)
-    if base is None:
-        return None
-    arr = root[key]
-    coords = (int(chunk),) + (0,) * (arr.ndim - 1)
-    return Path(base) / key / arr.metadata.encode_chunk_key(coords)
-
-
-def missing_chunks(s: Any, key: str, chunks: Any) -> list[int]:
-    """Chunks among ``chunks`` whose shard object of ``key`` is absent (zarr would read them as black frames)."""
-    root = getattr(s, "root", None)
-    if root is None or type(root).__module__.split(".")[0] != "zarr":
-        return []
-    out = []
-    for c in chunks:
-        path = _shard_path(root, key, int(c))
-        if path is not None and not path.is_file():
-            out.append(int(c))
-    return out
-
-
 def array_bytes(store_path: str | os.PathLike, key: str) -> int:
     """Bytes on disk of array ``key`` of a Zarr store (its folder, metadata included); 0 for an HDF5 file."""
     folder = Path(store_path) / key

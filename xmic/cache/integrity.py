@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from xmic.cache import guard
 from xmic.cache.backend import Backend, Session
 
 
@@ -45,6 +46,26 @@ def read_every_chunk(s: Session, problems: list[str], notes: list[str], fmt: str
             f"{unprotected[0]}): flipped bits there cannot be detected; re-extract into a new store to add them"
         )
     return failing
+
+
+def missing_everywhere(s: Session, path: str | os.PathLike, problems: list[str]) -> set[tuple[str, int]]:
+    """Every chunk that an array must hold (:func:`xmic.cache.guard.expected_chunks`) and that was never stored or
+    was deleted: a problem per array naming its chunks and the repair. Returns the ``(array, chunk)`` pairs."""
+    lost: set[tuple[str, int]] = set()
+    done: dict[str, np.ndarray] = {}
+    for key in _walk_arrays(s, "", []):
+        try:
+            missing = s.missing_chunks(key, guard.expected_chunks(s, key, done))
+        except Exception:  # noqa: BLE001 - unreadable metadata or done flags: the full read names them
+            continue
+        if missing:
+            lost.update((key, c) for c in missing)
+            shown = ", ".join(map(str, missing[:20])) + (" …" if len(missing) > 20 else "")
+            problems.append(
+                f"array {key} chunk{'s' if len(missing) > 1 else ''} {shown}: missing from the store (would read as "
+                f"fill values); {guard.repair_hint(path, key, unreadable=False)}"
+            )
+    return lost
 
 
 def _walk_arrays(s: Session, key: str, problems: list[str]) -> Iterator[str]:

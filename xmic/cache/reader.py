@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from xmic.cache import layout
+from xmic.cache import guard, layout
 from xmic.cache.backend import Backend, Session
 from xmic.cache.errors import StoreError, StoreSpecError, spec_differences
 from xmic.cache.schema import (
@@ -77,14 +77,26 @@ class StoreReader(layout.GroupView):
         with self._backend.session("r") as s:
             if not s.has(key):
                 raise StoreError(f"{self.path}: array {key} is missing")
-            return s.read(key, sel)
+            return self._get(s, key, sel)
+
+    def _get(self, s: Session, key: str, sel: Any = ...) -> np.ndarray:
+        """``key[sel]`` once every chunk ``key`` must hold is known to exist (looked for once per reader and array);
+        a missing or unreadable chunk is a :class:`~xmic.cache.guard.StoreDamageError` naming it and the repair."""
+        self._present(s, key)
+        return guard.read_checked(s, self.path, key, sel)
+
+    def _present(self, s: Session, key: str) -> None:
+        checked = self.__dict__.setdefault("_checked_keys", set())
+        if key not in checked:
+            guard.check_present(s, self.path, key)
+            checked.add(key)
 
     @cached_property
     def segments(self) -> dict[str, np.ndarray]:
         """Column -> (N,) numpy array (strings as ``<U``)."""
         with self._backend.session("r") as s:
             cols = s.children(layout.segments_key(self.dataset))[1]
-            return {c: s.read(layout.segments_key(self.dataset, c)) for c in cols}
+            return {c: self._get(s, layout.segments_key(self.dataset, c)) for c in cols}
 
     @cached_property
     def vocab(self) -> dict[str, list[str]]:
@@ -161,7 +173,7 @@ class StoreReader(layout.GroupView):
         key = f"{self.dataset}/hand_source"
         with self._backend.session("r") as s:
             present = s.has(key)
-            src = s.read(key, rows) if present else None
+            src = self._get(s, key, rows) if present else None
         if src is None:
             if not derive:
                 return None
@@ -202,9 +214,10 @@ class StoreReader(layout.GroupView):
                     f"{self.path} dataset {self.dataset!r} has no features for encoder {encoder!r}; "
                     f"it holds: {', '.join(sorted(self.spec.encoders)) or 'none'}"
                 )
+            self._present(s, key)
             if rows is None:
-                return s.read(key)
-            return _read_rows(s, key, np.asarray(rows), self.n_rows)
+                return guard.read_checked(s, self.path, key)
+            return _read_rows(s, key, np.asarray(rows), self.n_rows, self.path)
 
     def load_features(self, encoder: str, view: str, device: Any = "cpu", rows: Any = None) -> Any:
         """The ``features/<encoder>/<view>`` array as one float16 tensor on ``device``.
@@ -278,7 +291,20 @@ class StoreReader(layout.GroupView):
             if slots.size and (slots.min() < 0 or slots.max() >= t):
                 raise IndexError(f"slots {slots.min()}..{slots.max()} out of range for T={t}")
         with self._backend.session("r") as s:
-            return frame_cache.read(s, layout.frames_key(self.dataset, encoder), rows, slots, t)
+            key = layout.frames_key(self.dataset, encoder)
+            self._present(s, key)
+            try:
+                return frame_cache.read(s, key, rows, slots, t)
+            except (IndexError, TypeError, StoreError):
+                raise
+            except Exception as exc:  # noqa: BLE001 - checksum or JPEG decoding: the library's errors vary
+                bad = sorted({int(r) // self.spec.chunk_rows for r in rows})
+                chunk = next((c for c in bad if guard.chunk_unreadable(s, key, c, self.spec.chunk_rows)), bad[0])
+                why = str(exc).split("\n")[0][:160]
+                raise guard.StoreDamageError(
+                    f"{self.path}: array {key} chunk {chunk} fails its checksum or cannot be decoded "
+                    f"({type(exc).__name__}: {why}); " + guard.repair_hint(self.path, key, unreadable=True)
+                ) from None
 
     def load_frames(
         self,
@@ -334,7 +360,7 @@ class StoreReader(layout.GroupView):
 
         key = f"{self._text_dir(encoder, target, dataset)}/{template_key(template)}"
         with self._backend.session("r") as s:
-            arr = s.read(key) if s.has(key) else None
+            arr = self._get(s, key) if s.has(key) else None
         if arr is None:
             have = self.text_templates(encoder, target, dataset)
             raise StoreError(
@@ -363,7 +389,7 @@ class StoreReader(layout.GroupView):
                 return []
             for name in s.children(folder)[1]:
                 if name.isdigit() and int(name) < len(done) and done[int(name)]:
-                    records.extend(json.loads(line) for line in s.read(f"{folder}/{name}"))
+                    records.extend(json.loads(line) for line in self._get(s, f"{folder}/{name}"))
         return sorted(records, key=lambda r: r["row"])
 
     def check_bin_centres(self) -> None:
@@ -456,7 +482,7 @@ def _identity(enc: EncoderSpec | dict[str, Any]) -> dict[str, Any]:
     return json.loads(json.dumps(d))
 
 
-def _read_rows(s: Session, key: str, rows: np.ndarray, n_rows: int) -> np.ndarray:
+def _read_rows(s: Session, key: str, rows: np.ndarray, n_rows: int, path: Any = "") -> np.ndarray:
     """``array[rows]`` for any (M,) row indices, reading each touched storage chunk once."""
     if rows.ndim != 1 or (rows.size and rows.dtype.kind not in "iu"):
         raise ValueError(f"rows must be a 1-D integer array, got {rows.dtype} {rows.shape}")
@@ -473,5 +499,5 @@ def _read_rows(s: Session, key: str, rows: np.ndarray, n_rows: int) -> np.ndarra
     groups = np.split(np.arange(len(srt)), np.flatnonzero(np.diff(srt // step)) + 1)
     for g in groups:
         lo, hi = int(srt[g[0]]), int(srt[g[-1]]) + 1
-        out[order[g]] = s.read(key, slice(lo, hi))[srt[g] - lo]
+        out[order[g]] = guard.read_checked(s, path, key, slice(lo, hi))[srt[g] - lo]
     return out

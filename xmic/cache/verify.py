@@ -22,12 +22,12 @@ from typing import Any
 import numpy as np
 
 from xmic.cache import frames as frame_cache
-from xmic.cache import layout
+from xmic.cache import guard, layout
 from xmic.cache.backend import Backend, Session
 from xmic.cache.errors import StoreError
 from xmic.cache.export import export_store
 from xmic.cache.info import store_info  # noqa: F401 - re-exported: part of this module's interface
-from xmic.cache.integrity import read_every_chunk, reset_damaged
+from xmic.cache.integrity import missing_everywhere, read_every_chunk, reset_damaged
 from xmic.cache.schema import (
     HAND_BOX_UNWRITTEN,
     HAND_SOURCE_NAMES,
@@ -87,9 +87,9 @@ def verify_store(path: str | os.PathLike, fmt: str | None = None, *, quick: bool
             if not groups:
                 problems.append(f"{path} holds no dataset group")
             specs: dict[str, StoreSpec] = {}
-            unreadable: set[tuple[str, int]] = set()
+            unreadable = missing_everywhere(s, path, problems)
             if not quick:
-                unreadable = read_every_chunk(s, problems, notes, backend.fmt)
+                unreadable |= read_every_chunk(s, problems, notes, backend.fmt)
                 unreadable = _frames_without_codec(unreadable, problems)
             for ds in groups:
                 try:
@@ -98,7 +98,7 @@ def verify_store(path: str | os.PathLike, fmt: str | None = None, *, quick: bool
                     problems.append(str(exc))
                     continue
                 bad = damaged.setdefault(ds, set())
-                bad.update(c for key, c in unreadable if key.startswith(f"{ds}/") and _row_chunked(key, ds))
+                bad.update(c for key, c in unreadable if key.startswith(f"{ds}/") and guard.is_row_chunked(key))
                 try:
                     _verify_dataset(s, ds, specs[ds], problems, failed, bad, quick=quick)
                 except Exception as exc:  # noqa: BLE001 - damaged metadata the library cannot open: name it, go on
@@ -154,12 +154,6 @@ def _skipped_records(path: str | os.PathLike, fmt: str | None) -> list[dict[str,
 
 def _short(chunks: list[int]) -> str:
     return "chunks " + ", ".join(map(str, chunks[:MAX_LISTED])) + (" …" if len(chunks) > MAX_LISTED else "")
-
-
-def _row_chunked(key: str, ds: str) -> bool:
-    """Arrays chunked like the group's rows (one storage chunk per store chunk along the first axis)."""
-    rest = key[len(ds) + 1 :]
-    return rest in ("frame_index", "hand_box", "hand_source", "row_status") or rest.startswith(("features/", "frames/"))
 
 
 def _ranges(idx: np.ndarray) -> list[tuple[int, int]]:
@@ -235,11 +229,6 @@ def _verify_dataset(
     if odd.size:
         bad_chunks.update(int(r) // c for r in odd)
         problems.append(f"{where}: {odd.size} rows have an unknown row_status: {_listed(odd, ids)}")
-    for key in sorted(set(frame_cache.expected_shapes(ds, spec, n)) & good):
-        lost = frame_cache.missing_chunks(s, key, np.flatnonzero(done == 1))  # zarr would read them as black frames
-        if lost:
-            bad_chunks.update(lost)
-            problems.append(f"{where}: {key} has no stored images for done {_short(lost)}: missing")
     failed_status = np.where(in_done, status, ROW_PENDING)  # rows of unfinished chunks will be redone
     _verify_failures(s, ds, ids, videos, done, failed_status, problems, failed)
     if quick:

@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import json
 import os
+import uuid
 from typing import Any
 
 import numpy as np
 
 from xmic.cache import frames as frame_cache
-from xmic.cache import layout
+from xmic.cache import guard, layout
 from xmic.cache.backend import STR, Backend, Session
-from xmic.cache.errors import StoreSpecError, spec_differences
+from xmic.cache.errors import StoreSpecError
+from xmic.cache.reopen import check_resume, intact, read_by_chunk
 from xmic.cache.schema import (
     HAND_BOX_UNWRITTEN,
     HAND_SOURCE_NAMES,
@@ -34,7 +36,7 @@ from xmic.cache.schema import (
     hand_source_from_boxes,
     num_chunks,
 )
-from xmic.cache.segments import normalise_segments, normalise_vocab, segments_difference
+from xmic.cache.segments import normalise_segments, normalise_vocab
 
 #: Value of an unwritten slot: NaN features, boxes -1 (not NaN, which means "no box"), box source 255 (no valid
 #: code), frame index -1, row status pending, done 0. None of them is a value a finished chunk holds, so a lost chunk
@@ -105,14 +107,17 @@ class StoreWriter(layout.GroupView):
             raise ValueError(
                 f"spec needs chunk_rows >= 1 and num_frames >= 1, got {spec.chunk_rows}, {spec.num_frames}"
             )
+        if backend.fmt == "h5" and (not backend.path.exists() or _h5_start_afresh(backend, spec, segs, voc, overwrite)):
+            _create_h5(backend, spec, segs, voc)
+            return cls(backend, spec, n)
         with backend.session("a") as s:
             if s.has(spec.dataset) and not overwrite:
                 if layout.SPEC_ATTR not in s.get_attrs(spec.dataset):
                     raise StoreSpecError(
                         f"{path}: group {spec.dataset!r} exists without a spec (creation interrupted?); "
-                        "delete it or pass overwrite=True"
+                        "re-run `xmic extract` with --overwrite to discard it"
                     )
-                _check_resume(s, spec, segs, voc, where=str(path))
+                check_resume(s, spec, segs, voc, where=str(path))
                 return cls(backend, layout.read_spec(s, spec.dataset, str(path)), n)
             s.delete(spec.dataset)
             _allocate(s, spec, segs, voc)
@@ -127,11 +132,41 @@ class StoreWriter(layout.GroupView):
             n = s.info(layout.segments_key(dataset, "segment_id")).shape[0]
         return cls(backend, spec, n)
 
-    def pending_chunks(self) -> list[int]:
-        """Indices of the chunks whose done flag is still 0, ascending."""
+    def pending_chunks(self, *, retry_failed: bool = True) -> list[int]:
+        """Indices of the chunks to (re)compute, ascending: those whose done flag is 0 (or cannot be read), done
+        chunks with a chunk object missing from any array written with the rows (features, frame cache, boxes, row
+        states) or a missing or unreadable failure record, and with ``retry_failed`` done chunks with failed rows.
+        A done chunk whose objects are all there but fail their checksum is found by ``xmic cache verify``
+        (``--reset-damaged`` un-flags it)."""
+        ds = self.dataset
         with self._backend.session("r") as s:
-            done = s.read(f"{self.dataset}/done")
-        return [int(i) for i in np.flatnonzero(done == 0)]
+            done = read_by_chunk(s, f"{ds}/done", 1, fill=0)
+            todo = done != 1
+            flagged = np.flatnonzero(done == 1)
+            for key in s.walk_arrays(ds):
+                if guard.is_row_chunked(key):
+                    todo[s.missing_chunks(key, flagged)] = True
+            if s.is_group(layout.failed_group(ds)):
+                for name in s.children(layout.failed_group(ds))[1]:
+                    if name.isdigit() and int(name) < len(done) and not intact(s, layout.failed_key(ds, int(name))):
+                        todo[int(name)] = True
+            if retry_failed:
+                status = read_by_chunk(s, f"{ds}/row_status", self.spec.chunk_rows, fill=ROW_PENDING)
+                failed_rows = np.flatnonzero(status == ROW_FAILED)
+                todo[np.unique(failed_rows // self.spec.chunk_rows)] = True
+        return [int(i) for i in np.flatnonzero(todo)]
+
+    def failed_rows(self, chunks: list[int] | None = None) -> int:
+        """How many rows of done ``chunks`` (default: all) are recorded as failed."""
+        with self._backend.session("r") as s:
+            done = read_by_chunk(s, f"{self.dataset}/done", 1, fill=0)
+            status = read_by_chunk(s, f"{self.dataset}/row_status", self.spec.chunk_rows, fill=ROW_PENDING)
+        in_done = np.repeat(done == 1, self.spec.chunk_rows)[: len(status)]
+        if chunks is not None:
+            mine = np.zeros(len(done), bool)
+            mine[list(chunks)] = True
+            in_done &= np.repeat(mine, self.spec.chunk_rows)[: len(status)]
+        return int(np.count_nonzero(in_done & (status == ROW_FAILED)))
 
     def write_chunk(
         self,
@@ -183,9 +218,8 @@ class StoreWriter(layout.GroupView):
         frame_arrays = frame_cache.checked(self.spec, frames, n, chunk)
         records = self._checked_failures(failures or [], rows, rs)
         ds = self.dataset
-        # every array's rows of a chunk are one storage chunk, which the backend encodes and writes whole with its
-        # checksum (see xmic.cache.backend); a lazy session opens the Zarr group only when an operation needs it
-        with self._backend.session("a", lazy=True) as s:
+        # every array's rows of a chunk are one storage chunk, which the library writes whole with its checksum
+        with self._backend.session("a") as s:
             s.write(f"{ds}/done", slice(chunk, chunk + 1), np.zeros(1, np.uint8))
             if self._has_source is None:
                 self._has_source = s.has(f"{ds}/hand_source")
@@ -195,10 +229,8 @@ class StoreWriter(layout.GroupView):
             writes += [(layout.features_key(ds, enc, view), rows, arr) for (enc, view), arr in feats.items()]
             writes += [(key, rows, arr) for key, arr in frame_arrays.items()]  # the frame cache: a shard of JPEGs
             writes.append((f"{ds}/row_status", rows, rs))
-            # in this order, the checksums computed on the backend's thread ahead (Session.write_many); it returns
-            # only when nothing it started still runs and stops at the first error, so the done flag below is set
-            # only on a chunk whose every array was written
-            s.write_many(writes)
+            for key, sel, value in writes:  # an error stops here: the done flag below is set only when all are written
+                s.write(key, sel, value)
             s.delete(layout.failed_key(ds, chunk))
             if records:
                 lines = np.array([json.dumps(r, sort_keys=True, default=str) for r in records])
@@ -252,6 +284,17 @@ class StoreWriter(layout.GroupView):
                 raise ValueError(f"templates {template!r} and {other!r} share the array name {key}")
             s.create_array(key, arr.shape, "float32", data=arr.astype(np.float32))
             s.set_attrs(key, {layout.TEMPLATE_ATTR: template})
+
+    def damaged_texts(self, encoder: str, dataset: str, target: str, templates: Any) -> list[str]:
+        """Of ``templates``, those whose class-text array is absent, lacks a chunk, fails to read back or holds
+        NaN/inf (what ``write_text`` must write again)."""
+        out = []
+        with self._backend.session("r") as s:
+            for template in templates:
+                key = layout.text_key(encoder, dataset, target, template)
+                if not intact(s, key) or not np.isfinite(s.read(key)).all():
+                    out.append(template)
+        return out
 
     def _checked_features(self, features: dict[str, dict[str, Any]], n: int) -> dict[tuple[str, str], np.ndarray]:
         extra = sorted(set(features) - set(self.spec.encoders))
@@ -348,6 +391,54 @@ def _checked_source(hand_source: Any, hand_box: np.ndarray, shape: tuple[int, in
     return hs
 
 
+def _create_h5(backend: Backend, spec: StoreSpec, segs: dict[str, np.ndarray], voc: dict[str, np.ndarray]) -> None:
+    """A new HDF5 store: allocated under a temporary name beside ``backend.path`` and renamed into place once the
+    file is closed (its metadata flushed), so a write that fails (a full disk) leaves no file at the store's path;
+    the temporary file is removed then, and one left by a killed run is removed by the next creation."""
+    for stale in backend.path.parent.glob(f".{backend.path.name}.*{H5_CREATING}"):
+        stale.unlink(missing_ok=True)
+    tmp = backend.path.with_name(f".{backend.path.name}.{uuid.uuid4().hex[:12]}{H5_CREATING}")
+    try:
+        with Backend(tmp, "h5").session("a") as s:
+            _allocate(s, spec, segs, voc)
+        os.replace(tmp, backend.path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _h5_start_afresh(
+    backend: Backend, spec: StoreSpec, segs: dict[str, np.ndarray], voc: dict[str, np.ndarray], overwrite: bool
+) -> bool:
+    """Whether an existing HDF5 store is made anew (under a temporary name, then renamed over it) instead of being
+    changed in place: it holds nothing but group ``dataset`` (and that group's class texts), and either the group is
+    to be discarded (``overwrite``) or none of its chunks is done (a first write that failed, e.g. on a full disk,
+    can leave HDF5's metadata damaged; there is nothing to keep) and it was made as this run would make it
+    (StoreSpecError otherwise, as for any resume). A file that does not open is left to the caller."""
+    dataset = spec.dataset
+    with backend.session("r") as s:
+        others = [g for g in s.children("")[0] if g not in (dataset, layout.TEXT_GROUP)]
+        if s.is_group(layout.TEXT_GROUP):
+            for enc in s.children(layout.TEXT_GROUP)[0]:
+                others += [d for d in s.children(f"{layout.TEXT_GROUP}/{enc}")[0] if d != dataset]
+        if others:
+            return False
+        if overwrite:
+            return True
+        if not s.has(f"{dataset}/done") or layout.SPEC_ATTR not in s.get_attrs(dataset):
+            return False  # an interrupted creation: the caller's own rules apply
+        try:
+            if s.read(f"{dataset}/done").any():
+                return False
+        except Exception:  # noqa: BLE001 - unreadable done flags: no chunk can be trusted as done
+            pass
+        check_resume(s, spec, segs, voc, where=str(backend.path), repair=False)
+        return True
+
+
+#: Suffix of an HDF5 store being created (see :func:`_create_h5`).
+H5_CREATING = ".creating"
+
+
 def _allocate(s: Session, spec: StoreSpec, segs: dict[str, np.ndarray], vocab: dict[str, np.ndarray]) -> None:
     """Create every array of the group with its fill value; the spec attribute goes last."""
     ds, n, t, c = spec.dataset, len(segs["segment_id"]), spec.num_frames, spec.chunk_rows
@@ -373,39 +464,3 @@ def _allocate(s: Session, spec: StoreSpec, segs: dict[str, np.ndarray], vocab: d
     s.require_group(layout.failed_group(ds))
     s.set_attrs("", {layout.LAYOUT_ATTR: layout.LAYOUT_VERSION})
     s.set_attrs(ds, {layout.SPEC_ATTR: spec.to_json()})
-
-
-def _check_resume(
-    s: Session, spec: StoreSpec, segs: dict[str, np.ndarray], vocab: dict[str, np.ndarray], where: str
-) -> None:
-    stored = layout.read_spec(s, spec.dataset, where)
-    old_fields, new_fields = layout.spec_fields(stored, for_resume=True), layout.spec_fields(spec, for_resume=True)
-    for name, ident in old_fields["encoders"].items():  # a store from before weight hashes: nothing to compare
-        if not ident.get("weights_sha256") and name in new_fields["encoders"]:
-            ident["weights_sha256"] = new_fields["encoders"][name].get("weights_sha256", "")
-    lines = spec_differences(
-        old_fields,
-        new_fields,
-        asked_label="the new spec has",
-        exact_encoders=True,
-    )
-    if not lines:
-        old_segs = {
-            col: s.read(layout.segments_key(spec.dataset, col))
-            for col in s.children(layout.segments_key(spec.dataset))[1]
-        }
-        old_vocab = {t: s.read(layout.vocab_key(spec.dataset, t)) for t in TARGETS}
-        lines = segments_difference(old_segs, segs, old_vocab, vocab)
-    for name, enc in spec.encoders.items():
-        old = stored.encoders.get(name)
-        if old and old.weights_sha256 and enc.weights_sha256 and old.weights_sha256 != enc.weights_sha256:
-            lines.append(
-                f"weights of {name}: the store's came from {old.source} (sha256 {old.weights_sha256[:16]}…), this "
-                f"run's from {enc.source} (sha256 {enc.weights_sha256[:16]}…); resuming would mix two models' features"
-            )
-    if lines:
-        raise StoreSpecError(
-            f"{where} already holds dataset {spec.dataset!r} made differently:\n  "
-            + "\n  ".join(lines)
-            + "\nuse another path or dataset name, or overwrite=True to discard it"
-        )

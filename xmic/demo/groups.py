@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from pathlib import Path
 
 Echo = Callable[[str], None]
@@ -108,11 +109,13 @@ def ensure_demo_groups(
     from xmic.demo.pretrain import PretrainConfig
     from xmic.demo.store import extract_demo_store
     from xmic.evaluate.reproduce import store_groups
+    from xmic.owned import MANIFEST, adding
 
     unknown = sorted(set(names) - set(DEMO_GROUPS))
     if unknown:
         raise ValueError(f"no demo dataset {', '.join(unknown)}; the demo has {', '.join(DEMO_GROUPS)}")
     cache = Path(cache)
+    made_here = not cache.exists()
     present = [g for g in store_groups(cache) if g in DEMO_GROUPS.values()]
     stale = _old_layout_groups(cache, present)
     for group in stale:
@@ -126,26 +129,35 @@ def ensure_demo_groups(
     second = DINO_NAME if encoders is None or DINO_NAME in encoders else None
 
     data_dir = _benchmark_with(root, missing)
+    generate = data_dir is None
     if data_dir is None:
         data_dir = root / ("data" if not (root / "data").exists() else f"data-{'+'.join(missing)}")
-        scale = QUICK_SCALE if quick else 1.0
-        echo(f"demo: generating {', '.join(missing)} (scale {scale}) -> {data_dir}")
-        _generate(data_dir, missing, seed=seed, scale=scale, progress=progress)
-    manifest = json.loads((data_dir / "manifest.json").read_text())
+    # a demo folder (or a store made here from nothing) lists what xmic wrote; what this adds is listed too, so a
+    # later `xmic demo` there can clear it and a group rebuilt here can replace its older self
+    ours = (root / MANIFEST).exists() or made_here
+    recorded = adding(root, [data_dir.name, "models", cache.name]) if ours else nullcontext()
+    with recorded:
+        if generate:
+            scale = QUICK_SCALE if quick else 1.0
+            echo(f"demo: generating {', '.join(missing)} (scale {scale}) -> {data_dir}")
+            _generate(data_dir, missing, seed=seed, scale=scale, progress=progress)
+        manifest = json.loads((data_dir / "manifest.json").read_text())
 
-    models = root / "models"
-    if not (models / CLIP_NAME / "config.json").is_file():
-        echo(f"demo: tiny encoders -> {models}")
-        pretrain = QUICK_PRETRAIN if quick else PretrainConfig()
-        make_demo_encoders(models, manifest, seed=seed, pretrain=pretrain, dino=second is not None, progress=progress)
-    else:
-        if second is not None and not (models / DINO_NAME / "config.json").is_file():
-            write_demo_dino(models, seed=seed, echo=echo)
-        if not (models / LAVILA_NAME / f"{LAVILA_NAME}.pth").is_file():
-            write_demo_lavila(models, echo=echo)
+        models = root / "models"
+        if not (models / CLIP_NAME / "config.json").is_file():
+            echo(f"demo: tiny encoders -> {models}")
+            pretrain = QUICK_PRETRAIN if quick else PretrainConfig()
+            make_demo_encoders(
+                models, manifest, seed=seed, pretrain=pretrain, dino=second is not None, progress=progress
+            )
+        else:
+            if second is not None and not (models / DINO_NAME / "config.json").is_file():
+                write_demo_dino(models, seed=seed, echo=echo)
+            if not (models / LAVILA_NAME / f"{LAVILA_NAME}.pth").is_file():
+                write_demo_lavila(models, echo=echo)
 
-    echo(f"demo: extracting {', '.join(missing)} -> {cache}")
-    extract_demo_store(
-        data_dir, manifest, cache, models, second_encoder=second, names=tuple(missing), progress=progress, echo=echo
-    )
+        echo(f"demo: extracting {', '.join(missing)} -> {cache}")
+        extract_demo_store(
+            data_dir, manifest, cache, models, second_encoder=second, names=tuple(missing), progress=progress, echo=echo
+        )
     return [DEMO_GROUPS[n] for n in missing]

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import shutil
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -26,14 +25,13 @@ from typing import Any
 
 from xmic.demo.groups import DEMO_ADAPTER_HIDDEN, DEMO_BACKBONES, DEMO_GROUPS
 from xmic.demo.pretrain import PretrainConfig
+from xmic.owned import MANIFEST, clear_outputs, writing
 
 Echo = Callable[[str], None]
-#: What the demo writes; a folder holding anything else is not cleared.
-OUTPUTS = ("data", "models", "cache", "runs", "plots", "report_files", "report.md", "results.json")
-OUTPUTS += ("table1.md", "table1.json", "table1.png")
 #: Epochs per run: the preset's 15 (5 of them warm-up). At batch 16 (below) 200 training clips give 12 steps an
-#: epoch (the last partial batch is dropped), 180 in a run: twice the steps of batch 32 for the same compute. More epochs would let the temporal
-#: methods climb further but do not fit the demo's time budget (README, "Try it: make demo").
+#: epoch (the last partial batch is dropped), 180 in a run: twice the steps of batch 32 for the same compute. More
+#: epochs would let the temporal methods climb further but do not fit the demo's time budget (README, "Try it: make
+#: demo").
 DEMO_EPOCHS = 15
 #: Clips per step (the preset's 128 would be under two steps an epoch on 200 clips).
 DEMO_BATCH = 16
@@ -97,33 +95,35 @@ class DemoResult:
 
 
 def prepare_out(out: Path) -> None:
-    """Create ``out`` or clear an earlier demo in it; refuse a folder holding anything the demo did not write."""
+    """Create ``out`` or clear an earlier demo in it: only what the demo's list of written files
+    (:mod:`xmic.owned`) names is deleted; a folder holding anything else is refused, naming that file."""
     out.mkdir(parents=True, exist_ok=True)
-    foreign = sorted(p.name for p in out.iterdir() if p.name not in OUTPUTS and not p.name.startswith("data-"))
-    if foreign:
-        raise FileExistsError(
-            f"{out} holds files the demo did not write ({', '.join(foreign[:5])}); give an empty or new --out folder"
-        )
-    for path in [out / name for name in OUTPUTS] + sorted(out.glob("data-*")):
-        if path.is_dir():
-            shutil.rmtree(path)
-        elif path.exists():
-            path.unlink()
+    fix = "move it out of the folder or give a new --out"
+    if not (out / MANIFEST).exists() and (out / "results.json").exists():
+        fix += " (a demo written by an older xmic has no list of its files: delete that folder yourself)"
+    clear_outputs(out, what=f"the demo folder {out}", fix=fix)
+
+
+def written(out: Path, *names: str):
+    """Context manager: the body writes ``names`` into the demo folder ``out`` (recorded in its list of files)."""
+    return writing(out, names, what=f"the demo folder {out}", fix="move it out of the folder or give a new --out")
 
 
 class _Steps:
     """Numbered log lines with the wall time of each step."""
 
-    def __init__(self, total: int, echo: Echo) -> None:
-        self.total, self.echo, self.k = total, echo, 0
+    def __init__(self, total: int, echo: Echo, out: Path) -> None:
+        self.total, self.echo, self.k, self.out = total, echo, 0, out
         self.timings: dict[str, float] = {}
 
     @contextmanager
-    def step(self, key: str, title: str) -> Iterator[None]:
+    def step(self, key: str, title: str, writes: tuple[str, ...]) -> Iterator[None]:
+        """One step that writes ``writes`` (names under the demo folder)."""
         self.k += 1
         self.echo(f"[{self.k}/{self.total}] {title}")
         t0 = time.perf_counter()
-        yield
+        with written(self.out, *writes):
+            yield
         self.timings[key] = time.perf_counter() - t0
         self.echo(f"[{self.k}/{self.total}] {title}: done in {self.timings[key]:.1f} s")
 
@@ -153,18 +153,19 @@ def _run_steps(config: DemoConfig, echo: Echo) -> DemoResult:
     t_start = time.perf_counter()
     out = config.out
     prepare_out(out)
-    steps = _Steps(5, echo)
-    with steps.step("generate", f"synthetic benchmark (seed {config.seed}, scale {config.scale}) -> {out / 'data'}"):
+    steps = _Steps(5, echo, out)
+    title = f"synthetic benchmark (seed {config.seed}, scale {config.scale}) -> {out / 'data'}"
+    with steps.step("generate", title, ("data",)):
         synth = _generate(generate, out / "data", config)
         for name, info in synth.manifest["datasets"].items():
             counts = ", ".join(f"{s} {c['segments']}" for s, c in info["counts"].items())
             echo(f"  {name} ({info['title']}): {counts} segments")
-    with steps.step("models", f"tiny frozen encoders -> {out / 'models'}"):
+    with steps.step("models", f"tiny frozen encoders -> {out / 'models'}", ("models",)):
         models = make_demo_encoders(
             out / "models", synth.manifest, seed=config.seed, pretrain=config.pretrain_config(), dino=config.dino,
             progress=config.progress, echo=lambda m: echo("  " + m),
         )  # fmt: skip
-    with steps.step("extract", f"features -> {out / 'cache'} (groups synth-epic, synth-ego4d)"):
+    with steps.step("extract", f"features -> {out / 'cache'} (groups synth-epic, synth-ego4d)", ("cache",)):
         second = DINO_NAME if config.dino else None
         extracted = extract_demo_store(
             out / "data", synth.manifest, out / "cache", out / "models", second_encoder=second,
@@ -178,16 +179,18 @@ def _run_steps(config: DemoConfig, echo: Echo) -> DemoResult:
         not_run={"vita-clip": VITA_CLIP_NOT_IN_DEMO},
     )  # fmt: skip
     what = " and ".join(f"{t}s" for t in config.targets)
-    with steps.step("train", f"Table 1: X-MIC and the baselines, {what}, both directions"):
+    tables = ("runs", "table1.md", "table1.json", "table1.png")
+    with steps.step("train", f"Table 1: X-MIC and the baselines, {what}, both directions", tables):
         table = reproduce_table(1, settings, echo=lambda m: None if m.startswith("## Table") else echo("  " + m))
         reference = _hand_view_reference(settings, echo)
-    with steps.step("report", f"results.json, plots and report.md -> {out}"):
+    with steps.step("report", f"results.json, plots and report.md -> {out}", ("plots", "report_files", "report.md")):
         from xmic.demo.outputs import write_outputs
 
         result = write_outputs(config, synth.manifest, models, extracted, table, reference, echo)
     result.timings = {**steps.timings, "total": time.perf_counter() - t_start}
     result.results["timings_seconds"] = result.timings
-    (out / "results.json").write_text(json.dumps(result.results, indent=2, sort_keys=True, default=str) + "\n")
+    with written(out, "results.json"):
+        (out / "results.json").write_text(json.dumps(result.results, indent=2, sort_keys=True, default=str) + "\n")
     return result
 
 
@@ -228,7 +231,7 @@ def _hand_view_reference(settings: Any, echo: Echo) -> dict[str, Any]:
                 seed=settings.seeds[0], device="cpu",
             )  # fmt: skip
             run = settings.runs_dir / f"zero-shot-hand-{train_group}-{target}-s{cfg.seed}"
-            train(cfg, settings.cache, run, progress=False)
+            train(cfg, settings.cache, run, progress=False, overwrite=True)
             result = evaluate_run(run, settings.cache, groups, eval_splits=("validation", "val"))
             direction, scores = direction_scores(result)
             out.setdefault(target, {})[direction] = scores

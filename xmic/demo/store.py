@@ -95,9 +95,8 @@ def extract_demo_store(
     Raises:
         RuntimeError: a row failed (the synthetic data should extract completely); the message lists reasons.
     """
-    import shutil
-
     from xmic.extract.runner import ExtractConfig, run_extraction
+    from xmic.owned import manifest_owned, remove_owned
 
     data_dir, cache = Path(data_dir), Path(cache)
     out: dict[str, Any] = {}
@@ -105,9 +104,12 @@ def extract_demo_store(
         info = manifest["datasets"][name]
         group = GROUP_PREFIX + name
         texts = [p for p in (cache / "text").iterdir() if p.is_dir()] if (cache / "text").is_dir() else []
-        for stale in (cache / name, cache / group, *(t / n for t in texts for n in (name, group))):
-            if stale.exists():
-                shutil.rmtree(stale)
+        stale = [p.relative_to(cache.parent).as_posix() for p in (cache / name, cache / group)]
+        stale += [(t / n).relative_to(cache.parent).as_posix() for t in texts for n in (name, group)]
+        remove_owned(  # a group of that name that the demo did not write is never deleted
+            cache.parent, manifest_owned(cache.parent), stale, what=f"the group {name!r} of {cache}",
+            fix="the demo extracts that dataset under this name: remove or rename the group, or use another store",
+        )  # fmt: skip
         t0 = time.perf_counter()
         config = ExtractConfig(
             dataset=name,

@@ -199,6 +199,17 @@ def shared_ids_from_files(split_dir: Path, dataset: str, target: str, class_name
     return split_from_file(class_names, read_split_file(mine[0]), origin=mine[0])
 
 
+#: The notes under an evaluation table that has an hm column filled / shared and novel columns filled.
+HM_LEGEND = (
+    "hm: harmonic mean 2ab/(a+b) of the within-dataset top-1 (a, row {within}) and the cross row's top-1 (b): the "
+    "paper's balance of within- and cross-dataset generalisation."
+)
+SHARED_NOVEL_LEGEND = (
+    "shared / novel top-1: the cross rows whose class is / is not shared with the training dataset (same name, or "
+    "the authors' shared-class files with --split-files), each classified among its own subset of classes."
+)
+
+
 def to_markdown(results: dict[str, Any]) -> str:
     """A Markdown table of one evaluation (top-1, class-mean, shared/novel, hm)."""
     lines = [
@@ -215,6 +226,11 @@ def to_markdown(results: dict[str, Any]) -> str:
             f"| {name} | {r['kind']} | {r['classes']} | {r['n']} | {100 * r['top1']:.2f} | "
             f"{100 * r['class_mean_top1']:.2f} | {sh} | {nv} | {'' if hm is None else f'{100 * hm:.2f}'} |"
         )
+    within = next((name for name, r in results["datasets"].items() if r["kind"] == "within"), None)
+    if results.get("hm") and within is not None:
+        lines += ["", HM_LEGEND.format(within=within)]
+    if any("shared" in r or "novel" in r for r in results["datasets"].values()):
+        lines += ["", SHARED_NOVEL_LEGEND]
     left_out = {name: r["failed_left_out"] for name, r in results["datasets"].items() if r.get("failed_left_out")}
     if left_out:
         counts = ", ".join(f"{n} of {name}" for name, n in left_out.items())

@@ -202,10 +202,8 @@ class _Runner:
         if finished_run(run_dir, cfg, reader.spec):
             self.reused += 1
             return run_dir, True
-        for old in run_dir.glob(EVAL_FILE.format(key="*")):
-            old.unlink()
-        self.echo(f"train {run_dir.name}")
-        train(cfg, self.settings.cache, run_dir, progress=self.settings.progress, reader=reader)
+        self.echo(f"train {run_dir.name}")  # replaces an unfinished or other run there, its evaluations included
+        train(cfg, self.settings.cache, run_dir, progress=self.settings.progress, reader=reader, overwrite=True)
         self.trained += 1
         return run_dir, False
 

@@ -34,6 +34,9 @@ def summary_lines(report: ExtractReport) -> list[str]:
         + f"; waiting for decode {t.get('wait', 0.0):.2f} s, text {t.get('text', 0.0):.2f} s, "
         f"setup {t.get('setup', 0.0):.2f} s",
     ]
+    earlier = report.rows_failed_total - report.rows_failed
+    if earlier > 0:
+        lines.append(f"{earlier} rows failed in an earlier run and are still failed (`xmic cache verify` lists them)")
     if report.failures:
         lines.append(f"failed rows ({len(report.failures)}), by reason:")
         reasons = Counter(f["reason"] for f in report.failures)
@@ -95,6 +98,7 @@ def dry_run_info(config: ExtractConfig, data: Dataset, rank: int, world: int, ec
     """Describe what ``config`` would do, decoding nothing and loading no model; print it with ``echo``."""
     from xmic.cache.schema import PROMPT_TEMPLATES
     from xmic.extract.launch import chunks_of_rank, planned_chunks
+    from xmic.extract.plan import searched_line
     from xmic.registry import TEXT_FAMILIES
 
     info: dict[str, Any] = {"dataset": config.dataset, "store": str(config.cache), "splits": {}}
@@ -116,6 +120,8 @@ def dry_run_info(config: ExtractConfig, data: Dataset, rank: int, world: int, ec
         )
         if s.missing_media:
             echo(f"  missing videos: {_listed(list(s.missing_media))}")
+            first = s.missing_media[0]
+            echo(f"  ({first}: {searched_line(config.dataset, Path(config.root), first, config.media)})")
         for k in s.skipped[:MAX_LISTED]:
             echo(f"  skipped: {k}")
         for note in s.notes:
@@ -163,6 +169,17 @@ def dry_run_info(config: ExtractConfig, data: Dataset, rank: int, world: int, ec
         )
     echo(f"hands: {config.hands}; decode size: {config.decode_size or 'source'}; workers: {config.workers}")
     return info
+
+
+def _check_annotations_first(kwargs: dict[str, Any]) -> None:
+    """Raise the annotation error of ``xmic extract``'s arguments, if reading them fails (no hands needed)."""
+    from xmic.extract.datasets import AnnotationError
+    from xmic.extract.plan import load_dataset
+
+    try:
+        load_dataset(ExtractConfig(hands="none", hand_options={}, **kwargs))
+    except (AnnotationError, ValueError, OSError) as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 def _split_list(values: tuple[str, ...]) -> tuple[str, ...]:
@@ -299,6 +316,7 @@ def extract(**kwargs: Any) -> None:
     try:  # no silent "no hands": a provider named, implied by its flag or a hand model found, else stop
         hands, hand = choose_hands(kwargs.pop("hands"), hand, kwargs.get("model_dir"))
     except (ValueError, FileNotFoundError) as exc:
+        _check_annotations_first(kwargs)  # an empty or wrong --root is the first thing to fix
         raise click.ClickException(str(exc)) from None
     try:
         config = ExtractConfig(hands=hands, hand_options=hand, **kwargs)
@@ -307,10 +325,18 @@ def extract(**kwargs: Any) -> None:
         raise click.ClickException(str(exc)) from None
     if json_out:
         click.echo(json.dumps(report.to_dict(), default=str))
-    if report.rows_failed and not config.skip_bad:
+    if report.dry_run is not None:
+        missing = [n for n, e in report.dry_run["encoders"].items() if e["weights"] is None]
+        if missing:
+            raise click.ClickException(
+                f"dry run: weights of {', '.join(missing)} not found, so the run would stop; `xmic models` says "
+                "where they are looked for and how to get them (pass --model-dir DIR)"
+            )
+    if report.rows_failed_total and not config.skip_bad:
         click.echo(
-            f"error: {report.rows_failed} rows failed (listed above; `xmic cache verify {config.cache}` lists them); "
-            "the rest is written. Fix the media and re-run, or pass --skip-bad to accept the failures",
+            f"error: {report.rows_failed_total} rows failed (`xmic cache verify {config.cache}` lists them); the rest "
+            "is written. Fix the media and re-run the same command (it retries the failed rows), or pass --skip-bad "
+            "to accept the failures",
             err=True,
         )
         raise SystemExit(EXIT_ROWS_FAILED)

@@ -188,7 +188,41 @@ def fit_stops_to_media(records: list[Any], workers: int = 8) -> tuple[list[Any],
     return (sort_records(out) if changed else out), changed
 
 
-def check_media(data: Dataset, root: Path, skip_bad: bool) -> int:
+def media_candidates(dataset: str, root: Path, video_id: str, media: str | None = None) -> list[Path]:
+    """The paths under ``root`` where the media of ``video_id`` is looked for, in order (files and, for EPIC, frame
+    folders): what a missing-media message shows."""
+    if dataset == "ego4d":
+        from xmic.extract.datasets.ego4d import _media_candidates as ego4d_candidates
+
+        return ego4d_candidates(root, video_id)
+    if dataset == "egtea":
+        from xmic.extract.datasets.egtea import _media_candidates as egtea_candidates
+        from xmic.extract.datasets.egtea import parse_clip_name
+
+        try:
+            session = parse_clip_name(video_id).session
+        except ValueError:
+            session = ""
+        return egtea_candidates(root, video_id, session)
+    from xmic.extract.datasets.epic_media import _VIDEO_ID, _frames_candidates, _video_candidates
+
+    match = _VIDEO_ID.match(video_id)
+    participant = match.group(1) if match else ""
+    videos = [] if media == "frames" else _video_candidates(root, video_id, participant)
+    frames = [] if media == "video" else _frames_candidates(root, video_id, participant)
+    return videos + frames
+
+
+def searched_line(dataset: str, root: Path, video_id: str, media: str | None = None, shown: int = 4) -> str:
+    """``looked for <root>/v2/clips/<id>.mp4, ...`` for one video: the first ``shown`` candidates, relative to
+    ``root``, and how many more."""
+    paths = media_candidates(dataset, root, video_id, media)
+    rel = [str(p.relative_to(root)) if p.is_relative_to(root) else str(p) for p in paths]
+    more = f" and {len(rel) - shown} more" if len(rel) > shown else ""
+    return f"looked for {', '.join(rel[:shown])}{more} under {root}"
+
+
+def check_media(data: Dataset, root: Path, skip_bad: bool, media: str | None = None) -> int:
     """Rows whose media is missing: an error naming them unless ``skip_bad`` (then the run records them as
     failed rows, which ``xmic cache verify`` lists); returns how many there are."""
     missing = [r for r in data.records if r.video_path is None]
@@ -199,7 +233,8 @@ def check_media(data: Dataset, root: Path, skip_bad: bool) -> int:
         first = missing[0]
         raise FileNotFoundError(
             f"{len(missing)} rows of {', '.join(files)} have no media under {root}: {len(videos)} videos ({shown}); "
-            f"e.g. segment {first.segment_id} (split {first.split}) needs {first.media_kind} {first.video_id}. "
+            f"e.g. segment {first.segment_id} (split {first.split}) needs {first.media_kind} {first.video_id} "
+            f"({searched_line(data.splits[0].dataset, root, first.video_id, media)}). "
             "Download them, or pass --skip-bad to extract the rest and record these rows as failed "
             "(`xmic cache verify` lists them)"
         )

@@ -160,6 +160,8 @@ class ExtractReport:
     rows_ok: int
     rows_failed: int
     failures: list[dict[str, Any]] = field(default_factory=list)
+    #: rows of this rank's chunks recorded as failed in the store after the run: this run's and any earlier run's
+    rows_failed_total: int = 0
     skipped: list[dict[str, Any]] = field(default_factory=list)  # annotation rows --skip-bad left out, with reasons
     timings: dict[str, float] = field(default_factory=dict)
     shares: dict[str, float] = field(default_factory=dict)
@@ -175,8 +177,11 @@ def build_spec(
     config: ExtractConfig, data: Dataset, encoders: dict[str, Any], chunk_rows: int, hands: Any
 ) -> StoreSpec:
     """The store spec of this extraction (encoders as loaded, sampling rule, hands, annotation hashes, config)."""
+    from xmic.extract.resume import RECORD_KEY, stored_options
+
     record = config.as_record()
     record["hand_provider"] = _jsonable(hands.describe())
+    record[RECORD_KEY] = stored_options(config)
     return StoreSpec(
         dataset=config.dataset,
         num_frames=config.num_frames,
@@ -212,21 +217,21 @@ def make_provider(config: ExtractConfig) -> Any:
 
 def write_text_embeddings(writer: Any, encoders: dict[str, Any], dataset: str, vocab: dict[str, list[str]]) -> int:
     """Prompt embeddings of every vocabulary x PROMPT_TEMPLATES for every encoder with a text tower (CLIP,
-    LaViLa); returns arrays written."""
-    from xmic.cache.reader import StoreReader
+    LaViLa); returns arrays written. A vocabulary whose arrays are all stored, whole and readable is left as it is;
+    otherwise its embeddings are computed and every missing or damaged array of it is (re)written."""
     from xmic.cache.schema import PROMPT_TEMPLATES
     from xmic.extract.text import text_embeddings
     from xmic.registry import TEXT_FAMILIES
 
-    reader = StoreReader(writer.path, dataset, writer.fmt)
     written = 0
     for name, enc in encoders.items():
         if enc.spec.family not in TEXT_FAMILIES:
             continue
         for target in ("verb", "noun"):
-            if set(PROMPT_TEMPLATES) <= set(reader.text_templates(name, target)):
+            broken = writer.damaged_texts(name, dataset, target, PROMPT_TEMPLATES)
+            if not broken:
                 continue
-            for template, emb in text_embeddings(enc, vocab[target], PROMPT_TEMPLATES).items():
+            for template, emb in text_embeddings(enc, vocab[target], broken).items():
                 writer.write_text(name, dataset, target, template, emb)
                 written += 1
     return written
@@ -265,7 +270,7 @@ def run_extraction(
             str(config.cache), config.dataset, rank, world, len(data.records), info["chunks_total"],
             info["chunks_pending_rank"], 0, 0, 0, dry_run=info,
         )  # fmt: skip
-    check_media(data, Path(config.root), config.skip_bad)
+    check_media(data, Path(config.root), config.skip_bad, config.media)
     fmt = config.fmt
     if world > 1 and config.overwrite:
         raise ValueError("--overwrite with several ranks could discard chunks another rank writes; run it with one")
@@ -279,6 +284,25 @@ def run_extraction(
         data = fit_egtea_stops(data, config, echo)
     with store_lock(config.cache, config.dataset, rank, ignore=config.ignore_lock):
         return _extract(config, data, rank, world, names, t_start, echo, on_chunk)
+
+
+def _set_aside_unreadable_h5(config: ExtractConfig) -> Path | None:
+    """With ``--overwrite``, an HDF5 store that no longer opens is renamed (never deleted) so a new one can be made;
+    returns the new name, or None when nothing was renamed."""
+    from xmic.cache.backend import h5_opens
+    from xmic.cache.errors import StoreError
+
+    path = Path(config.cache)
+    if not config.overwrite or not path.is_file():
+        return None
+    try:
+        if detect_format(path, None) != "h5" or h5_opens(path):
+            return None
+    except StoreError:  # not HDF5 at all: not ours to rename; the store's own error says so
+        return None
+    aside = path.with_name(f"{path.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}")
+    path.rename(aside)
+    return aside
 
 
 def fit_egtea_stops(data: Dataset, config: ExtractConfig, echo: Echo) -> Dataset:
@@ -323,7 +347,14 @@ def _extract(
         removed = remove_stale_partial_files(config.cache)
         if removed:
             echo(f"removed {removed} temporary files of an interrupted write from {config.cache}")
+    set_aside = _set_aside_unreadable_h5(config)
+    if set_aside is not None:
+        echo(f"{config.cache}: the HDF5 file could not be opened (damaged); --overwrite renamed it to {set_aside}")
     writer = open_store(config.cache, spec, data.columns(), data.vocab, fmt, rank, overwrite=config.overwrite)
+    if not config.overwrite:  # after the spec, segments and vocabulary were compared: the options that change chunks
+        from xmic.extract.resume import RECORD_KEY, check_resume
+
+        check_resume(writer.spec.config, spec.config[RECORD_KEY], f"{config.cache} / {config.dataset}")
     timings.setup = time.perf_counter() - t_start
     skipped = skipped_records(data)
     if rank == 0:
@@ -331,7 +362,7 @@ def _extract(
         t0 = time.perf_counter()
         write_text_embeddings(writer, encoders, config.dataset, data.vocab)
         timings.text = time.perf_counter() - t0
-    pending = chunks_of_rank(writer.pending_chunks(), rank, world)
+    pending = chunks_of_rank(writer.pending_chunks(retry_failed=not config.skip_bad), rank, world)
     jobs = plan_chunks(
         data.records,
         writer.spec.chunk_rows,
@@ -373,6 +404,7 @@ def _extract(
         rows_ok=loop.rows_ok,
         rows_failed=loop.rows_failed,
         failures=loop.failures,
+        rows_failed_total=writer.failed_rows(chunks_of_rank(list(range(writer.n_chunks)), rank, world)),
         skipped=skipped,
         timings=dataclasses.asdict(timings),
         shares=timings.shares(),

@@ -1,23 +1,23 @@
 """Checks made before any decoding: the store can be written, and no other live process extracts the same rank.
 
-The lock is a small JSON file next to the store (``.<store name>.<dataset>.rank<r>.lock``), created atomically with
-``O_EXCL`` and holding host, pid and start time. A second run of the same rank on the same store refuses while the
-first is alive; a lock left by a killed process on this host (its pid is gone) is taken over, so resuming after a
-crash needs nothing. A lock from another host cannot be checked from here: the run refuses and says how to go on.
+The lock is a small JSON file next to the store (``.<store name>.<dataset>.rank<r>.lock``), created complete in one
+step and holding host, pid and start time (:mod:`xmic.locks`). A second run of the same rank on the same store
+refuses while the first is alive; a lock left by a killed process on this host (its pid is gone), or one that names
+no process (empty, malformed), is taken over, so resuming after a crash needs nothing. A lock from another host
+cannot be checked from here: the run refuses and says how to go on.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
-import socket
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from xmic.locks import LockHeldError, hold_lock, short_name
 
-class StoreLockedError(RuntimeError):
+
+class StoreLockedError(LockHeldError):
     """Another live process extracts the same rank into the same store."""
 
 
@@ -47,52 +47,23 @@ def check_writable(cache: Path) -> None:
 
 
 def lock_path(cache: Path, dataset: str, rank: int) -> Path:
+    """``.<store name>.<dataset>.rank<r>.lock`` beside the store; a name too long for the file system is hashed."""
     cache = Path(cache)
-    return cache.parent / f".{cache.name}.{dataset}.rank{rank}.lock"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return cache.parent / (short_name(f".{cache.name}.{dataset}.rank{rank}") + ".lock")
 
 
 @contextlib.contextmanager
 def store_lock(cache: Path, dataset: str, rank: int, *, ignore: bool = False) -> Iterator[Path]:
-    """Hold the lock of ``rank`` on ``cache``/``dataset`` for the body; StoreLockedError when a live process has it."""
-    path = lock_path(cache, dataset, rank)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    me = {"host": socket.gethostname(), "pid": os.getpid(), "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
-    for _ in range(2):
-        try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            try:
-                held = json.loads(path.read_text() or "{}")
-            except (OSError, ValueError):
-                held = {}
-            same_host = held.get("host") == me["host"]
-            if ignore or (same_host and not _alive(int(held.get("pid", -1)))):
-                path.unlink(missing_ok=True)  # stale: its process is gone (or the user said so)
-                continue
-            where = "this host" if same_host else f"host {held.get('host')}"
-            raise StoreLockedError(
-                f"{cache}: rank {rank} of dataset {dataset!r} is being extracted by pid {held.get('pid')} on {where} "
-                f"(since {held.get('started')}; lock {path}). Wait for it, or if that process is gone, pass "
-                "--ignore-lock"
-            ) from None
-        with os.fdopen(fd, "w") as fh:
-            json.dump(me, fh)
-        break
-    else:
-        raise StoreLockedError(f"{cache}: could not take the lock {path}")
-    try:
+    """Hold the lock of ``rank`` on ``cache``/``dataset`` for the body; StoreLockedError when a live process has it.
+
+    A lock naming no process (empty or malformed) or a process that is gone is stale and taken over
+    (:mod:`xmic.locks`).
+    """
+    with hold_lock(
+        lock_path(cache, dataset, rank),
+        busy=f"{cache}: rank {rank} of dataset {dataset!r} is being extracted",
+        hint="Wait for it, or if that process is gone, pass --ignore-lock",
+        ignore=ignore,
+        error=StoreLockedError,
+    ) as path:
         yield path
-    finally:
-        with contextlib.suppress(OSError):
-            if json.loads(path.read_text()).get("pid") == me["pid"]:
-                path.unlink()

@@ -29,7 +29,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -40,6 +39,7 @@ from typing import Any
 
 import numpy as np
 
+from xmic.owned import clear_outputs, writing
 from xmic.synth.datasets import (
     ALL_DATASET_SPECS,
     DEFAULT_DATASETS,
@@ -278,17 +278,14 @@ def existing_outputs(out: str | Path) -> list[Path]:
 
 
 def _clear(out: Path, overwrite: bool) -> None:
+    """Delete an earlier benchmark in ``out`` (``overwrite``): only the files its list of written files names."""
     present = existing_outputs(out)
     if present and not overwrite:
         listing = ", ".join(str(p) for p in present)
-        raise FileExistsError(
-            f"{out} already holds a synthetic benchmark ({listing}); pass overwrite=True / --overwrite"
-        )
-    for p in present:
-        if p.is_dir():
-            shutil.rmtree(p)
-        else:
-            p.unlink()
+        raise FileExistsError(f"{out} already holds a synthetic benchmark ({listing}); pass --overwrite to replace it")
+    clear_outputs(
+        out, [p.name for p in present], what=f"the benchmark in {out}", fix="move it out or give another --out"
+    )
 
 
 def generate(
@@ -330,26 +327,30 @@ def generate(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     _clear(out, overwrite)
-    plans = {spec.name: plan_dataset(spec, dataset_index(spec), seed, scale, sizes) for spec in specs}
-    report = SynthReport(out, {}, plans)
-    jobs = []
-    for spec in specs:
-        root = out / spec.name
-        report.videos[spec.name] = []
-        report.files[spec.name] = _write_annotations(root, spec, seed, plans)
-        path_of = _MEDIA_PATHS[spec.name]
-        for split_videos in plans[spec.name].values():
-            base = EPIC_FIRST_FRAME if spec.name == "epic" else 0
-            jobs += [(spec, (spec.style, v, path_of(root, v.video_id), root / HAND_BOXES, base)) for v in split_videos]
-    if videos:
-        for spec_name, result in _run(jobs, workers):
-            report.videos[spec_name].append(result)
-            if on_video is not None:
-                on_video(result)
-        for results in report.videos.values():
-            results.sort(key=lambda r: r.video_id)
-    report.manifest = build_manifest(seed, scale, plans, sizes, videos)
-    (out / MANIFEST).write_text(json.dumps(report.manifest, indent=2) + "\n", encoding="utf-8")
+    names = [MANIFEST, *(spec.name for spec in ALL_DATASET_SPECS)]
+    with writing(out, names, what=f"the benchmark in {out}", fix="move it out or give another --out"):
+        plans = {spec.name: plan_dataset(spec, dataset_index(spec), seed, scale, sizes) for spec in specs}
+        report = SynthReport(out, {}, plans)
+        jobs = []
+        for spec in specs:
+            root = out / spec.name
+            report.videos[spec.name] = []
+            report.files[spec.name] = _write_annotations(root, spec, seed, plans)
+            path_of = _MEDIA_PATHS[spec.name]
+            for split_videos in plans[spec.name].values():
+                base = EPIC_FIRST_FRAME if spec.name == "epic" else 0
+                jobs += [
+                    (spec, (spec.style, v, path_of(root, v.video_id), root / HAND_BOXES, base)) for v in split_videos
+                ]
+        if videos:
+            for spec_name, result in _run(jobs, workers):
+                report.videos[spec_name].append(result)
+                if on_video is not None:
+                    on_video(result)
+            for results in report.videos.values():
+                results.sort(key=lambda r: r.video_id)
+        report.manifest = build_manifest(seed, scale, plans, sizes, videos)
+        (out / MANIFEST).write_text(json.dumps(report.manifest, indent=2) + "\n", encoding="utf-8")
     return report
 
 

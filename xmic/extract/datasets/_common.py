@@ -86,12 +86,27 @@ def parse_timestamp(value: object, column: str) -> float:
     return seconds
 
 
+#: Largest frame index a row may name: 2^31 - 1 frames is over 400 days of 60 fps video, so anything larger is a
+#: typo or a corrupt file; it would also overflow the decoder's 64-bit timestamps once scaled to its time base.
+MAX_FRAME = 2**31 - 1
+
+
 def check_span(start: int, stop: int) -> None:
-    """:class:`RowError` unless ``0 <= start < stop``."""
+    """:class:`RowError` unless ``0 <= start < stop <= MAX_FRAME``."""
     if start < 0:
         raise RowError(f"start frame {start} is negative")
     if stop <= start:
         raise RowError(f"stop frame {stop} <= start frame {start}")
+    if stop > MAX_FRAME:
+        raise RowError(f"frame {stop} is beyond any video (frame indices stop at {MAX_FRAME})")
+
+
+def check_plain_name(value: str, column: str) -> str:
+    """``value`` when it can name a file inside the dataset's root; :class:`RowError` when a media path made
+    from it would leave ``--root`` (a path separator, ``..``, ``.``)."""
+    if "/" in value or "\\" in value or value in (".", "..") or "\0" in value:
+        raise RowError(f"column {column!r}: {value!r} is not a plain name; its media path would leave --root")
+    return value
 
 
 def check_label(label: int, vocab_size: int, kind: str, source: str) -> None:

@@ -21,6 +21,7 @@ from xmic.extract.datasets._common import (
     RowError,
     RowProblems,
     check_label,
+    check_plain_name,
     check_span,
     drop_duplicates,
     parse_float,
@@ -173,7 +174,7 @@ def _parse_clip(clip: Any, split: str, labelled: bool, center_sec: float | None,
     missing = [k for k in REQUIRED_FIELDS + (LABEL_FIELDS if labelled else ()) if k not in clip]
     if missing:
         raise RowError(f"missing field(s) {missing}")
-    clip_uid = str(clip["clip_uid"]).strip()
+    clip_uid = check_plain_name(str(clip["clip_uid"]).strip(), "clip_uid")
     if not clip_uid:
         raise RowError("field 'clip_uid': missing value")
     action_idx = parse_int(clip["action_idx"], "action_idx")

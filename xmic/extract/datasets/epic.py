@@ -26,6 +26,7 @@ from xmic.extract.datasets._common import (
     RowError,
     RowProblems,
     check_label,
+    check_plain_name,
     check_span,
     drop_duplicates,
     parse_int,
@@ -250,7 +251,7 @@ def read_epic(
 
 def _parse_row(row: dict[str, Any], ctx: _Context) -> SegmentRecord:
     narration_id = _cell(row, "narration_id")
-    video_id = _cell(row, "video_id")
+    video_id = check_plain_name(_cell(row, "video_id"), "video_id")
     start = parse_int(row.get("start_frame"), "start_frame")
     stop = parse_int(row.get("stop_frame"), "stop_frame")
     check_span(start, stop)

@@ -26,7 +26,12 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import os
+import re
+import sys
+import tempfile
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +46,34 @@ RUNNING_MODES = ("video", "image")
 DEFAULT_MIN_CONF = 0.3
 DEFAULT_MAX_GAP = 3
 DEFAULT_MAX_GAP_SECONDS = 1.0
+
+
+#: Lines of MediaPipe's native logs that are kept: glog errors and fatal messages (``E0000 ...``, ``F0000 ...``) and
+#: ``ERROR:`` lines; its INFO and WARNING lines (LiteRT set-up, XNNPACK, memory alignment) are dropped.
+_KEPT_NATIVE_LINE = re.compile(r"^(E\d{4}|F\d{4}|ERROR|FATAL)")
+
+
+@contextlib.contextmanager
+def quiet_native_logs() -> Iterator[None]:
+    """Hold back what MediaPipe's C++ code (LiteRT, glog, absl) writes to file descriptor 2 inside the block, and
+    write back only its error lines. Python's own ``sys.stderr`` is flushed first, so nothing of ours is lost."""
+    sys.stderr.flush()
+    try:
+        saved = os.dup(2)
+    except OSError:  # no file descriptor 2 (embedded interpreter): nothing to hold back
+        yield
+        return
+    with tempfile.TemporaryFile(mode="w+b") as held:
+        os.dup2(held.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            held.seek(0)
+            kept = [ln for ln in held.read().decode(errors="replace").splitlines() if _KEPT_NATIVE_LINE.match(ln)]
+            if kept:
+                print("\n".join(kept), file=sys.stderr)
 
 
 def file_sha256(path: str | Path) -> str:
@@ -200,21 +233,22 @@ class MediaPipeHandProvider(HandBoxProvider):
         # each distinct frame once, in time order: the tracker only goes forward
         unique, first_row, back = np.unique(frame_indices, return_index=True, return_inverse=True)
         times = unique / fps
-        if self.running_mode == "video":
-            self.close()  # one track per segment
-            self._landmarker = self._create()
-        elif self._landmarker is None:
-            self._landmarker = self._create()
         per_frame: list[dict[str, np.ndarray]] = []
-        for k, row in enumerate(first_row):
-            image = mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(frames[row]))
-            if self.running_mode == "image":
-                result = self._landmarker.detect(image)
-            else:
-                result = self._landmarker.detect_for_video(image, int(round(times[k] * 1000)))
-            per_frame.append(self.hands_of(result))
-        if self.running_mode == "video":
-            self.close()
+        with quiet_native_logs():
+            if self.running_mode == "video":
+                self.close()  # one track per segment
+                self._landmarker = self._create()
+            elif self._landmarker is None:
+                self._landmarker = self._create()
+            for k, row in enumerate(first_row):
+                image = mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(frames[row]))
+                if self.running_mode == "image":
+                    result = self._landmarker.detect(image)
+                else:
+                    result = self._landmarker.detect_for_video(image, int(round(times[k] * 1000)))
+                per_frame.append(self.hands_of(result))
+            if self.running_mode == "video":
+                self.close()
         filled_any = np.zeros(len(unique), dtype=bool)
         tracks = []
         for key in sorted({key for found in per_frame for key in found}):
@@ -250,7 +284,8 @@ class MediaPipeHandProvider(HandBoxProvider):
 
     def close(self) -> None:
         if self._landmarker is not None:
-            self._landmarker.close()
+            with quiet_native_logs():
+                self._landmarker.close()
             self._landmarker = None
 
     def __del__(self) -> None:
