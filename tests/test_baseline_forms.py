@@ -120,6 +120,7 @@ def scores(model, v: torch.Tensor, texts: torch.Tensor) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("form", ["authors", "paper"])
+@pytest.mark.numeric
 def test_coop_matches_the_formula(text, classes, batch, form) -> None:
     """The context initialised from words is those words: the prompts are the whole strings, tokenised plainly."""
     options = resolve_options("coop", form, {"ctx_init": "a photo of a"})
@@ -133,6 +134,7 @@ def test_coop_matches_the_formula(text, classes, batch, form) -> None:
 
 
 @pytest.mark.parametrize("form", ["authors", "paper"])
+@pytest.mark.numeric
 def test_cocoop_matches_the_formula(text, classes, batch, form) -> None:
     """Per video: p = pooled frames, ctx + meta(p) through the tower alone, scored against l2norm(p)."""
     torch.manual_seed(0)
@@ -153,6 +155,7 @@ def test_cocoop_matches_the_formula(text, classes, batch, form) -> None:
 
 
 @pytest.mark.parametrize("form", ["authors", "paper"])
+@pytest.mark.numeric
 def test_a5_matches_the_formula(text, classes, batch, form) -> None:
     """Temporal(raw or unit frames), head by head; the authors' class at the end, Ju et al.'s in the middle."""
     torch.manual_seed(0)
@@ -173,6 +176,7 @@ def test_a5_matches_the_formula(text, classes, batch, form) -> None:
 
 
 @pytest.mark.parametrize("form", ["authors", "paper"])
+@pytest.mark.numeric
 def test_clip_adapter_matches_the_formula(classes, batch, form) -> None:
     """The authors': 0.2 frozen + 0.8 adapter on the raw frame mean; Gao et al.'s: 0.8 + 0.2 on the unit feature."""
     torch.manual_seed(0)
@@ -190,6 +194,7 @@ def test_clip_adapter_matches_the_formula(classes, batch, form) -> None:
 
 
 @pytest.mark.parametrize("form", ["authors", "paper"])
+@pytest.mark.numeric
 def test_clip_adapter_star_matches_the_formula(classes, batch, form) -> None:
     """The authors': l2norm(0.2 mean_T(x) + 0.8 A(Temporal(x))) on raw frames, width 4D; the residual form:
     f = l2norm(Temporal(unit frames)), l2norm(0.8 f + 0.2 A(f))."""
@@ -214,6 +219,7 @@ def test_clip_adapter_star_matches_the_formula(classes, batch, form) -> None:
     close(logits, torch.stack(rows), model.logit_scale.detach().exp().item())
 
 
+@pytest.mark.numeric
 def test_star_variants_are_named_options(classes, batch) -> None:
     """frozen_branch "temporal" with the authors' raw frames is f = l2norm(Temporal(x)) in the residual form."""
     torch.manual_seed(0)
