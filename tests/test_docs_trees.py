@@ -291,7 +291,8 @@ def _makefile_targets_and_variables() -> tuple[set[str], set[str]]:
 
 
 def _check_xmic(cmd: str, where: str) -> None:
-    path, unknown = _command_and_options(cmd.split())
+    words = re.split(r"\s*(?:\||&&|;|>)", cmd, maxsplit=1)[0].split()  # the xmic part of a shell pipeline
+    path, unknown = _command_and_options(words)
     assert not unknown, f"{where}: `{cmd}`: {' '.join(path)} has no option(s) {sorted(unknown)}"
 
 

@@ -87,7 +87,8 @@ def config(**kw) -> TrainConfig:
         batch_size=32,
         lr=3e-3,
         frames=FRAMES,
-        warmup_epochs=1,
+        warmup_epochs=0,
+        drop_last=False,  # every row each epoch: the learning thresholds below were set for that
         seed=0,
     )
     base.update(kw)
@@ -330,20 +331,23 @@ def test_incomplete_store_is_refused_and_failed_rows_are_counted(tmp_path):
 
 
 def test_authors_code_warmup_steps_per_epoch(store):
-    """5-epoch linear warm-up in the authors' way: the lr is constant within an epoch, lr * (e + 1) / 5."""
+    """Dassl's linear warm-up: epoch 0 at WARMUP_MIN_LR, epoch e < 5 at lr * e / 5, constant within an epoch;
+    the last partial batch is dropped (240 rows at batch 64: 3 steps an epoch, not 4)."""
     from torch.optim.optimizer import register_optimizer_step_pre_hook
 
-    cfg = config(epochs=7, warmup_epochs=5, lr=5e-4, batch_size=64)  # 240 rows: 4 steps per epoch
-    assert TrainConfig.from_preset("authors-code").warmup_epochs == 5
+    preset = TrainConfig.from_preset("authors-code")
+    assert (preset.warmup_epochs, preset.warmup_min_lr, preset.drop_last) == (5, 1e-7, True)
+    cfg = config(epochs=7, warmup_epochs=5, warmup_min_lr=1e-7, drop_last=True, lr=5e-4, batch_size=64)
     used = []
     handle = register_optimizer_step_pre_hook(lambda opt, args, kwargs: used.append(opt.param_groups[0]["lr"]))
     try:
         result = train(cfg, store, None, progress=False)
     finally:
         handle.remove()
-    per_epoch = [5e-4 * min(1.0, (e + 1) / 5) for e in range(7)]
-    assert used == pytest.approx([lr for lr in per_epoch for _ in range(4)], rel=1e-12)
+    per_epoch = [1e-7, 1e-4, 2e-4, 3e-4, 4e-4, 5e-4, 5e-4]
+    assert used == pytest.approx([lr for lr in per_epoch for _ in range(3)], rel=1e-12)
     assert [m["lr"] for m in result.metrics] == pytest.approx(per_epoch, rel=1e-12)
+    assert [m["steps"] for m in result.metrics] == [3] * 7
 
 
 def test_evaluation_is_fp32_even_where_bf16_autocast_is_available(store, tmp_path, monkeypatch):

@@ -172,7 +172,6 @@ def _frozen_state(model: VitaClip) -> dict[str, torch.Tensor]:
     state = {}
     for m, module in enumerate(model.frozen_modules()):
         state.update({f"{m}.{k}": v.detach().clone() for k, v in module.state_dict().items()})
-    state["logit_scale"] = model.logit_scale.detach().clone()
     state.update({f"cls_proj.{k}": v.detach().clone() for k, v in model.vision.cls_proj.state_dict().items()})
     return state
 
@@ -185,6 +184,7 @@ def test_one_step_moves_only_the_prompts(clip_dir):
     names = {n for n, p in model.named_parameters() if p.requires_grad}
     assert names == {
         "ctx",
+        "logit_scale",  # trained, as in the authors' code
         "vision.time_embed",
         "vision.global_prompts",
         "vision.local_prompts",
@@ -217,7 +217,9 @@ def test_one_step_moves_only_the_prompts(clip_dir):
 
 def test_shapes_scale_and_refusals(clip_dir, clip):
     model = VitaClip(clip_dir, FRAMES, n_ctx=4)
-    assert model.logit_scale.item() == pytest.approx(clip.logit_scale.item())
+    assert model.logit_scale.exp().item() == pytest.approx(1 / 0.07) and model.logit_scale.requires_grad  # theirs
+    clips_own = VitaClip(clip_dir, FRAMES, n_ctx=4, logit_scale=None, learn_scale=False).logit_scale
+    assert clips_own.item() == pytest.approx(clip.logit_scale.item()) and not clips_own.requires_grad
     with torch.no_grad():
         logits = model.eval()(_pixels(b=3), CLASSES)
         assert logits.shape == (3, 3) and torch.isfinite(logits).all()

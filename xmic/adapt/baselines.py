@@ -7,6 +7,7 @@ prompts inside the frozen visual encoder, so it trains on the store's frame cach
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -16,8 +17,9 @@ import torch
 from torch import nn
 
 from xmic.adapt.base import CLIP_LOGIT_SCALE, ClassText, FeatureBatch, VideoClassifier, l2norm, video_embedding
+from xmic.adapt.baseline_options import FROZEN_BRANCHES, POOLS, check_choice
 from xmic.adapt.blocks import TemporalEncoder
-from xmic.adapt.prompt_learning import A5, CoCoOp, CoOp, check_frames
+from xmic.adapt.prompt_learning import A5, CoCoOp, CoOp, check_frames, pool_frames, temporal_input
 
 VITA_CLIP_MESSAGE = (
     "Vita-CLIP learns prompt tokens inside the CLIP vision transformer, so it trains on the frames themselves: it "
@@ -50,71 +52,89 @@ class Adapter(nn.Sequential):
 
 
 class CLIPAdapter(VideoClassifier):
-    """CLIP-Adapter (Gao et al., 2021) on the zero-shot video embedding ``f = video_embedding(cls)``.
+    """CLIP-Adapter (Gao et al., 2021) on the pooled video feature ``f = pool(cls)``.
 
-    ``x = ratio * A(f) + (1 - ratio) * f`` and ``logits = exp(s) * <l2norm(x), l2norm(t_k)>``. As in the original,
-    only the adapter is trained: the logit scale stays at CLIP's (``logit_scale``, 100) unless ``learn_scale``.
+    ``x = (1 - ratio) * f + ratio * A(f)`` and ``logits = exp(s) * <l2norm(x), l2norm(t_k)>``. By default the X-MIC
+    authors' form (the ``CLIP_ADAPTER`` + ``VID2VID`` switch of their ``trainers/xmic.py``, ``TEMPORAL.TYPE avg``):
+    ``f`` the mean of the raw frames, 0.2 frozen + 0.8 adapter, the logit scale trained. Gao et al.'s form is
+    ``ratio=0.2`` on the zero-shot feature (``pool="norm-mean"``) with exp(s) frozen.
 
     Args:
         dim: D.
-        ratio: Residual ratio (0.2 in the paper for ImageNet-like data; 0 gives zero-shot CLIP).
+        ratio: Weight of the adapter's output (0 gives zero-shot CLIP on ``f``).
         reduction: Bottleneck reduction of the adapter (4).
         learn_scale: Whether exp(s) is trained.
         logit_scale: exp(s) at the start, the CLIP model's own.
+        pool: "mean" (raw frames) or "norm-mean" (:func:`~xmic.adapt.prompt_learning.pool_frames`).
     """
 
     def __init__(
         self,
         dim: int,
-        ratio: float = 0.2,
+        ratio: float = 0.8,
         reduction: int = 4,
-        learn_scale: bool = False,
+        learn_scale: bool = True,
         logit_scale: float = CLIP_LOGIT_SCALE,
+        pool: str = "mean",
     ) -> None:
         super().__init__()
-        self.ratio = ratio
+        check_choice("pool", pool, POOLS)
+        self.ratio, self.pool = ratio, pool
         self.adapter = Adapter(dim, reduction)
         self.logit_scale = nn.Parameter(torch.tensor(math.log(logit_scale)), requires_grad=learn_scale)
 
-    def video_feature(self, cls: torch.Tensor) -> torch.Tensor:
-        """(B, T, D) -> f (B, D), the input of the adapter."""
-        return video_embedding(cls)
+    def branches(self, cls: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, T, D) -> (frozen branch g, adapter input h), both (B, D); here both are ``pool(cls)``."""
+        f = pool_frames(cls, self.pool)
+        return f, f
 
     def forward(self, batch: FeatureBatch, classes: ClassText) -> torch.Tensor:
         """``batch.cls`` (B, T, D), ``classes.emb`` (K, D) -> logits (B, K)."""
-        f = self.video_feature(batch.cls.float())
-        x = self.ratio * self.adapter(f) + (1.0 - self.ratio) * f
+        g, h = self.branches(batch.cls.float())
+        x = (1.0 - self.ratio) * g + self.ratio * self.adapter(h)
         return self.logit_scale.exp() * l2norm(x) @ l2norm(classes.emb.to(x)).t()
 
 
 class CLIPAdapterStar(CLIPAdapter):
     """CLIP-Adapter* (the paper's "CLIP-Adapter with temporal attention"): CLIP-Adapter on a temporal feature.
 
-    ``f = l2norm(Temporal(l2norm(cls)))`` with ``Temporal`` = learned temporal embedding, ``temporal_layers``
-    pre-LN attention blocks over the T frame tokens and the mean over T (the same temporal block and video
-    feature as A5); then CLIP-Adapter's residual bottleneck on it, ``x = ratio * A(f) + (1 - ratio) * f``, and
-    ``logits = exp(s) * <l2norm(x), l2norm(t_k)>``. The blocks are residual, so at initialisation ``f`` is
-    close to the zero-shot frame mean and the model starts near CLIP-Adapter.
+    ``h = Temporal(u)`` with ``u`` the frames (raw for ``pool="mean"``, l2-normalised for "norm-mean") and
+    ``Temporal`` = learned temporal embedding, ``temporal_layers`` pre-LN blocks of ``heads`` heads and MLP width
+    D / ``bottle_neck`` over the T frame tokens, mean over T; ``x = (1 - ratio) * g + ratio * A(h)``,
+    ``logits = exp(s) * <l2norm(x), l2norm(t_k)>``. The authors' form (their ``xmic.py`` CLIP-Adapter switch with
+    ``TEMPORAL.TYPE attention``): ``g = mean_T(cls)`` (``frozen_branch="mean"``), raw frames, ratio 0.8, 8 heads,
+    width 4D (their ``TFM_BOTTLE_NECK`` 0.25), exp(s) trained. ``frozen_branch="temporal"`` takes
+    ``g = h = l2norm(Temporal(u))`` (CLIP-Adapter's residual on the temporal feature).
     """
 
     def __init__(
         self,
         dim: int,
         num_frames: int = 16,
-        ratio: float = 0.2,
+        ratio: float = 0.8,
         reduction: int = 4,
         temporal_layers: int = 2,
-        heads: int = 4,
-        learn_scale: bool = False,
+        heads: int = 8,
+        learn_scale: bool = True,
         logit_scale: float = CLIP_LOGIT_SCALE,
+        pool: str = "mean",
+        frozen_branch: str = "mean",
+        bottle_neck: float = 0.25,
     ) -> None:
-        super().__init__(dim, ratio, reduction, learn_scale, logit_scale)
-        self.num_frames = num_frames
-        self.temporal = TemporalEncoder(dim, num_frames, layers=temporal_layers, heads=heads)
+        super().__init__(dim, ratio, reduction, learn_scale, logit_scale, pool)
+        check_choice("frozen_branch", frozen_branch, FROZEN_BRANCHES)
+        self.num_frames, self.frozen_branch = num_frames, frozen_branch
+        self.temporal = TemporalEncoder(
+            dim, num_frames, layers=temporal_layers, heads=heads, mlp_hidden=int(dim / bottle_neck)
+        )
 
-    def video_feature(self, cls: torch.Tensor) -> torch.Tensor:
+    def branches(self, cls: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         check_frames(cls, self.num_frames)
-        return l2norm(self.temporal(l2norm(cls)))
+        h = self.temporal(temporal_input(cls, self.pool))
+        if self.frozen_branch == "temporal":
+            h = l2norm(h)
+            return h, h
+        return pool_frames(cls, self.pool), h
 
 
 class VitaClipMethod(VideoClassifier):
@@ -166,7 +186,8 @@ def build_baseline(
     num_frames: int,
     text_model_dir: str | Path | None = None,
     logit_scale: float = CLIP_LOGIT_SCALE,
-    **options: Any,
+    options: Any = None,
+    **kwargs: Any,
 ) -> VideoClassifier:
     """The baseline ``name`` for D = ``dim`` features and ``num_frames`` frames per clip.
 
@@ -176,11 +197,17 @@ def build_baseline(
         num_frames: T, frames per clip (length of the learned temporal embeddings).
         text_model_dir: Local folder of the CLIP weights the store was extracted with; required by coop, cocoop, a5,
             vita-clip.
-        logit_scale: exp(s) the classifier starts from, the CLIP model's own (Vita-CLIP reads it from the weights).
-        **options: Extra constructor arguments of the method (e.g. ``ratio``, ``n_ctx``, ``class_position``).
+        logit_scale: exp(s) the classifier starts from, the CLIP model's own (Vita-CLIP's options set its own).
+        options: The method's options (:mod:`xmic.adapt.baseline_options`); None = the authors' form.
+        **kwargs: Further constructor arguments (e.g. Vita-CLIP's vision options); they win over ``options``.
     """
+    from xmic.adapt.baseline_options import resolve_options
+
+    if options is None:
+        options = resolve_options(name, "authors") if name in BASELINE_NAMES else None
+    kw = {**(dataclasses.asdict(options) if options is not None else {}), **kwargs}
     if name in METHODS:
-        return METHODS[name](dim, num_frames, logit_scale=logit_scale, **options)
+        return METHODS[name](dim, num_frames, logit_scale=logit_scale, **kw)
     if name in TEXT_METHODS:
         if text_model_dir is None:
             raise ValueError(
@@ -190,9 +217,9 @@ def build_baseline(
         from xmic.adapt.text_encoder import FrozenTextEncoder
 
         if name == "vita-clip":
-            return VitaClipMethod(text_model_dir, num_frames, **options)
+            return VitaClipMethod(text_model_dir, num_frames, **kw)
         text = FrozenTextEncoder(text_model_dir)
         if name == "a5":
-            return A5(text, dim, num_frames, logit_scale=logit_scale, **options)
-        return TEXT_METHODS[name](text, dim, logit_scale=logit_scale, **options)
+            return A5(text, dim, num_frames, logit_scale=logit_scale, **kw)
+        return TEXT_METHODS[name](text, dim, logit_scale=logit_scale, **kw)
     raise ValueError(f"unknown baseline {name!r}; choose one of {', '.join(BASELINE_NAMES)}")

@@ -44,13 +44,17 @@ class TemporalEncoder(nn.Module):
         dim: token width D.
         num_frames: T, the length of the learned embedding.
         layers: number of blocks.
+        heads: attention heads per block.
+        mlp_hidden: hidden width of each block's MLP (None: D / 4).
     """
 
-    def __init__(self, dim: int, num_frames: int = 16, layers: int = 2, heads: int = 4) -> None:
+    def __init__(
+        self, dim: int, num_frames: int = 16, layers: int = 2, heads: int = 4, mlp_hidden: int | None = None
+    ) -> None:
         super().__init__()
         self.time_embed = nn.Parameter(torch.zeros(num_frames, dim))
         nn.init.normal_(self.time_embed, std=0.01)
-        self.blocks = nn.Sequential(*[ResidualAttentionBlock(dim, heads) for _ in range(layers)])
+        self.blocks = nn.Sequential(*[ResidualAttentionBlock(dim, heads, mlp_hidden) for _ in range(layers)])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x``: (B, T, D) -> (B, D)."""

@@ -30,7 +30,12 @@ def build_model(cfg: TrainConfig, *, dim: int, cond_dim: int, logit_scale: float
     from xmic.adapt.baselines import build_baseline
 
     return build_baseline(
-        cfg.method, dim=dim, num_frames=cfg.frames, text_model_dir=cfg.text_model_dir, logit_scale=logit_scale
+        cfg.method,
+        dim=dim,
+        num_frames=cfg.frames,
+        text_model_dir=cfg.text_model_dir,
+        logit_scale=logit_scale,
+        options=cfg.baseline_options(),
     )
 
 

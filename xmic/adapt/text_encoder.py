@@ -1,6 +1,6 @@
 """A frozen CLIP text tower that accepts learned context vectors in place of prompt words (CoOp, Co-CoOp, A5).
 
-Prompts are built as ``<bos> X X ... X <name> . <eos>`` (the context may also sit after the name). The
+Prompts are built as ``<bos> X X ... X <name> [.] <eos>`` (the context may also sit after the name). The
 placeholder rows of the token-embedding output are overwritten with the learned context by a forward hook on
 ``model.get_input_embeddings()``, so the model's own forward (position embeddings, causal mask, EOS pooling,
 projection) runs unchanged whatever the transformers version. Gradients reach the context, never the tower.
@@ -79,7 +79,7 @@ class FrozenTextEncoder:
     def _setup(self, model_dir: Path) -> None:
         self.model.eval().requires_grad_(False)
         self.model_dir = model_dir
-        self._cache: dict[tuple[tuple[str, ...], int, int], _Prompts] = {}
+        self._cache: dict[tuple[tuple[str, ...], int, int, bool], _Prompts] = {}
 
     @classmethod
     def from_model(cls, model, tokenizer, name: str = "<in memory>") -> FrozenTextEncoder:
@@ -139,31 +139,39 @@ class FrozenTextEncoder:
             )
         return out.text_embeds.float()
 
-    def prompts(self, names: list[str], n_before: int, n_after: int) -> _Prompts:
-        """Token ids of ``X*n_before <name> X*n_after .`` for every name, built once per vocabulary and cached.
+    def prompts(self, names: list[str], n_before: int, n_after: int, period: bool = True) -> _Prompts:
+        """Token ids of ``X*n_before <name> X*n_after`` (+ ``.`` when ``period``) for every name, cached.
 
-        Each piece is tokenised on its own and the ids are concatenated, so the context slots are known by
-        construction (CLIP's tokenizer splits on word boundaries, so this equals tokenising the whole string).
+        Each prompt is tokenised as one string, as CoOp-style code does (a name ending in punctuation merges with
+        the period: ``").")`` is one token). The placeholders are words of their own, so the context slots are
+        the n_before tokens after ``<bos>`` and the n_after before the period's tokens; they are checked.
         """
-        key = (tuple(names), n_before, n_after)
+        key = (tuple(names), n_before, n_after, period)
         if key not in self._cache:
             tok = self.tokenizer
-            slot, period = self._tokens(PLACEHOLDER), self._tokens(".")
+            slot = self._tokens(PLACEHOLDER)
             if len(slot) != 1:
                 raise ValueError(f"placeholder {PLACEHOLDER!r} is {len(slot)} tokens in {self.model_dir}'s tokenizer")
+            tail = len(self._tokens(f"{PLACEHOLDER}.")) - 1 if period and n_after else 0
             rows, positions = [], []
             for k, name in enumerate(names):
-                name_ids = self._tokens(name)
-                if not name_ids:
+                if not self._tokens(name):
                     raise ValueError(f"class {k} has an empty name {name!r}")
-                ids = [tok.bos_token_id] + slot * n_before + name_ids + slot * n_after + period + [tok.eos_token_id]
+                words = [PLACEHOLDER] * n_before + [name] + [PLACEHOLDER] * n_after
+                text = " ".join(words) + ("." if period else "")
+                ids = [tok.bos_token_id] + self._tokens(text) + [tok.eos_token_id]
                 if len(ids) > self.max_length:
                     raise ValueError(
                         f"class {k} {name!r}: the prompt with {n_before + n_after} context tokens is {len(ids)} tokens, "
                         f"longer than the text encoder's {self.max_length}"
                     )
-                after = 1 + n_before + len(name_ids)
-                positions.append(list(range(1, 1 + n_before)) + list(range(after, after + n_after)))
+                end = len(ids) - 1 - tail
+                pos = list(range(1, 1 + n_before)) + list(range(end - n_after, end))
+                if any(ids[i] != slot[0] for i in pos):
+                    raise ValueError(
+                        f"class {k} {name!r}: the context placeholders do not tokenise apart from the name"
+                    )
+                positions.append(pos)
                 rows.append(ids)
             length = max(len(r) for r in rows)
             pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
@@ -172,8 +180,8 @@ class FrozenTextEncoder:
             for k, r in enumerate(rows):
                 ids_t[k, : len(r)] = torch.tensor(r)
                 mask[k, : len(r)] = 1
-            pos = torch.tensor(positions, dtype=torch.long).reshape(len(rows), n_before + n_after)
-            self._cache[key] = _Prompts(ids_t.to(self.device), mask.to(self.device), pos.to(self.device))
+            pos_t = torch.tensor(positions, dtype=torch.long).reshape(len(rows), n_before + n_after)
+            self._cache[key] = _Prompts(ids_t.to(self.device), mask.to(self.device), pos_t.to(self.device))
         return self._cache[key]
 
     @contextmanager
@@ -191,7 +199,12 @@ class FrozenTextEncoder:
             handle.remove()
 
     def encode_with_context(
-        self, names: list[str], ctx: torch.Tensor, class_position: str = "end", chunk: int | None = None
+        self,
+        names: list[str],
+        ctx: torch.Tensor,
+        class_position: str = "end",
+        chunk: int | None = None,
+        period: bool = True,
     ) -> torch.Tensor:
         """Text embeddings of prompts whose context words are the vectors ``ctx``.
 
@@ -205,6 +218,7 @@ class FrozenTextEncoder:
                 is checkpointed (its activations are recomputed during the backward pass), so the memory of a
                 training step is that of one pass plus the (prompts, D) outputs instead of growing with B * K.
                 The result, and the gradients, equal those of the unchunked computation.
+            period: Whether the prompts end in "." (CoOp's paper) or not (the X-MIC authors' code).
 
         Returns:
             (K, D) or (B, K, D) float32 projected text embeddings (not normalised).
@@ -215,7 +229,7 @@ class FrozenTextEncoder:
             raise ValueError(f"chunk must be a positive number of prompts, got {chunk}")
         self.to(ctx.device)
         n_before, n_after = split_context(ctx.shape[-2], class_position)
-        p = self.prompts(names, n_before, n_after)
+        p = self.prompts(names, n_before, n_after, period)
         shared = ctx.dim() == 2
         contexts = ctx.unsqueeze(0) if shared else ctx
         b, k = contexts.shape[0], len(names)

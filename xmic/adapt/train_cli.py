@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 
+from xmic.adapt.baseline_options import FORMS
 from xmic.adapt.config import METHODS, PRESETS, VIDEO_POOLS, VIEW_CHOICES
 from xmic.cache.errors import StoreError
 
@@ -134,6 +135,21 @@ def resolve_train_dataset(cache: Path, dataset: str | None) -> str:
     "--overwrite", is_flag=True, help="Replace the finished run in --out (it stays until the new run is complete)."
 )
 @click.option("--ignore-lock", is_flag=True, help="Take over the lock of --out from a process that is gone.")
+@click.option(
+    "--form",
+    type=click.Choice(FORMS),
+    default=None,
+    help="Baselines: 'authors' (the X-MIC authors' trainers) or 'paper' (each method's own paper); default: the "
+    "preset's (authors-code: authors, paper: paper). See docs/baselines.md.",
+)
+@click.option(
+    "--option",
+    "options",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Baselines: one option of the method, e.g. ratio=0.2, heads=4, pool=norm-mean, period=true, "
+    "class_position=middle, n_ctx=4, ctx_init='a photo of a', learn_scale=false (repeatable; docs/baselines.md).",
+)
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def train_cmd(
     cache,
@@ -160,6 +176,8 @@ def train_cmd(
     text_model_dir,
     amp,
     adapter_hidden,
+    form,
+    options,
     overwrite,
     ignore_lock,
     quiet,
@@ -171,9 +189,14 @@ def train_cmd(
     """
     import torch
 
+    from xmic.adapt.baseline_options import parse_option
     from xmic.adapt.config import TrainConfig
     from xmic.adapt.trainer import train
 
+    try:
+        parsed = dict(parse_option(o) for o in options)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
     dataset = resolve_train_dataset(cache, dataset)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     cfg = TrainConfig.from_preset(
@@ -198,6 +221,8 @@ def train_cmd(
         batch_size=batch_size,
         text_model_dir=text_model_dir,
         amp=amp,
+        form=form,
+        options=parsed or None,
     )
     if adapter_hidden is not None:
         cfg.extra = {**cfg.extra, "xmic": {**cfg.extra.get("xmic", {}), "mlp_hidden": adapter_hidden}}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from contextlib import nullcontext
@@ -90,11 +91,24 @@ def class_text(reader, encoder: str, target: str, template: str, device) -> Clas
     return ClassText(emb=emb, names=list(reader.vocab[target]), template=template)
 
 
-def warmup_factor(epoch: int, warmup_epochs: int) -> float:
-    """The learning-rate multiplier of 0-based ``epoch``: ``(epoch + 1) / warmup_epochs``, then 1 after the warm-up."""
-    if warmup_epochs <= 0:
-        return 1.0
-    return min(1.0, (epoch + 1) / warmup_epochs)
+def epoch_lr(epoch: int, lr: float, warmup_epochs: int, min_lr: float = 0.0) -> float:
+    """The learning rate of 0-based ``epoch`` under Dassl's linear warm-up (``LinearWarmupScheduler``).
+
+    Epoch 0 trains at ``min_lr``, epoch ``e < W`` at ``lr * e / W``, every later epoch at ``lr`` (the authors'
+    ``single_step`` successor decays only at MAX_EPOCH, which is never trained). W = 5, lr 5e-4, min 1e-7: 1e-7,
+    1e-4, 2e-4, 3e-4, 4e-4, then 5e-4. Without a warm-up (W <= 0) every epoch trains at ``lr``.
+    """
+    if warmup_epochs <= 0 or epoch >= warmup_epochs:
+        return lr
+    return min_lr if epoch == 0 else lr * epoch / warmup_epochs
+
+
+def steps_per_epoch(n: int, batch_size: int, drop_last: bool) -> int:
+    """Optimiser steps in one epoch of ``n`` clips: the last partial batch is dropped when ``drop_last`` and at
+    least one full batch exists (Dassl's ``drop_last=is_train and len(data) >= batch_size``)."""
+    if drop_last and n >= batch_size:
+        return n // batch_size
+    return max(1, math.ceil(n / batch_size))
 
 
 class EpochTrainer:
@@ -113,10 +127,7 @@ class EpochTrainer:
         params = [p for p in model.parameters() if p.requires_grad]
         self.opt = torch.optim.AdamW(params, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
         self.n = bank.rows.numel()
-        self.steps_per_epoch = max(1, math.ceil(self.n / cfg.batch_size))
-        # Stepped once per epoch, as in the authors' code: epoch e (0-based) of a W-epoch warm-up trains at the
-        # constant lr * (e + 1) / W, then at lr.
-        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lambda e: warmup_factor(e, cfg.warmup_epochs))
+        self.steps_per_epoch = steps_per_epoch(self.n, cfg.batch_size, cfg.drop_last)
         self.gen = torch.Generator(device=device).manual_seed(cfg.seed)
         self.use_amp = cfg.autocast_enabled(device)
         self.epochs_done = 0
@@ -124,14 +135,20 @@ class EpochTrainer:
     def epoch(self) -> dict[str, Any]:
         """One epoch of shuffled batches with temporal jitter; returns its metrics row."""
         cfg, bank, device = self.cfg, self.bank, self.device
+        # Set once per epoch, as the authors' scheduler steps: the lr is constant within an epoch (epoch_lr).
+        lr = epoch_lr(self.epochs_done, cfg.lr, cfg.warmup_epochs, cfg.warmup_min_lr)
+        for group in self.opt.param_groups:
+            group["lr"] = lr
         self.model.train()
         t0 = time.perf_counter()
         order = bank.rows[torch.randperm(self.n, generator=self.gen, device=device)]
         loss_sum = torch.zeros((), device=device)
         correct = torch.zeros((), device=device, dtype=torch.long)
         bad_steps = torch.zeros((), device=device, dtype=torch.long)
-        for start in range(0, self.n, cfg.batch_size):
-            rows = order[start : start + cfg.batch_size]
+        seen = 0
+        for step in range(self.steps_per_epoch):
+            rows = order[step * cfg.batch_size : (step + 1) * cfg.batch_size]
+            seen += rows.numel()
             slots = frame_slots(
                 rows.numel(), bank.store_frames, cfg.frames, train=True, generator=self.gen, device=device
             )
@@ -155,17 +172,16 @@ class EpochTrainer:
                 f"epoch {self.epochs_done + 1} ({cfg.method}, lr {self.opt.param_groups[0]['lr']:g}); the weights "
                 "are no longer finite and nothing was saved. Check the store with `xmic cache verify`, or lower --lr"
             )
-        lr = self.opt.param_groups[0]["lr"]  # the epoch's learning rate
-        self.sched.step()
         self.epochs_done += 1
         seconds = time.perf_counter() - t0
         return {
             "epoch": self.epochs_done,
-            "loss": loss_sum.item() / self.n,
-            "train_top1": correct.item() / self.n,
+            "loss": loss_sum.item() / seen,
+            "train_top1": correct.item() / seen,
             "lr": lr,
+            "steps": self.steps_per_epoch,
             "seconds": seconds,
-            "clips_per_s": self.n / seconds,
+            "clips_per_s": seen / seconds,
         }
 
 
@@ -180,7 +196,7 @@ def train_steps(
     on_epoch=None,
 ) -> list[dict[str, Any]]:
     """The optimisation loop: ``cfg.epochs`` epochs over ``bank.rows``; returns one metrics row per epoch."""
-    steps = cfg.epochs * max(1, math.ceil(bank.rows.numel() / cfg.batch_size))
+    steps = cfg.epochs * steps_per_epoch(bank.rows.numel(), cfg.batch_size, cfg.drop_last)
     bar = tqdm(total=steps, desc=f"train {cfg.method}", unit="step") if progress else None
     trainer = EpochTrainer(model, bank, classes, cfg, device, bar)
     history = []
@@ -257,7 +273,10 @@ def train(
     dim, cond_dim = spec.encoders[encoder].dim, spec.encoders[second].dim
     logit_scale = encoder_logit_scale(spec.encoders[encoder])
     model = build_model(cfg, dim=dim, cond_dim=cond_dim, logit_scale=logit_scale).to(device)
+    options = cfg.baseline_options()
     meta = {
+        "baseline_form": cfg.baseline_form if options is not None else None,
+        "baseline_options": dataclasses.asdict(options) if options is not None else None,
         "dim": dim,
         "cond_dim": cond_dim,
         "logit_scale": logit_scale,

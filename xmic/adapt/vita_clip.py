@@ -24,7 +24,8 @@ summary token is not read out, it acts through the attention.
 
 Text side: CoOp-style shared context, ``<bos> X*n_ctx <name> . <eos>`` through the frozen CLIP text tower
 (:class:`~xmic.adapt.text_encoder.FrozenTextEncoder`), n_ctx = 8 vectors drawn from N(0, 0.02), class name at the
-end. ``logits = exp(s) * <l2norm(video), l2norm(text_k)>`` with CLIP's own logit scale ``s``.
+end. ``logits = exp(s) * <l2norm(video), l2norm(text_k)>`` with the authors' logit scale: exp(s) starts at
+1 / 0.07 and trains.
 
 Defaults and where they come from (the authors' released code, ``training/VitaCLIP_*.py`` and
 ``train_scripts/k400_train.sh``, the Kinetics-400 training that their zero-shot results are transferred from):
@@ -38,7 +39,8 @@ options or does something specific:
   frozen; we do the same (``learn_cls_proj=False``), and save them with the prompts since they are random;
 * their K400 script uses class-specific text context (CSC), which cannot name unseen classes; we use the shared
   context (their code's default, CoOp's generic context), which transfers to any vocabulary;
-* their logit scale is trainable; here it is CLIP's frozen value unless ``learn_scale`` (only prompts train);
+* their logit scale starts at 1 / 0.07 and trains (``nn.Parameter(log(1 / 0.07))``, outside the frozen towers); so
+  does ours by default (``logit_scale=None, learn_scale=False`` gives CLIP's own, frozen);
 * their time embedding is interpolated for other frame counts, but their layers assume ``num_frames`` frames per
   clip, so another T is refused here.
 
@@ -59,6 +61,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from xmic.adapt.base import ClassText, l2norm
+from xmic.adapt.baseline_options import VITA_LOGIT_SCALE
 from xmic.adapt.prompt_learning import _PromptLearner
 from xmic.adapt.text_encoder import FrozenTextEncoder
 from xmic.attention import merge_heads, split_heads
@@ -314,7 +317,8 @@ class VitaClip(_PromptLearner):
         n_ctx: Text context vectors (ignored when ``ctx_init`` is given).
         ctx_init: Words initialising the text context; None draws N(0, 0.02).
         class_position: "end", "middle" or "front" (see :func:`xmic.adapt.text_encoder.split_context`).
-        learn_scale: Whether the logit scale (CLIP's value) is trained.
+        learn_scale: Whether the logit scale is trained (the authors': yes).
+        logit_scale: exp(s) at the start: the authors' 1 / 0.07, or None for the CLIP model's own.
         **vision: Options of :class:`VitaClipVision` (``num_global_prompts``, ``local_prompts``, ...).
     """
 
@@ -326,14 +330,17 @@ class VitaClip(_PromptLearner):
         n_ctx: int = DEFAULT_TEXT_CTX,
         ctx_init: str | None = None,
         class_position: str = "end",
-        learn_scale: bool = False,
+        learn_scale: bool = True,
+        logit_scale: float | None = VITA_LOGIT_SCALE,
         **vision: bool | int,
     ) -> None:
         text = FrozenTextEncoder(clip_dir)  # clear error when the folder holds no CLIP
-        vision_model, projection, logit_scale = _load_clip_vision(Path(clip_dir))
-        super().__init__(text, int(projection.weight.shape[0]), n_ctx, ctx_init, class_position, learn_scale)
+        vision_model, projection, clip_scale = _load_clip_vision(Path(clip_dir))
+        super().__init__(
+            text, int(projection.weight.shape[0]), n_ctx, ctx_init, class_position, learn_scale, period=True
+        )
         with torch.no_grad():
-            self.logit_scale.fill_(logit_scale)
+            self.logit_scale.fill_(clip_scale if logit_scale is None else math.log(logit_scale))
         self.vision = VitaClipVision(vision_model, projection, num_frames, **vision)
 
     @property
@@ -341,7 +348,7 @@ class VitaClip(_PromptLearner):
         return self.vision.num_frames
 
     def trainable_parameters(self) -> list[nn.Parameter]:
-        """The prompt parameters: text context, time embedding, global/local prompts, summary attention."""
+        """The trained tensors: text context, time embedding, global/local prompts, summary attention, logit scale."""
         return [p for p in self.parameters() if p.requires_grad]
 
     def frozen_modules(self) -> tuple[nn.Module, ...]:

@@ -28,9 +28,10 @@ from xmic.demo.pretrain import PretrainConfig
 from xmic.owned import MANIFEST, clear_outputs, writing
 
 Echo = Callable[[str], None]
-#: Epochs per run: the preset's 15 (5 of them warm-up). At batch 16 (below) 200 training clips give 13 steps an
-#: epoch, 195 in a run: twice the steps of batch 32 for the same compute. More epochs would let the temporal
-#: methods climb further but do not fit the demo's time budget (README, "Try it: make demo").
+#: Epochs per run: the preset's 15 (5 of them warm-up). At batch 16 (below) 200 training clips give 12 steps an
+#: epoch (the last partial batch is dropped), 180 in a run: twice the steps of batch 32 for the same compute. More
+#: epochs would let the temporal methods climb further but do not fit the demo's time budget (README, "Try it: make
+#: demo").
 DEMO_EPOCHS = 15
 #: Clips per step (the preset's 128 would be under two steps an epoch on 200 clips).
 DEMO_BATCH = 16

@@ -98,6 +98,8 @@ class ReproduceSettings:
     skip_bad: bool = False  # extraction: record rows without media as failed instead of stopping
     paper_numbers: Path | None = None
     xmic_options: dict[str, Any] = field(default_factory=dict)  # XMICConfig fields for the X-MIC rows
+    form: str | None = None  # the baselines' form ("authors"/"paper"); None = the preset's
+    baseline_options: dict[str, dict[str, Any]] = field(default_factory=dict)  # method -> options of its rows
     not_run: dict[str, str] = field(default_factory=dict)  # method -> why this rebuild leaves its rows out
     demo: bool = False  # the generated demo data: the header says its numbers are not comparable with the paper's
     backbones: dict[str, str] = field(default_factory=dict)  # paper encoder -> stand-in (demo: demo-clip), in header
@@ -219,6 +221,10 @@ class _Runner:
             batch_size=s.batch_size,
             **overrides,
         )
+        if cfg.method != "xmic":
+            cfg.form = s.form
+            cfg.options = dict(s.baseline_options.get(cfg.method, {}))
+            cfg.validate()
         if cfg.method == "xmic" and s.xmic_options:
             cfg.extra = {**cfg.extra, "xmic": {**cfg.extra.get("xmic", {}), **s.xmic_options}}
         cfg.encoder, cfg.second_encoder = resolve_encoders(cfg, spec)
@@ -292,6 +298,25 @@ def hands_header(readers: Mapping[str, Any], no_hands: Mapping[str, str], settin
     return lines
 
 
+def baseline_header(settings: ReproduceSettings) -> list[str]:
+    """Lines naming the baselines' form and options where they differ from the preset's, and the optimiser note."""
+    from xmic.adapt.baseline_options import PRESET_FORMS
+
+    preset_form = PRESET_FORMS.get(settings.preset, "authors")
+    form = settings.form or preset_form
+    lines = [
+        f"Baselines in their {'authors' if form == 'authors' else 'papers'}' form (docs/baselines.md) with X-MIC's "
+        "optimiser settings (the authors shipped none for them)."
+    ]
+    if form != preset_form:
+        lines.append(f"Baseline form changed to {form!r} (preset {settings.preset}: {preset_form!r}).")
+    for method, options in sorted(settings.baseline_options.items()):
+        if options:
+            listed = ", ".join(f"{k}={v}" for k, v in sorted(options.items()))
+            lines.append(f"{method} options changed from the {form!r} form: {listed}.")
+    return lines
+
+
 def extra_header(settings: ReproduceSettings, number: int) -> list[str]:
     """Header lines that say how this rebuild departs from the paper's protocol or names its data."""
     preset = PRESETS[settings.preset]
@@ -320,6 +345,7 @@ def extra_header(settings: ReproduceSettings, number: int) -> list[str]:
     if settings.xmic_options:
         options = ", ".join(f"{k}={v}" for k, v in sorted(settings.xmic_options.items()))
         lines.append(f"X-MIC options changed from DESIGN.md's adapter: {options}.")
+    lines += baseline_header(settings)
     if number == 2:
         rule = f"the split files in {settings.split_files}" if settings.split_files else "equal normalised names"
         lines.append(f"Shared classes: {rule}.")

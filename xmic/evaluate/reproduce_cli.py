@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from xmic.adapt.baseline_options import FORMS
 from xmic.adapt.config import PRESETS
 
 
@@ -137,6 +138,19 @@ def parse_tables(text: str) -> list[int]:
     default=None,
     help="X-MIC rows: bottleneck width of the MLP giving a_v (default Dc/16; with --demo, 32: see `xmic demo`).",
 )
+@click.option(
+    "--form",
+    type=click.Choice(FORMS),
+    default=None,
+    help="Baseline rows: 'authors' or 'paper' form (default: the preset's; docs/baselines.md).",
+)
+@click.option(
+    "--option",
+    "baseline_option",
+    multiple=True,
+    metavar="METHOD:KEY=VALUE",
+    help="Baseline rows: one option of one method, e.g. clip-adapter:ratio=0.2 (repeatable; docs/baselines.md).",
+)
 @click.option("--demo-quick", is_flag=True, help="With --demo: build missing groups at a tenth of the size (CI).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def reproduce_cmd(tables: str, cache: Path, demo: bool, demo_quick: bool, **kw: Any) -> None:
@@ -145,6 +159,7 @@ def reproduce_cmd(tables: str, cache: Path, demo: bool, demo_quick: bool, **kw: 
     On a cluster: --plan lists the runs; --shard I/N (or a SLURM array / torchrun) trains one share of them, on
     hosts sharing the --out folder; --assemble then writes the tables. --jobs K trains K runs at once.
     """
+    from xmic.adapt.baseline_options import parse_option
     from xmic.cache.errors import StoreError
     from xmic.demo.groups import DEMO_ADAPTER_HIDDEN, DEMO_BACKBONES, DEMO_GROUPS, ensure_demo_groups
     from xmic.evaluate.paper_file import PaperFileError
@@ -191,6 +206,16 @@ def reproduce_cmd(tables: str, cache: Path, demo: bool, demo_quick: bool, **kw: 
         if kw["model_dir"] is None and (cache.parent / "models").is_dir():
             kw["model_dir"] = str(cache.parent / "models")  # the demo's tiny encoders (CoOp, Co-CoOp, A5)
     roots = {d: _path(kw[f"{d}_root"]) for d in ("epic", "ego4d", "egtea")}
+    baseline_options: dict[str, dict[str, Any]] = {}
+    for text in kw["baseline_option"]:
+        method, sep, rest = text.partition(":")
+        try:
+            if not sep:
+                raise ValueError(f"--option takes METHOD:KEY=VALUE, got {text!r}")
+            key, value = parse_option(rest)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--option") from None
+        baseline_options.setdefault(method, {})[key] = value
     settings = ReproduceSettings(
         cache=cache,
         out=kw["out"],
@@ -216,6 +241,8 @@ def reproduce_cmd(tables: str, cache: Path, demo: bool, demo_quick: bool, **kw: 
         skip_bad=kw["skip_bad"],
         paper_numbers=_path(kw["paper_numbers"]),
         xmic_options={} if kw["adapter_hidden"] is None else {"mlp_hidden": kw["adapter_hidden"]},
+        form=kw["form"],
+        baseline_options=baseline_options,
         demo=demo,
         backbones=dict(DEMO_BACKBONES) if demo else {},
         progress=not kw["quiet"],
