@@ -212,19 +212,7 @@ def test_readme_is_short_and_links_resolve() -> None:
     for path in [README, *DOCS]:
         for link in re.findall(r"\]\(([^)#\s:]+)[)#]", path.read_text(encoding="utf-8")):
             target = (path.parent / link).resolve()
-            if target.relative_to(REPO).as_posix() in OWNED_ELSEWHERE:
-                continue
             assert target.exists(), f"{path.relative_to(REPO)} links {link}, which does not exist"
-
-
-#: docs/ pages the README links that are written alongside other parts of the code.
-OWNED_ELSEWHERE = {
-    "docs/baselines.md",
-    "docs/models.md",
-    "docs/store-integrity.md",
-    "docs/run-folders.md",
-    "docs/cluster.md",
-}
 
 
 def _commands(path: Path = README) -> list[str]:
