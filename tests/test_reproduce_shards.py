@@ -82,8 +82,11 @@ def test_plan_lists_each_run_once_deterministically_and_shards_partition_it(demo
 
 def test_plan_commands_train_the_planned_runs(demo, tmp_path, monkeypatch):
     out = tmp_path / "out"
-    lines = plan_lines(xmic(*base_args(demo, out, "1,7", "--plan", "--frames", "8", "--batch-size", "16")))
+    options = ["--option", "clip-adapter:ratio=0.5", "--option", "coop:ctx_init=a photo of a"]
+    lines = plan_lines(xmic(*base_args(demo, out, "1,7", "--plan", "--frames", "8", "--batch-size", "16", *options)))
     assert any("--frames 8" in line[3] and "--adapter-hidden 32" in line[3] for line in lines)
+    assert any("--option ratio=0.5" in line[3] for line in lines)
+    assert any(shlex.split(line[3])[-3] == 'ctx_init="a photo of a"' for line in lines)
     seen: list[tuple[TrainConfig, Path]] = []
 
     def fake_train(cfg, cache, run, **kw):

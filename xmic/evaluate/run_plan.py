@@ -9,6 +9,7 @@ the least loaded share), the same on every host that plans the same tables on th
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 from collections.abc import Mapping
@@ -204,7 +205,10 @@ def train_command(cfg: TrainConfig, cache: Path, run_dir: Path) -> list[str]:
         if value == default:
             continue
         flag = getattr(param, "is_flag", False) and getattr(param, "secondary_opts", None)
-        args += [param.opts[0] if value else param.secondary_opts[0]] if flag else [param.opts[0], _text(value)]
+        if getattr(param, "multiple", False) and isinstance(value, dict):  # --option KEY=VALUE, once per key
+            args += [a for k, v in value.items() for a in (param.opts[0], f"{k}={json.dumps(v)}")]
+        else:
+            args += [param.opts[0] if value else param.secondary_opts[0]] if flag else [param.opts[0], _text(value)]
     uncovered = sorted(k for k in want if want[k] != base[k] and k not in covered)
     if uncovered:
         raise ReproduceError(
