@@ -335,7 +335,7 @@ def reproduce_table(number: int, settings: ReproduceSettings, echo: Echo = print
     }
     json_path.write_text(json.dumps(_clean(record), indent=2, sort_keys=True, default=str))
     md_path.write_text(markdown)
-    png_path = save_table_bars(shown, summaries, settings.out / f"table{number}.png", skipped)
+    png_path = save_table_bars(shown, summaries, settings.out / f"table{number}.png", skipped, demo=settings.demo)
     echo(markdown)
     figure = f", {png_path}" if png_path else f" ({MISSING_MATPLOTLIB})"
     echo(f"table {number}: {runner.trained} runs trained, {runner.reused} reused; wrote {md_path}, {json_path}{figure}")
