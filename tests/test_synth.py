@@ -267,7 +267,7 @@ def test_every_class_in_both_splits_at_default_scale() -> None:
         plans = plan_dataset(spec, index, 0, 1.0)
         for split, videos in plans.items():
             segs = [s for v in videos for s in v.segments]
-            assert len(segs) == (200 if split == "train" else 60)
+            assert len(segs) == (200 if split == "train" else 200)
             assert {s.verb for s in segs} == set(spec.verbs) and {s.noun for s in segs} == set(spec.nouns)
             assert all(6 <= len(v.segments) <= 10 for v in videos[:-1])
             for v in videos:
