@@ -270,7 +270,7 @@ def test_every_class_in_both_splits_at_default_scale() -> None:
     plans = plan_dataset(KITCHEN_C, 2, 0, 1.0)
     assert list(plans) == ["train", "test"]
     names = [v.video_id for vs in plans.values() for v in vs]
-    assert len(set(names)) == len(names) == 260
+    assert len(set(names)) == len(names) == 400
     for split, clips in plans.items():
         assert len(clips) == (200 if split == "train" else 200)
         segs = [s for c in clips for s in c.segments]
