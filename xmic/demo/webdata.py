@@ -42,7 +42,7 @@ SLEEVE = (70, 70, 80)
 #: thickness, :attr:`xmic.synth.datasets.Style.tool`), so the tool's shape is what names the verb.
 WEB_TOOLS = ((96, 96, 96), (228, 228, 228), (180, 130, 80), (60, 70, 160), (200, 60, 60))
 #: The tools of the stills are drawn this much larger than in the hand, to stay legible at 64 px.
-WEB_TOOL_SCALE = 2.0
+WEB_TOOL_SCALE = 3.0
 #: Verbs whose moments the state images show (any of them: every segment has every state).
 VERBS_WITH_STATES = ("push", "pull", "open", "close")
 #: Moments of a verb drawn into one still (progress in [0, 1]) and their opacity.

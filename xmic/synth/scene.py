@@ -167,7 +167,7 @@ VERB_TOOLS = {
 #: how far across (``u``, away from the thumb) it lies.
 _TOOL_HALF, _TOOL_FROM, _TOOL_TO, _TOOL_ACROSS = 0.16, -0.5, 1.5, 0.8
 #: Size of a tool's head against :func:`tool_head`'s unit shapes: about a hand's width, so that a coarse encoder sees it.
-_HEAD_SCALE = 1.8
+_HEAD_SCALE = 2.4
 
 
 def tool_head(tool: str, a: np.ndarray, b: np.ndarray, width: float) -> np.ndarray:
@@ -351,8 +351,8 @@ class VideoRenderer:
         """Render frame ``index``.
 
         Returns:
-            ``(image (H, W, 3) uint8 RGB, boxes)``: normalised xyxy boxes of each visible hand and of the
-            manipulated object (their union is the hand box); empty when nothing is in view.
+            ``(image (H, W, 3) uint8 RGB, boxes)``: normalised xyxy boxes of each visible hand, the tool in the
+            acting hand and the manipulated object (their union is the hand box); empty when nothing is in view.
         """
         st, m = self.style, self.margin
         ox, oy = (int(v) for v in self.camera[index])
@@ -368,8 +368,8 @@ class VideoRenderer:
             draw_sleeve(img, hand, self.sleeve)
         for hand in hands:
             boxes.append(draw_hand(img, hand, self.skin))
-        if state.segment is not None and hands:
-            draw_tool(img, hands[-1], state.segment.verb, self.tool, st.tool_width)  # in the acting hand
+        if state.segment is not None and hands:  # the tool in the acting hand is part of the hand's box
+            boxes.append(draw_tool(img, hands[-1], state.segment.verb, self.tool, st.tool_width))
         out = [normalised_box(b, st.width, st.height) for b in boxes if b is not None]
         return apply_lut(img, self.lut), out
 
