@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 
 # reproduce-tableN: the paper's table N with the paper's numbers beside ours (see README).
 CACHE ?= cache
-SEEDS ?= 0
+SEEDS ?=
 PRESET ?= authors-code
 REPRO_OUT ?= reproduce
 EPIC_ROOT ?=
@@ -65,7 +65,7 @@ format: $(BIN)/xmic
 	$(BIN)/ruff format xmic tests benchmarks
 	$(BIN)/ruff check --fix xmic tests benchmarks
 
-REPRODUCE_FLAGS = --cache "$(if $(DEMO),$(DEMO_OUT)/cache,$(CACHE))" --seeds "$(SEEDS)" \
+REPRODUCE_FLAGS = --cache "$(if $(DEMO),$(DEMO_OUT)/cache,$(CACHE))" $(if $(SEEDS),--seeds "$(SEEDS)",) \
 	--preset "$(PRESET)" --out "$(REPRO_OUT)" --epic-root "$(EPIC_ROOT)" --ego4d-root "$(EGO4D_ROOT)" \
 	--egtea-root "$(EGTEA_ROOT)" --hoa-dir "$(HOA_DIR)" --model-dir "$(MODEL_DIR)" \
 	--hands "$(HANDS)" --hand-model "$(HAND_MODEL)" --yolo-weights "$(YOLO_WEIGHTS)" \

@@ -14,11 +14,12 @@ from tolerance import assert_close_scaled
 
 from xmic.demo.cli import demo_cmd
 from xmic.demo.outputs import summary_lines
-from xmic.demo.pipeline import DemoResult, prepare_out, written
+from xmic.demo.pipeline import REFERENCE_ROW, DemoResult, prepare_out, written
 from xmic.demo.pretrain import contrastive_loss
 from xmic.demo.results import compare_lines, method_table
 from xmic.demo.store import rename_group
 from xmic.demo.webdata import all_nouns, all_verbs, render_pairs
+from xmic.evaluate.tables import DEMO_TITLE
 from xmic.owned import MANIFEST
 
 METHODS = ["ZS CLIP", "CLIP-Adapter", "CLIP-Adapter*", "CoOp", "Co-CoOp", "A5", "X-MIC"]
@@ -28,19 +29,24 @@ DIRECTIONS = {"synth-epic>synth-ego4d", "synth-ego4d>synth-epic"}
 
 def test_table_has_every_method_with_percentages(demo: Path) -> None:
     md = (demo / "table1.md").read_text()
+    assert md.splitlines()[0].endswith(f"({DEMO_TITLE})") and "Δ" not in md
     detailed = [line for line in md.splitlines() if line.startswith("| ") and " · " in line]  # not the grid
-    rows = [line.split("|")[1:-1] for line in detailed]
-    by_method: dict[str, list[str]] = {}
+    rows = [[c.strip() for c in line.split("|")[1:-1]] for line in detailed]
+    by_method: dict[str, list[list[str]]] = {}
     for cells in rows:
-        by_method.setdefault(cells[0].strip(), []).append(cells[3].strip())
-    assert set(METHODS + NOT_RUN) <= set(by_method)
-    for method in METHODS:
+        by_method.setdefault(cells[0], []).append(cells[2:5])
+    assert set(METHODS + NOT_RUN + [REFERENCE_ROW]) <= set(by_method)
+    for method in METHODS + [REFERENCE_ROW]:
         assert len(by_method[method]) == 12  # 2 targets x 2 directions x (within, cross, hm)
-        for cell in by_method[method]:
-            value = float(re.match(r"([0-9.]+) \(n=1\)", cell).group(1))
-            assert 0.0 <= value <= 100.0
-    assert all(cell == "not run" for m in NOT_RUN for cell in by_method[m])
-    assert "epic = store group 'synth-epic'" in md and "Epochs overridden to 2" in md
+        for ours, interval, chance in by_method[method]:
+            value = float(re.match(r"([0-9.]+) \(n=1\)$", ours).group(1))  # one seed: no "±"
+            low, high = map(float, re.match(r"\[([0-9.]+), ([0-9.]+)\]$", interval).groups())
+            assert 0.0 <= low <= value <= high <= 100.0, (method, ours, interval)
+            assert float(chance) in (10.0, 12.5)
+    assert all(cells == ["not run", "–", "–"] for m in NOT_RUN for cells in by_method[m])
+    assert "epic = store group 'synth-epic'" in md and "Epochs overridden to 2" in md and "**Quick run**" in md
+    assert re.search(r"^\| chance \| 10\.00 \| 12\.50 \| 10\.00 \| 12\.50 \|$", md, re.M)
+    assert "| *paper: X-MIC* |" in md  # the paper's numbers, as reference rows
 
 
 def test_results_json_has_every_score(demo: Path) -> None:
@@ -54,6 +60,9 @@ def test_results_json_has_every_score(demo: Path) -> None:
                 assert all(0.0 <= s[k] <= 100.0 for k in ("within", "cross", "hm"))
                 hm = 0.0 if min(s["within"], s["cross"]) == 0 else 2 / (1 / s["within"] + 1 / s["cross"])
                 assert s["hm"] == pytest.approx(hm, abs=1e-6)
+                for k in ("within", "cross", "hm"):
+                    low, high = s[f"{k}_ci95"]
+                    assert low <= s[k] + 0.01 and s[k] - 0.01 <= high, (method, k, s)
     assert set(results["not_run"]) == set(NOT_RUN)
     assert set(results["timings_seconds"]) == {"generate", "models", "extract", "train", "report", "total"}
     losses = results["encoders"]["pretrain"]["losses"]

@@ -17,6 +17,7 @@ from xmic.extract.hands.given import GivenBoxProvider
 from xmic.sampling import slot_frames
 from xmic.synth import KITCHEN_A, KITCHEN_B, generate
 from xmic.synth.cli import synth
+from xmic.synth.datasets import VERBS
 from xmic.synth.generate import Sizes, plan_dataset
 from xmic.synth.motion import object_motion
 from xmic.synth.scene import VideoRenderer
@@ -267,7 +268,7 @@ def test_every_class_in_both_splits_at_default_scale() -> None:
         plans = plan_dataset(spec, index, 0, 1.0)
         for split, videos in plans.items():
             segs = [s for v in videos for s in v.segments]
-            assert len(segs) == (200 if split == "train" else 60)
+            assert len(segs) == (200 if split == "train" else 200)
             assert {s.verb for s in segs} == set(spec.verbs) and {s.noun for s in segs} == set(spec.nouns)
             assert all(6 <= len(v.segments) <= 10 for v in videos[:-1])
             for v in videos:
@@ -284,7 +285,7 @@ def test_sizes_reject_bad_scale() -> None:
         Sizes().scaled(0.0)
     with pytest.raises(ValueError, match="scale"):
         Sizes().scaled(math.nan)
-    assert Sizes().scaled(0.1) == (20, 6)
+    assert Sizes().scaled(0.1) == (20, 20)
 
 
 def test_cli_refuses_to_overwrite_without_flag(tmp_path: Path) -> None:
@@ -304,3 +305,29 @@ def test_cli_refuses_to_overwrite_without_flag(tmp_path: Path) -> None:
     assert json.loads((out / "manifest.json").read_text())["seed"] == 2
     bad = runner.invoke(synth, ["--out", str(out), "--scale", "-1", "--overwrite"])
     assert bad.exit_code != 0 and "scale" in bad.output
+
+
+def test_verb_tools_are_drawn_in_the_hand_and_tell_verbs_apart_but_not_mirror_pairs() -> None:
+    from xmic.synth.motion import HandPose
+    from xmic.synth.scene import VERB_TOOLS, draw_tool
+
+    hand = HandPose(cx=32.0, cy=40.0, angle=-math.pi / 2, s=8.0, left=False)  # fingers point up
+    colour = np.array([10, 200, 30], np.uint8)
+    masks = {}
+    for verb in sorted(VERBS):
+        img = np.zeros((64, 64, 3), np.uint8)
+        box = draw_tool(img, hand, verb, colour)
+        masks[verb] = (img == colour).all(axis=-1)
+        if verb not in VERB_TOOLS:
+            assert box is None and not masks[verb].any(), verb  # take / put: the bare grasp
+            continue
+        x0, y0, x1, y1 = box
+        assert masks[verb].sum() >= 20 and y0 < 40 - 8 * 1.3, (verb, box)  # beyond the fingertips
+    assert (masks["open"] == masks["close"]).all()  # one tool for the pair: only the frames' order tells them
+    tools = [v for v in sorted(VERB_TOOLS) if v != "close"]
+    for i, a in enumerate(tools):
+        for b in tools[i + 1 :]:
+            assert (masks[a] != masks[b]).sum() >= 6, (a, b)
+    thick = np.zeros((64, 64, 3), np.uint8)
+    draw_tool(thick, hand, "push", colour, width=1.5)  # kitchen B's thicker tools
+    assert (thick == colour).all(axis=-1).sum() > masks["push"].sum()

@@ -270,9 +270,9 @@ def test_every_class_in_both_splits_at_default_scale() -> None:
     plans = plan_dataset(KITCHEN_C, 2, 0, 1.0)
     assert list(plans) == ["train", "test"]
     names = [v.video_id for vs in plans.values() for v in vs]
-    assert len(set(names)) == len(names) == 260
+    assert len(set(names)) == len(names) == 400
     for split, clips in plans.items():
-        assert len(clips) == (200 if split == "train" else 60)
+        assert len(clips) == (200 if split == "train" else 200)
         segs = [s for c in clips for s in c.segments]
         assert {s.verb for s in segs} == set(KITCHEN_C.verbs) and {s.noun for s in segs} == set(KITCHEN_C.nouns)
         for c in clips:
@@ -306,7 +306,7 @@ def test_cli_datasets_option(tmp_path: Path) -> None:
     assert empty.exit_code == 2 and "give at least one of" in empty.output
     ok = runner.invoke(synth, [*base, "--datasets", "egtea,epic"])
     assert ok.exit_code == 0, ok.output
-    assert "egtea (kitchen C): train_split1 20 segments in 20 videos, test_split1+2+3 6 segments" in ok.output
+    assert "egtea (kitchen C): train_split1 20 segments in 20 videos, test_split1+2+3 20 segments" in ok.output
     manifest = json.loads((out / "manifest.json").read_text())
     assert list(manifest["datasets"]) == ["epic", "egtea"] and not (out / "ego4d").exists()
     assert manifest["pairs"] == [{"source": "epic", "target": "egtea"}]

@@ -10,7 +10,15 @@ import pytest
 from xmic.cache.schema import PROMPT_TEMPLATES
 from xmic.evaluate import paper_numbers as pn
 from xmic.evaluate.paper_numbers import Column, PaperTable, parse_column
-from xmic.evaluate.tables import collect, column_value, fmt_delta, fmt_ours, render_markdown, summarize
+from xmic.evaluate.tables import (
+    DEMO_TITLE,
+    collect,
+    column_value,
+    fmt_delta,
+    fmt_ours,
+    render_markdown,
+    summarize,
+)
 
 
 def result(target="noun", train="epic", seed=0, within=0.5, cross=0.2, hm=None, shared=0.4, novel=float("nan")):
@@ -206,3 +214,41 @@ def test_table7_rows_keep_their_angle_brackets_in_markdown():
     assert "| \\<class\\> | X-MIC · nouns · Ego4D → Ego4D | 33.54 | 50.00 (n=1) | +16.46 |" in md
     assert "| \\<class\\> | X-MIC · nouns · Ego4D → Epic · hm | 21.06 | 37.50 (n=1) | +16.44 |" in md
     assert "| <class> |" not in md
+
+
+def demo_result(seed=0, within=0.5, cross=0.25, n=400, classes=10):
+    r = result(seed=seed, within=within, cross=cross)
+    r["encoders"] = {"demo-clip": {"model_id": "xmic-demo/demo-clip", "dim": 64}}
+    for name in ("epic", "ego4d"):
+        r["datasets"][name].update(n=n, classes=classes)
+    return r
+
+
+def test_bootstrap_interval_matches_the_binomial_spread():
+    from xmic.evaluate.intervals import bootstrap_interval
+
+    low, high = bootstrap_interval([(0.5, 400)])
+    half = 100 * 1.96 * math.sqrt(0.25 / 400)  # normal approximation of the clips' bootstrap: 4.9 points
+    assert low == pytest.approx(50 - half, abs=0.6) and high == pytest.approx(50 + half, abs=0.6), (low, high)
+    assert bootstrap_interval([(1.0, 50)]) == (100.0, 100.0)  # every clip right: every resample too
+    assert bootstrap_interval([(0.5, 0)]) is None
+    hm_low, hm_high = bootstrap_interval([(0.5, 400), (0.25, 400)])
+    assert hm_low < 100 * 2 * 0.5 * 0.25 / 0.75 < hm_high
+    assert bootstrap_interval([(0.5, 400)]) == (low, high)  # fixed seed: the same interval every time
+
+
+def test_render_markdown_on_demo_data_has_intervals_chance_and_no_delta():
+    results = {"X-MIC": [demo_result(seed=0, within=0.40), demo_result(seed=1, within=0.50)]}
+    table = small_table()
+    summaries = collect(table, results, None)
+    cell = summaries["X-MIC"]["noun|epic>epic|top1"]
+    assert cell.mean == pytest.approx(45.0) and cell.chance == pytest.approx(10.0)
+    assert cell.ci[0] < 45.0 < cell.ci[1] and 8.0 < cell.ci[1] - cell.ci[0] < 12.0, cell  # one seed's width
+    md = render_markdown(table, results, skipped={"A5": "needs weights"})
+    assert md.startswith(f"## Table 9 — Tiny ({DEMO_TITLE})\n") and "Δ" not in md
+    assert "At a glance (hm %, mean ± std over 2 seeds, [95 % interval over test clips];" in md
+    assert "| chance | 10.00 |" in md and "| *paper:" not in md  # the paper prints no hm for this row
+    line = next(x for x in md.splitlines() if x.startswith("| X-MIC | nouns · Epic → Epic |"))
+    ci = f"[{cell.ci[0]:.1f}, {cell.ci[1]:.1f}]"
+    assert line == f"| X-MIC | nouns · Epic → Epic | 45.00 ± 7.07 (n=2) | {ci} | 10.00 | 47.50 |"
+    assert "| A5 | nouns · Epic → Epic | not run | – | – | – |" in md

@@ -28,6 +28,15 @@ QUICK_SCALE = 0.1
 #: The demo's X-MIC keeps the real adapter's bottleneck width (Dc/16 = 32 at Dc = 512) instead of its ratio,
 #: which would leave 4 units at the tiny CLIP's Dc = 64.
 DEMO_ADAPTER_HIDDEN = 32
+#: Epochs per run: the preset's 15 (5 of them warm-up). At batch 16 (below) 200 training clips give 12 steps an
+#: epoch under authors-code (the last partial batch is dropped), 180 in a run. `xmic demo` and `reproduce --demo` (DEMO=1) both train so.
+DEMO_EPOCHS = 15
+#: Clips per step (the preset's 128 would be under two steps an epoch on 200 clips).
+DEMO_BATCH = 16
+#: Seeds of a `reproduce --demo` table (mean ± std over them); `xmic demo` runs one.
+DEMO_SEEDS = (0, 1, 2)
+#: Epochs of `reproduce --demo --demo-quick` (CI: the code runs; nothing converges).
+QUICK_EPOCHS = 3
 #: The paper's backbone -> the demo's stand-in for it (ReproduceSettings.backbones; the table header says so).
 DEMO_BACKBONES = {"clip-vit-b16": "demo-clip", "lavila-tsf-l14": "demo-lavila"}
 

@@ -7,8 +7,9 @@ motion. Three kinds:
 
 - noun images: one motion-free object, caption its name ("red cube", or a prompt template around it);
 - verb images: a stroboscopic still of the verb's motion (:func:`xmic.synth.motion.object_motion` drawn at
-  several moments, fainter for earlier ones, the hands at the last), caption the verb ("rotate"), sometimes
-  with the object ("rotate red cube");
+  several moments, fainter for earlier ones, the hands at the last, holding the verb's tool,
+  :data:`xmic.synth.scene.VERB_TOOLS`, in a colour of no kitchen), caption the verb ("rotate"), sometimes with the
+  object ("rotate red cube");
 - state images: one moment of an action, the hands holding the object, captioned with the state it is in
   ("far red cube in halves", :func:`state_caption`), so that the image features tell a far object from a near
   one and a whole one from one in halves, the states the synthetic verbs move through.
@@ -28,7 +29,7 @@ import numpy as np
 from xmic.cache.schema import PROMPT_TEMPLATES
 from xmic.synth.datasets import COLOURS, SHAPES, VERBS
 from xmic.synth.motion import ObjectPose, SegmentPlan, draw_motion, hand_poses, object_motion
-from xmic.synth.scene import draw_hand, draw_object, draw_sleeve
+from xmic.synth.scene import draw_hand, draw_object, draw_sleeve, draw_tool
 
 #: Plain backgrounds of the "web" photos: studio whites and greys, a few darker and coloured backdrops.
 BACKGROUNDS = (
@@ -37,6 +38,11 @@ BACKGROUNDS = (
 )  # fmt: skip
 SKIN = (214, 160, 128)
 SLEEVE = (70, 70, 80)
+#: Colours of the tools in the "web" stills: none of the kitchens' own (their tools differ in colour and
+#: thickness, :attr:`xmic.synth.datasets.Style.tool`), so the tool's shape is what names the verb.
+WEB_TOOLS = ((96, 96, 96), (228, 228, 228), (180, 130, 80), (60, 70, 160), (200, 60, 60))
+#: The tools of the stills are drawn this much larger than in the hand, to stay legible at 64 px.
+WEB_TOOL_SCALE = 3.0
 #: Verbs whose moments the state images show (any of them: every segment has every state).
 VERBS_WITH_STATES = ("push", "pull", "open", "close")
 #: Moments of a verb drawn into one still (progress in [0, 1]) and their opacity.
@@ -135,8 +141,12 @@ def render_verb(rng: np.random.Generator, verb: str, noun: str, size: int) -> np
         if p == STROBE[-1][0]:
             for hand in hand_poses(seg, obj):
                 draw_sleeve(layer, hand, np.array(SLEEVE, np.uint8))
-            for hand in hand_poses(seg, obj):
+            hands = hand_poses(seg, obj)
+            for hand in hands:
                 draw_hand(layer, hand, np.array(SKIN, np.uint8))
+            colour = np.array(WEB_TOOLS[int(rng.integers(len(WEB_TOOLS)))], np.uint8)
+            big = replace(hands[-1], s=hands[-1].s * WEB_TOOL_SCALE)
+            draw_tool(layer, big, verb, colour, width=float(rng.uniform(0.8, 1.6)))
         changed = (layer != base).any(axis=-1, keepdims=True)
         out = np.where(changed, (1 - alpha) * out + alpha * layer, out)
     return _light(rng, np.clip(np.rint(out), 0, 255).astype(np.uint8))

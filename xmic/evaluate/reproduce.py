@@ -492,7 +492,7 @@ def write_table(
     }
     write_atomic(json_path, json.dumps(_clean(record), indent=2, sort_keys=True, default=str))
     write_atomic(md_path, markdown)
-    png_path = save_table_bars(shown, summaries, settings.out / f"table{number}.png", skipped)
+    png_path = save_table_bars(shown, summaries, settings.out / f"table{number}.png", skipped, demo=settings.demo)
     echo(markdown)
     figure = f", {png_path}" if png_path else f" ({MISSING_MATPLOTLIB})"
     echo(f"table {number}: {trained} runs trained, {reused} reused; wrote {md_path}, {json_path}{figure}")

@@ -110,14 +110,18 @@ def parse_tables(text: str) -> list[int]:
 @click.option("--model-dir", default=None, help="Local model folder / HF cache (extraction; CoOp, Co-CoOp, A5).")
 @click.option("--second-encoder", default=None, help="Second encoder to extract with a missing group (dinov2-vitb14).")
 @click.option("--skip-bad", is_flag=True, help="Extraction: record rows without media as failed instead of stopping.")
-@click.option("--seeds", default="0", show_default=True, help="Seeds, comma-separated; mean ± std over them.")
+@click.option(
+    "--seeds", default=None, help="Seeds, comma-separated; mean ± std over them (default 0; with --demo 0,1,2)."
+)
 @click.option("--preset", type=click.Choice(list(PRESETS)), default="authors-code", show_default=True)
 @click.option("--out", type=click.Path(path_type=Path), default=Path("reproduce"), show_default=True)
 @click.option("--runs", type=click.Path(path_type=Path), default=None, help="Run folders (default OUT/runs).")
 @click.option("--device", default=None, help="cuda or cpu (default: cuda when available).")
 @click.option("--epochs", type=int, default=None, help="Override the preset's epochs (quick runs).")
 @click.option("--frames", type=int, default=None, help="Override the 16 frames per clip.")
-@click.option("--batch-size", type=int, default=None, help="Override the preset's batch size.")
+@click.option(
+    "--batch-size", type=int, default=None, help="Override the preset's batch size (with --demo: the demo's 16)."
+)
 @click.option("--rows", default=None, help="Only these rows, comma-separated keys or methods (e.g. zero-shot,xmic).")
 @click.option("--targets", default="noun,verb", show_default=True, help="noun, verb or both.")
 @click.option("--split-files", default=None, help="Folder of the authors' shared-class files (Table 2).")
@@ -151,7 +155,11 @@ def parse_tables(text: str) -> list[int]:
     metavar="METHOD:KEY=VALUE",
     help="Baseline rows: one option of one method, e.g. clip-adapter:ratio=0.2 (repeatable; docs/baselines.md).",
 )
-@click.option("--demo-quick", is_flag=True, help="With --demo: build missing groups at a tenth of the size (CI).")
+@click.option(
+    "--demo-quick",
+    is_flag=True,
+    help="With --demo: build missing groups at a tenth of the size and train 3 epochs, one seed (CI).",
+)
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def reproduce_cmd(tables: str, cache: Path, demo: bool, demo_quick: bool, **kw: Any) -> None:
     """Rebuild Table N: train (or reuse) every run, evaluate, print paper | ours | Δ as Markdown.
@@ -161,7 +169,16 @@ def reproduce_cmd(tables: str, cache: Path, demo: bool, demo_quick: bool, **kw: 
     """
     from xmic.adapt.baseline_options import parse_option
     from xmic.cache.errors import StoreError
-    from xmic.demo.groups import DEMO_ADAPTER_HIDDEN, DEMO_BACKBONES, DEMO_GROUPS, ensure_demo_groups
+    from xmic.demo.groups import (
+        DEMO_ADAPTER_HIDDEN,
+        DEMO_BACKBONES,
+        DEMO_BATCH,
+        DEMO_EPOCHS,
+        DEMO_GROUPS,
+        DEMO_SEEDS,
+        QUICK_EPOCHS,
+        ensure_demo_groups,
+    )
     from xmic.evaluate.paper_file import PaperFileError
     from xmic.evaluate.reproduce import DEFAULT_DATASETS, ReproduceError, ReproduceSettings
     from xmic.evaluate.reproduce_data import parse_hands, parse_hoa_dirs
@@ -200,7 +217,12 @@ def reproduce_cmd(tables: str, cache: Path, demo: bool, demo_quick: bool, **kw: 
             if built:
                 say(f"demo: built groups {', '.join(built)} in {cache}")
 
-        epochs = 3 if epochs is None else epochs
+        # the recipe of `xmic demo` (--demo-quick: a few epochs, for CI); the table's header states it
+        epochs = (QUICK_EPOCHS if demo_quick else DEMO_EPOCHS) if epochs is None else epochs
+        if kw["batch_size"] is None:
+            kw["batch_size"] = DEMO_BATCH
+        if kw["seeds"] is None and not demo_quick:
+            kw["seeds"] = ",".join(map(str, DEMO_SEEDS))
         if kw["adapter_hidden"] is None:
             kw["adapter_hidden"] = DEMO_ADAPTER_HIDDEN
         if kw["model_dir"] is None and (cache.parent / "models").is_dir():

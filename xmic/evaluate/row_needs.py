@@ -74,10 +74,12 @@ def resolve_row(
         common = set.intersection(*({n for n, e in s.encoders.items() if e.family == "dinov2"} for s in specs))
         if not common:
             have = ", ".join(sorted(specs[0].encoders))
-            return overrides, (
-                f"needs DINOv2 features in every dataset group; the store has {have}: extract with "
-                "`xmic extract ... --second-encoder dinov2-vitb14`"
+            fix = (
+                "build the demo with the tiny demo-dinov2, `xmic demo --dino --out DIR`, and pass --cache DIR/cache"
+                if settings.demo
+                else "extract with `xmic extract ... --second-encoder dinov2-vitb14`"
             )
+            return overrides, f"needs DINOv2 features in every dataset group; the store has {have}: {fix}"
         overrides["second_encoder"] = sorted(common)[0]
     clip = overrides.get("encoder") or next(iter(_clip_encoders(specs[0])), None)
     if clip is None:

@@ -140,6 +140,8 @@ class Style:
         hand_scale: Hand size unit as a fraction of the frame height.
         distractors: ``(min, max)`` static objects of other classes in the scene.
         idle_hand_prob: Chance that the hand not acting rests in view (it is in the hand box then).
+        tool: Colour of the tools the hands hold (:data:`xmic.synth.scene.VERB_TOOLS`): each kitchen has its own.
+        tool_width: Thickness of the tools' handles and heads, relative to the default.
     """
 
     width: int
@@ -162,6 +164,8 @@ class Style:
     hand_scale: float
     distractors: tuple[int, int]
     idle_hand_prob: float
+    tool: RGB = (190, 196, 206)
+    tool_width: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -255,6 +259,8 @@ KITCHEN_B = DatasetSpec(
         light_jitter=14.0,
         skin=(186, 128, 96),
         sleeve=(120, 36, 40),
+        tool=(132, 84, 44),
+        tool_width=1.5,
         jitter_px=1.5,
         shake_smooth=0.0,
         pan_px=7.0,
@@ -287,6 +293,8 @@ KITCHEN_C = DatasetSpec(
         light_jitter=10.0,
         skin=(208, 146, 114),
         sleeve=(92, 104, 40),
+        tool=(40, 40, 44),
+        tool_width=1.25,
         jitter_px=0.9,
         shake_smooth=0.75,  # head-mounted: a quick wander, between A's drift and B's per-frame shake
         pan_px=3.0,

@@ -82,7 +82,7 @@ class Sizes:
     """
 
     train: int = 200
-    val: int = 60
+    val: int = 200
     segments_per_video: tuple[int, int] = (6, 10)
     segment_seconds: tuple[float, float] = (0.7, 1.4)
     gap_seconds: tuple[float, float] = (0.15, 0.4)

@@ -150,6 +150,65 @@ def draw_hand(img: np.ndarray, hand: HandPose, skin: np.ndarray) -> PixelBox | N
     return _paint(img, x0, y0, hand_mask(u, v, hand.left), skin)
 
 
+#: The tool each verb is done with, held in the acting hand while the action lasts (``take`` / ``put``: none, the
+#: bare grasp). ``open`` and ``close`` share one, as a jar's lid does: one frame tells the pair, only the order of
+#: the frames tells which of the two it is, as for take / put.
+VERB_TOOLS = {
+    "push": "paddle",
+    "pull": "hook",
+    "rotate": "key",
+    "shake": "shaker",
+    "flip": "spatula",
+    "squeeze": "tongs",
+    "open": "blade",
+    "close": "blade",
+}
+#: Tool geometry in hand units: the handle's half-width, where it starts and ends along the fingers (``v``), and
+#: how far across (``u``, away from the thumb) it lies.
+_TOOL_HALF, _TOOL_FROM, _TOOL_TO, _TOOL_ACROSS = 0.16, -0.5, 1.5, 0.8
+#: Size of a tool's head against :func:`tool_head`'s unit shapes: about a hand's width, so that a coarse encoder sees it.
+_HEAD_SCALE = 2.4
+
+
+def tool_head(tool: str, a: np.ndarray, b: np.ndarray, width: float) -> np.ndarray:
+    """The head of ``tool`` at local coordinates ``(a, b)``: ``a`` across, ``b`` beyond the handle's end (hand
+    units); ``width`` scales its strokes."""
+    w = 0.1 * width
+    if tool == "paddle":
+        return (np.abs(a) <= 0.55) & (np.abs(b - 0.1) <= w + 0.04)
+    if tool == "hook":
+        return ((np.abs(a) <= w) & (b >= 0) & (b <= 0.6)) | ((np.abs(b - 0.6) <= w) & (a >= -0.5) & (a <= 0))
+    if tool == "key":
+        rr = np.sqrt(a * a + (b - 0.4) ** 2)
+        return (rr <= 0.4) & (rr >= 0.4 - 2 * w)
+    if tool == "shaker":
+        return a * a + (b - 0.35) ** 2 <= 0.35**2
+    if tool == "spatula":
+        return (np.abs(a) <= 0.32) & (b >= 0) & (b <= 0.75)
+    if tool == "tongs":
+        return (np.abs(np.abs(a) - 0.25) <= w) & (b >= -0.1) & (b <= 0.7)
+    if tool == "blade":
+        return (b >= 0) & (b <= 0.9) & (np.abs(a) <= (0.3 + 0.5 * w) * (1 - b / 0.9))
+    raise ValueError(f"unknown tool {tool!r}")
+
+
+def draw_tool(img: np.ndarray, hand: HandPose, verb: str, colour: np.ndarray, width: float = 1.0) -> PixelBox | None:
+    """Draw the tool of ``verb`` (:data:`VERB_TOOLS`) in ``hand``: a handle across the palm along the fingers, on the
+    side away from the thumb, and the tool's head beyond the fingertips; its pixel extent (None: no tool)."""
+    tool = VERB_TOOLS.get(verb)
+    if tool is None:
+        return None
+    reach = (_TOOL_TO + 1.5 * _HEAD_SCALE) * hand.s + _TOOL_ACROSS * hand.s
+    x0, y0, dx, dy = _grid(hand.cx, hand.cy, reach + 1.0, img.shape[1], img.shape[0])
+    c, s = math.cos(hand.angle), math.sin(hand.angle)
+    v = (dx * c + dy * s) / hand.s
+    u = (dy * c - dx * s) / hand.s
+    a = u - (-_TOOL_ACROSS if hand.left else _TOOL_ACROSS)
+    handle = (np.abs(a) <= _TOOL_HALF * width) & (v >= _TOOL_FROM) & (v <= _TOOL_TO)
+    head = tool_head(tool, a / _HEAD_SCALE, (v - _TOOL_TO) / _HEAD_SCALE, width)
+    return _paint(img, x0, y0, handle | head, colour)
+
+
 def union_pixel_boxes(boxes: list[PixelBox | None]) -> PixelBox | None:
     """The smallest pixel box holding every non-None box."""
     real = [b for b in boxes if b is not None]
@@ -277,6 +336,7 @@ class VideoRenderer:
         self.lut = lighting_lut(style, rng)
         self.skin = np.array(style.skin, dtype=np.uint8)
         self.sleeve = np.array(style.sleeve, dtype=np.uint8)
+        self.tool = np.array(style.tool, dtype=np.uint8)
 
     @property
     def lit_skin(self) -> np.ndarray:
@@ -291,8 +351,8 @@ class VideoRenderer:
         """Render frame ``index``.
 
         Returns:
-            ``(image (H, W, 3) uint8 RGB, boxes)``: normalised xyxy boxes of each visible hand and of the
-            manipulated object (their union is the hand box); empty when nothing is in view.
+            ``(image (H, W, 3) uint8 RGB, boxes)``: normalised xyxy boxes of each visible hand, the tool in the
+            acting hand and the manipulated object (their union is the hand box); empty when nothing is in view.
         """
         st, m = self.style, self.margin
         ox, oy = (int(v) for v in self.camera[index])
@@ -308,6 +368,8 @@ class VideoRenderer:
             draw_sleeve(img, hand, self.sleeve)
         for hand in hands:
             boxes.append(draw_hand(img, hand, self.skin))
+        if state.segment is not None and hands:  # the tool in the acting hand is part of the hand's box
+            boxes.append(draw_tool(img, hands[-1], state.segment.verb, self.tool, st.tool_width))
         out = [normalised_box(b, st.width, st.height) for b in boxes if b is not None]
         return apply_lut(img, self.lut), out
 
