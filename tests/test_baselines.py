@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from tiny_clips import tiny_clip_with_text_width
 from tolerance import assert_close_scaled
 
 from xmic.adapt.base import ClassText, FeatureBatch, l2norm
@@ -31,17 +32,7 @@ WORDS = ["a", "photo", "video", "of", "the", "cut", "onion", "knife", "chopping"
 
 @pytest.fixture(scope="module")
 def clip_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from transformers import CLIPConfig, CLIPModel
-
-    from xmic.demo.tiny_models import make_tiny_clip
-
-    out = make_tiny_clip(tmp_path_factory.mktemp("clip") / "tiny", vocab_words=WORDS, dim=D)
-    cfg = CLIPConfig.from_pretrained(out)
-    cfg.text_config.hidden_size = W
-    cfg.text_config.intermediate_size = 2 * W
-    torch.manual_seed(1)
-    CLIPModel(cfg).save_pretrained(out)
-    return out
+    return tiny_clip_with_text_width(tmp_path_factory.mktemp("clip") / "tiny", WORDS, dim=D, width=W)
 
 
 @pytest.fixture(scope="module")

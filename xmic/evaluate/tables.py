@@ -320,8 +320,7 @@ def render_grid(
     lines = [
         f"At a glance ({metric} %, ours, the paper's number in brackets):",
         "",
-        "| row | " + " | ".join(short_label(parse_column(c)) for c in columns) + " |",
-        "|---|" + "---:|" * len(columns),
+        *_grid_header(columns),
     ]
     for row in table.rows:
         cells = []
@@ -332,6 +331,14 @@ def render_grid(
             cells.append(ours if paper is None else f"{ours} ({paper:.2f})")
         lines.append(f"| {md_text(row)} | " + " | ".join(cells) + " |")
     return lines
+
+
+def _grid_header(columns: Sequence[str]) -> list[str]:
+    """The header and alignment lines of an at-a-glance grid over ``columns``."""
+    return [
+        "| row | " + " | ".join(short_label(parse_column(c)) for c in columns) + " |",
+        "|---|" + "---:|" * len(columns),
+    ]
 
 
 def _demo_grid(
@@ -346,8 +353,7 @@ def _demo_grid(
         f"At a glance ({metric} %, {seeds_phrase(summaries)}, [95 % interval over test clips]; "
         "the paper's numbers below, on real video, for reference only):",
         "",
-        "| row | " + " | ".join(short_label(parse_column(c)) for c in columns) + " |",
-        "|---|" + "---:|" * len(columns),
+        *_grid_header(columns),
     ]
     for row in table.rows:
         cells = []
