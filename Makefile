@@ -40,12 +40,11 @@ TABLE ?= all
 
 $(BIN)/xmic: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --upgrade pip
 	$(BIN)/python -m pip install --no-compile "$(TORCH)"
-	$(BIN)/python -m pip install --no-compile -e ".[$(EXTRAS)]"
-	@# bytecode on all cores (pip compiles one file after another); files written for Python 2 that some packages
-	@# carry do not compile and never import, as under pip, so the exit status is not checked
-	$(BIN)/python -m compileall -q -j 0 "$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')" > /dev/null 2>&1 || true
+	@# the rest with uv (parallel downloads, no resolver backtracking; it keeps the torch above, which satisfies
+	@# the project's range); plain pip when uv cannot be had. Bytecode is written on first import, not here.
+	($(BIN)/python -m pip install --no-compile -q uv && $(BIN)/uv pip install --python $(BIN)/python -e ".[$(EXTRAS)]") \
+		|| $(BIN)/python -m pip install --no-compile -e ".[$(EXTRAS)]"
 	touch $(BIN)/xmic
 
 install: $(BIN)/xmic
