@@ -100,6 +100,26 @@ def test_store_groups_are_renamed_and_consistent(demo: Path) -> None:
     assert verify_store(cache).ok
 
 
+def test_store_extracted_in_processes_equals_one_extracted_in_turn(
+    demo: Path, tmp_path: Path, one_torch_thread
+) -> None:
+    """The demo extracts its two datasets in parallel processes (where it may use two cores); a store extracted one
+    dataset after another in this process holds the same arrays."""
+    from xmic.cache.backend import Backend
+    from xmic.demo.store import extract_demo_store
+
+    if json.loads((demo / "results.json").read_text())["demo"]["processes"] < 2:
+        pytest.skip("this machine gives the demo one core, so it extracted in one process")
+    manifest = json.loads((demo / "data" / "manifest.json").read_text())
+    serial = tmp_path / "cache"
+    extract_demo_store(demo / "data", manifest, serial, demo / "models", jobs=1, progress=False, echo=lambda _m: None)
+    with Backend(demo / "cache").session("r") as a, Backend(serial).session("r") as b:
+        keys = sorted(a.walk_arrays())
+        assert keys == sorted(b.walk_arrays()) and any(k.endswith("hand/features") or "features" in k for k in keys)
+        for key in keys:
+            np.testing.assert_array_equal(a.read(key), b.read(key), err_msg=key)
+
+
 def test_figures_and_report(demo: Path) -> None:
     report = (demo / "report.md").read_text()
     runs = [p.name for p in (demo / "runs").iterdir() if "zero-shot-hand" not in p.name]

@@ -45,8 +45,17 @@ import click
 @click.option("--dino", is_flag=True, help="Also a tiny random-weight DINOv2 as second encoder (runs X-MIC+DINO).")
 @click.option("--no-plots", is_flag=True, help="No PNG figures.")
 @click.option("--no-report", is_flag=True, help="No report.md.")
-@click.option("--threads", type=int, default=1, show_default=True, help="Torch CPU threads (0: torch's default).")
-@click.option("--workers", type=int, default=None, help="Video render processes (default: up to 2; 0: in-process).")
+@click.option(
+    "--threads", type=int, default=1, show_default=True, help="Torch CPU threads per process (0: torch's default)."
+)
+@click.option(
+    "--jobs",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Processes that extract the datasets and train the runs (default: the usable cores, at most 8; the numbers "
+    "do not depend on it).",
+)
+@click.option("--workers", type=int, default=None, help="Video render processes (default: --jobs; 0: in-process).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def demo_cmd(
     out: Path, quick: bool, rows: str | None, targets: str, no_plots: bool, no_report: bool, quiet: bool, **kw

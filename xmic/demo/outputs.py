@@ -62,6 +62,7 @@ def write_outputs(
             "targets": list(config.targets),
             "rows": list(config.rows) if config.rows else None,
             "torch_threads": config.threads,
+            "processes": config.jobs,
             "xmic_adapter_hidden": config.adapter_hidden,
         },
         "units": "top-1 accuracy in percent; hm = harmonic mean of within and cross",

@@ -35,6 +35,16 @@ VITA_CLIP_NOT_IN_DEMO = (
     "store holds its frame cache, and `make reproduce-table1 DEMO=1` runs it"
 )
 QUICK_PRETRAIN = PretrainConfig(steps=40, batch_size=128, pairs=800, holdout=200, warmup=5)
+#: Most processes the demo starts by default (its 24 training runs gain little beyond).
+MAX_JOBS = 8
+
+
+def usable_cores() -> int:
+    """CPU cores this process may run on (its affinity mask where the OS has one), at most :data:`MAX_JOBS`."""
+    import os
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, min(cores, MAX_JOBS))
 
 
 @dataclass
@@ -42,7 +52,9 @@ class DemoConfig:
     """Settings of one demo run (``xmic demo --help``).
 
     ``None`` fields take their default for the mode: full (scale 1.0, 15 epochs, 200 pretraining steps) or
-    ``quick`` (scale 0.1, 2 epochs, 40 pretraining steps; for tests and smoke runs).
+    ``quick`` (scale 0.1, 2 epochs, 40 pretraining steps; for tests and smoke runs). ``jobs`` processes extract the
+    two datasets and train the runs (default: the cores this process may use, at most
+    :data:`MAX_JOBS`), each with ``threads`` torch threads; a run's numbers do not depend on how many there are.
     """
 
     out: Path
@@ -60,10 +72,13 @@ class DemoConfig:
     report: bool = True
     threads: int | None = 1
     workers: int | None = None
+    jobs: int | None = None
     progress: bool = True
 
     def __post_init__(self) -> None:
         self.out = Path(self.out)
+        if self.jobs is None:
+            self.jobs = usable_cores()
         if self.scale is None:
             self.scale = 0.1 if self.quick else 1.0
         if self.epochs is None:
@@ -142,6 +157,7 @@ def _run_steps(config: DemoConfig, echo: Echo) -> DemoResult:
     from xmic.demo.models import DINO_NAME, make_demo_encoders
     from xmic.demo.store import extract_demo_store
     from xmic.evaluate.reproduce import ReproduceSettings, reproduce_table
+    from xmic.evaluate.reproduce_modes import train_share
     from xmic.synth import generate
 
     t_start = time.perf_counter()
@@ -162,7 +178,7 @@ def _run_steps(config: DemoConfig, echo: Echo) -> DemoResult:
     with steps.step("extract", f"features -> {out / 'cache'} (groups synth-epic, synth-ego4d)", ("cache",)):
         second = DINO_NAME if config.dino else None
         extracted = extract_demo_store(
-            out / "data", synth.manifest, out / "cache", out / "models", second_encoder=second,
+            out / "data", synth.manifest, out / "cache", out / "models", second_encoder=second, jobs=config.jobs,
             progress=config.progress, echo=lambda m: echo("  " + m),
         )  # fmt: skip
     settings = ReproduceSettings(
@@ -175,6 +191,8 @@ def _run_steps(config: DemoConfig, echo: Echo) -> DemoResult:
     what = " and ".join(f"{t}s" for t in config.targets)
     tables = ("runs", "table1.md", "table1.json", "table1.png")
     with steps.step("train", f"Table 1: X-MIC and the baselines, {what}, both directions", tables):
+        if config.jobs > 1:  # the runs in parallel processes; the table below reuses them
+            train_share([1], settings, lambda m: echo("  " + m), None, config.jobs)
         table = reproduce_table(1, settings, echo=lambda m: None if m.startswith("## Table") else echo("  " + m))
         reference, reference_results = _hand_view_reference(settings, echo)
         rewrite_table_with_reference(table, settings, reference_results)
@@ -200,7 +218,7 @@ def _generate(generate: Callable[..., Any], data: Path, config: DemoConfig) -> A
     )
     with tqdm(total=total, unit="video", desc="render", disable=not config.progress) as bar:
         return generate(
-            data, seed=config.seed, scale=config.scale, overwrite=True, workers=config.workers,
+            data, seed=config.seed, scale=config.scale, overwrite=True, workers=config.jobs if config.workers is None else config.workers,
             on_video=lambda _r: bar.update(1),
         )  # fmt: skip
 

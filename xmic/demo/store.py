@@ -70,6 +70,7 @@ def extract_demo_store(
     frames_cache: bool = True,
     names: tuple[str, ...] = DEMO_DATASETS,
     num_frames: int = DEMO_NUM_FRAMES,
+    jobs: int = 1,
     progress: bool = True,
     echo: Echo = print,
 ) -> dict[str, Any]:
@@ -86,6 +87,8 @@ def extract_demo_store(
         names: Which datasets of the manifest (``epic``, ``ego4d``, ``egtea``); other groups are left alone.
         num_frames: Slots per segment (default :data:`DEMO_NUM_FRAMES`, the 16 bin centres; 48 = 16 bins x 3
             candidates as a real store: evaluation takes each bin's centre one, training draws one per bin).
+        jobs: Datasets extracted at once, each in a process of its own with one torch thread (1: one after
+            another in this process).
         progress: Progress bars.
         echo: Log lines.
 
@@ -95,11 +98,11 @@ def extract_demo_store(
     Raises:
         RuntimeError: a row failed (the synthetic data should extract completely); the message lists reasons.
     """
-    from xmic.extract.runner import ExtractConfig, run_extraction
+    from xmic.extract.runner import ExtractConfig
     from xmic.owned import manifest_owned, remove_owned
 
     data_dir, cache = Path(data_dir), Path(cache)
-    out: dict[str, Any] = {}
+    configs: dict[str, ExtractConfig] = {}
     for name in names:
         info = manifest["datasets"][name]
         group = GROUP_PREFIX + name
@@ -110,8 +113,7 @@ def extract_demo_store(
             cache.parent, manifest_owned(cache.parent), stale, what=f"the group {name!r} of {cache}",
             fix="the demo extracts that dataset under this name: remove or rename the group, or use another store",
         )  # fmt: skip
-        t0 = time.perf_counter()
-        config = ExtractConfig(
+        configs[name] = ExtractConfig(
             dataset=name,
             root=data_dir / info["root"],
             splits=tuple(info["splits"].values()),
@@ -130,16 +132,69 @@ def extract_demo_store(
             fmt="zarr",
             progress=progress,
         )
-        report = run_extraction(config, echo=echo)
-        if report.rows_failed:
-            reasons = "; ".join(f"row {f['row']}: {f['reason']}" for f in report.failures[:5])
-            raise RuntimeError(f"extracting {name}: {report.rows_failed} rows failed ({reasons})")
+    jobs = max(1, min(jobs, len(configs)))
+    if jobs > 1:
+        _create_shared_groups(cache, configs[names[0]].encoder_names())
+        reports = _extract_in_processes(configs, jobs, echo)
+    else:
+        reports = {name: _extract_one(config, echo) for name, config in configs.items()}
+    out: dict[str, Any] = {}
+    for name, (report, seconds) in reports.items():
+        if report["rows_failed"]:
+            reasons = "; ".join(f"row {f['row']}: {f['reason']}" for f in report["failures"][:5])
+            raise RuntimeError(f"extracting {name}: {report['rows_failed']} rows failed ({reasons})")
+        group = GROUP_PREFIX + name
         rename_group(cache, name, group)
         out[group] = {
-            "rows_ok": report.rows_ok,
-            "rows_failed": report.rows_failed,
-            "seconds": time.perf_counter() - t0,
-            "clips_per_second": report.clips_per_second,
+            "rows_ok": report["rows_ok"],
+            "rows_failed": report["rows_failed"],
+            "seconds": seconds,
+            "clips_per_second": report["clips_per_second"],
         }
-        echo(f"{name} -> store group {group}: {report.rows_ok} clips in {out[group]['seconds']:.1f} s")
+        echo(f"{name} -> store group {group}: {report['rows_ok']} clips in {seconds:.1f} s")
     return out
+
+
+def _extract_one(config: Any, echo: Echo) -> tuple[dict[str, Any], float]:
+    """Run one group's extraction; its report's numbers (picklable) and its wall time."""
+    from xmic.extract.runner import run_extraction
+
+    t0 = time.perf_counter()
+    report = run_extraction(config, echo=echo)
+    numbers = {
+        "rows_ok": report.rows_ok,
+        "rows_failed": report.rows_failed,
+        "failures": list(report.failures),
+        "clips_per_second": report.clips_per_second,
+    }
+    return numbers, time.perf_counter() - t0
+
+
+def _create_shared_groups(cache: Path, encoders: list[str]) -> None:
+    """The store and the text groups every dataset's extraction writes under, made before the processes start, so
+    that no two of them create the same group at once."""
+    from xmic.cache import layout
+    from xmic.cache.backend import Backend
+
+    with Backend(cache, "zarr").session("a") as s:
+        for encoder in encoders:
+            s.require_group(f"{layout.TEXT_GROUP}/{encoder}")
+
+
+def _extract_in_processes(configs: dict[str, Any], jobs: int, echo: Echo) -> dict[str, tuple[dict[str, Any], float]]:
+    """Each dataset's extraction in a spawned process of one torch thread (``jobs`` at a time); progress bars on
+    their own lines."""
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn")) as pool:
+        futures = {name: pool.submit(_extract_in_child, config, k) for k, (name, config) in enumerate(configs.items())}
+        return {name: future.result() for name, future in futures.items()}
+
+
+def _extract_in_child(config: Any, position: int) -> tuple[dict[str, Any], float]:
+    import torch
+
+    torch.set_num_threads(1)
+    os.environ["TQDM_POSITION"] = str(position)  # tqdm reads TQDM_<argument> defaults (tqdm >= 4.66)
+    return _extract_one(config, lambda line: print(f"  [{config.dataset}] {line}", flush=True))
