@@ -232,3 +232,39 @@ def test_demo_encoders_have_their_own_registry_entries(tmp_path: Path) -> None:
         assert spec.model_id == f"xmic-demo/{name}"
         with pytest.raises(ModelNotFoundError, match="only `xmic demo` writes them"):
             find_model_dir(spec, tmp_path)
+
+
+def test_standing_says_above_or_below_and_whether_intervals_are_apart() -> None:
+    from xmic.demo.standing import gap
+    from xmic.evaluate.tables import Summary
+
+    x = Summary(40.0, None, 1, ci=(35.0, 45.0))
+    assert gap(x, Summary(20.0, None, 1, ci=(15.0, 25.0))).text() == "above (+20.0, intervals apart)"
+    assert gap(x, Summary(38.5, None, 1, ci=(33.0, 44.0))).text() == "above (+1.5, within the noise)"
+    assert gap(x, Summary(52.0, None, 1, ci=(45.5, 58.0))).text() == "below (-12.0, intervals apart)"
+    assert gap(x, Summary(40.0, None, 1)).text() == "level (+0.0)"  # no interval: nothing said about the noise
+    assert gap(x, None) is None
+
+
+def test_demo_table_says_where_xmic_stands(demo: Path) -> None:
+    from xmic.demo.standing import AGAINST
+
+    results = json.loads((demo / "results.json").read_text())
+    standing = results["standing"]
+    assert sorted(standing) == sorted(AGAINST)
+    for other, cells in standing.items():
+        assert len(cells) == 4, cells
+        for label, cell in cells.items():
+            target, direction = label.split(" ")[0][:-1], label.split(" ")[1]
+            train, test = direction.split("→")
+            key = next(k for k in results["methods"]["X-MIC"][target] if k.startswith(f"synth-{train.lower()}"))
+            theirs = (
+                results["reference_zero_shot_hand_crop"][target][key]
+                if "hand crop" in other
+                else results["methods"][other][target][key]
+            )
+            expected = results["methods"]["X-MIC"][target][key]["hm"] - theirs["hm"]
+            assert abs(cell["diff"] - expected) < 0.011, (other, label, cell, expected)
+    text = (demo / "table1.md").read_text()
+    assert "Where X-MIC stands" in text
+    assert text.index("Where X-MIC stands") < text.index("| row | column |")

@@ -17,6 +17,7 @@ def write_outputs(
     extracted: dict[str, Any],
     table: Any,
     reference: dict,
+    standing: dict[str, Any],
     echo: Echo,
 ) -> Any:
     """Assemble results.json's content, draw the plots and write report.md; returns the :class:`DemoResult`.
@@ -28,6 +29,7 @@ def write_outputs(
         extracted: Per store group, what extraction did.
         table: The :class:`~xmic.evaluate.reproduce.ReproduceReport` of Table 1.
         reference: Zero-shot CLIP on the hand crop, ``{target: {direction: scores}}``.
+        standing: Where X-MIC stands against the controls (:func:`xmic.demo.standing.standing_record`).
         echo: Log lines.
     """
     from xmic.demo.pipeline import DemoResult
@@ -79,6 +81,7 @@ def write_outputs(
         "not_run": table.skipped,
         "reference_zero_shot_hand_crop": reference,
         "comparison": comparison,
+        "standing": standing,
         "notes": notes,
         "files": files,
     }

@@ -195,11 +195,11 @@ def _run_steps(config: DemoConfig, echo: Echo) -> DemoResult:
             train_share([1], settings, lambda m: echo("  " + m), None, config.jobs)
         table = reproduce_table(1, settings, echo=lambda m: None if m.startswith("## Table") else echo("  " + m))
         reference, reference_results = _hand_view_reference(settings, echo)
-        rewrite_table_with_reference(table, settings, reference_results)
+        standing = rewrite_table_with_reference(table, settings, reference_results)
     with steps.step("report", f"results.json, plots and report.md -> {out}", ("plots", "report_files", "report.md")):
         from xmic.demo.outputs import write_outputs
 
-        result = write_outputs(config, synth.manifest, models, extracted, table, reference, echo)
+        result = write_outputs(config, synth.manifest, models, extracted, table, reference, standing, echo)
     result.timings = {**steps.timings, "total": time.perf_counter() - t_start}
     result.results["timings_seconds"] = result.timings
     with written(out, "results.json"):
@@ -227,14 +227,16 @@ def _generate(generate: Callable[..., Any], data: Path, config: DemoConfig) -> A
 REFERENCE_ROW = "ZS CLIP on the hand crop (reference)"
 
 
-def rewrite_table_with_reference(table: Any, settings: Any, reference_results: list[dict[str, Any]]) -> None:
-    """Rewrite ``table1.md`` and ``table1.png`` with :data:`REFERENCE_ROW` under zero-shot CLIP.
+def rewrite_table_with_reference(table: Any, settings: Any, reference_results: list[dict[str, Any]]) -> dict[str, Any]:
+    """Rewrite ``table1.md`` and ``table1.png`` with :data:`REFERENCE_ROW` under zero-shot CLIP, and with where X-MIC
+    stands against zero-shot CLIP, CLIP-Adapter and that reference (:mod:`xmic.demo.standing`), which is returned.
 
     Args:
         table: the :class:`~xmic.evaluate.reproduce.ReproduceReport` of Table 1 (its files are replaced).
         settings: the demo's :class:`~xmic.evaluate.reproduce.ReproduceSettings`.
         reference_results: the hand-crop reference's evaluations (one per target and direction).
     """
+    from xmic.demo.standing import standing_lines, standing_record
     from xmic.evaluate.paper_file import load_paper_table
     from xmic.evaluate.reproduce import extra_header
     from xmic.evaluate.table_plot import save_table_bars
@@ -252,11 +254,12 @@ def rewrite_table_with_reference(table: Any, settings: Any, reference_results: l
     ]
     table.markdown = render_markdown(
         shown, results, datasets=settings.datasets, skipped=table.skipped, extra_header=lines, summaries=summaries,
-        demo=True,
+        demo=True, after_grid=standing_lines(shown, summaries),
     )  # fmt: skip
     table.md_path.write_text(table.markdown)
     if table.png_path is not None:
         save_table_bars(shown, summaries, table.png_path, table.skipped, demo=True)
+    return standing_record(shown, summaries)
 
 
 def _hand_view_reference(settings: Any, echo: Echo) -> tuple[dict[str, Any], list[dict[str, Any]]]:

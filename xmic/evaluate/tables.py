@@ -384,6 +384,7 @@ def render_markdown(
     extra_header: Sequence[str] = (),
     summaries: Mapping[str, Mapping[str, Summary | None]] | None = None,
     demo: bool | None = None,
+    after_grid: Sequence[str] = (),
 ) -> str:
     """The Markdown of ``table``: one line per (row, column) with paper, ours (mean ± std, n) and Δ = ours − paper.
 
@@ -396,6 +397,7 @@ def render_markdown(
         summaries: :func:`collect` of the same table and results, when the caller has it already.
         demo: results on the demo's data: the title says so, no Δ, intervals and chance instead (default: when
             an encoder of the results is one of the demo's, :func:`is_demo`).
+        after_grid: more lines between the at-a-glance grid and the long table.
     """
     skipped = skipped or {}
     summaries = summaries if summaries is not None else collect(table, results_by_row, datasets)
@@ -405,6 +407,7 @@ def render_markdown(
         "",
         *render_grid(table, summaries, skipped, demo),
         "",
+        *after_grid,
     ]
     if demo:
         lines += _demo_lines(table, summaries, skipped)
