@@ -30,6 +30,9 @@ _HAND_UV = (-0.98, 0.98, -0.72, 1.28)
 _COORDS = np.arange(8192, dtype=np.float32)
 #: Extra pixels around a shape's computed extent in :func:`_grid`'s ``extent`` (float32 rounding of ``u, v``).
 _PAD = 2
+#: :data:`_FINGERS` as ``(4, 1, 1)`` float32: each finger's ``u`` centre and the ``v`` of its tip.
+_FINGER_U = np.array([centre for centre, _ in _FINGERS], dtype=np.float32)[:, None, None]
+_FINGER_TOP = np.array([0.5 + length for _, length in _FINGERS], dtype=np.float32)[:, None, None]
 _CHANNELS = np.arange(3)
 
 
@@ -133,35 +136,50 @@ def shape_masks(shape: str, u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, n
 INSIDE = np.array((245, 245, 235), dtype=np.uint8)
 
 
-def draw_object(img: np.ndarray, obj: ObjectPose, lut: np.ndarray | None = None) -> PixelBox | None:
+def object_colours(noun: str, lut: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The body, marker and inside colours of ``noun``'s objects, each ``(3,)`` uint8; through the lighting table
+    ``lut`` ``(3, 256)`` when given (:func:`apply_lut`)."""
+    colour = np.array(COLOURS[noun_parts(noun)[0]], dtype=np.uint8)
+    colours = (colour, (colour * 0.45).astype(np.uint8), INSIDE)
+    if lut is None:
+        return colours
+    body, marker, inside = (lut[_CHANNELS, c] for c in colours)
+    return body, marker, inside
+
+
+def draw_object(
+    img: np.ndarray, obj: ObjectPose, colours: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+) -> PixelBox | None:
     """Draw one object (both halves when ``obj.split > 0``, their cut faces in the inside colour) into ``img``
-    ``(H, W, 3)`` uint8; its pixel extent. ``lut`` ``(3, 256)``: paint its colours through this lighting table
-    (:func:`apply_lut`), for an ``img`` already lit."""
-    colour_name, shape = noun_parts(obj.noun)
-    colour = np.array(COLOURS[colour_name], dtype=np.uint8)
-    dark = (colour * 0.45).astype(np.uint8)
-    inside = INSIDE
-    if lut is not None:
-        colour, dark, inside = (lut[_CHANNELS, c] for c in (colour, dark, inside))
+    ``(H, W, 3)`` uint8; its pixel extent. ``colours``: :func:`object_colours` of ``obj.noun`` (computed when
+    None)."""
+    shape = noun_parts(obj.noun)[1]
+    colour, dark, inside = object_colours(obj.noun) if colours is None else colours
     sx = math.copysign(max(abs(obj.sx), MIN_SCALE), obj.sx)
     sy = math.copysign(max(abs(obj.sy), MIN_SCALE), obj.sy)
     radius = obj.r * max(abs(sx), abs(sy)) * (SHAPE_EXTENT[shape] + obj.split) + 1.0
     x0, y0, dx, dy = _grid(obj.cx, obj.cy, radius, img.shape[1], img.shape[0])
+    if dx.size == 0 or dy.size == 0:
+        return None
     c, s = math.cos(obj.angle), math.sin(obj.angle)
     u = (dx * c + dy * s) / (obj.r * sx)
     v = (dy * c - dx * s) / (obj.r * sy)
     face = None
     if obj.split > 0:
-        body = np.zeros(np.broadcast_shapes(u.shape, v.shape), dtype=bool)
-        marker, face = body.copy(), body.copy()
         depth = min(0.3, 0.4 * obj.split)  # how much of a cut face shows: more as the halves part
-        for h in (-1.0, 1.0):
-            uh = u - h * obj.split / sx
-            b, m = shape_masks(shape, uh, v)
-            half = uh * h >= 0
-            body |= b & half
-            marker |= m & half
-            face |= b & half & (uh * h <= depth)
+        # The left half (h = -1) keeps uh <= 0 and shows its face where -uh <= depth, the right one mirrors it.
+        uh = u - -1.0 * obj.split / sx
+        b, m = shape_masks(shape, uh, v)
+        half = uh <= 0
+        body, marker = b & half, m & half
+        face = body & (uh >= -depth)
+        uh = u - 1.0 * obj.split / sx
+        b, m = shape_masks(shape, uh, v)
+        half = uh >= 0
+        b &= half
+        body |= b
+        marker |= m & half
+        face |= b & (uh <= depth)
     else:
         body, marker = shape_masks(shape, u, v)
     box = _paint(img, x0, y0, body, colour)
@@ -179,8 +197,8 @@ def hand_mask(u: np.ndarray, v: np.ndarray, left: bool) -> np.ndarray:
     Palm ellipse, four fingers and a thumb on the inner side (``-u`` for a right hand).
     """
     mask = (u / 0.62) ** 2 + (v / 0.72) ** 2 <= 1.0
-    for centre, length in _FINGERS:
-        mask |= (np.abs(u - centre) <= 0.12) & (v >= 0.3) & (v <= 0.5 + length)
+    fingers = (np.abs(u - _FINGER_U) <= 0.12) & (v <= _FINGER_TOP)  # (4, h, w): the fingers at once
+    mask |= fingers.any(axis=0) & (v >= 0.3)
     side = u if left else -u
     mask |= (side >= 0.4) & (side <= 0.98) & (v >= -0.08) & (v <= 0.2)
     return mask
@@ -193,6 +211,8 @@ def draw_sleeve(img: np.ndarray, hand: HandPose, colour: np.ndarray) -> None:
     cx, cy = hand.cx - c * back, hand.cy - s * back
     extent = _rect_extent(c, s, hand.s, (-0.55, 0.55, -_SLEEVE_LENGTH / 2, _SLEEVE_LENGTH / 2))
     x0, y0, dx, dy = _grid(cx, cy, (_SLEEVE_LENGTH / 2 + 0.7) * hand.s, img.shape[1], img.shape[0], extent)
+    if dx.size == 0 or dy.size == 0:
+        return
     v = (dx * c + dy * s) / hand.s
     u = (dy * c - dx * s) / hand.s
     _paint(img, x0, y0, (np.abs(u) <= 0.55) & (np.abs(v) <= _SLEEVE_LENGTH / 2), colour)
@@ -203,6 +223,8 @@ def draw_hand(img: np.ndarray, hand: HandPose, skin: np.ndarray) -> PixelBox | N
     c, s = math.cos(hand.angle), math.sin(hand.angle)
     extent = _rect_extent(c, s, hand.s, _HAND_UV)
     x0, y0, dx, dy = _grid(hand.cx, hand.cy, _HAND_EXTENT * hand.s + 1.0, img.shape[1], img.shape[0], extent)
+    if dx.size == 0 or dy.size == 0:
+        return None
     v = (dx * c + dy * s) / hand.s
     u = (dy * c - dx * s) / hand.s
     return _paint(img, x0, y0, hand_mask(u, v, hand.left), skin)
@@ -270,6 +292,8 @@ def draw_tool(img: np.ndarray, hand: HandPose, verb: str, colour: np.ndarray, wi
     across = -_TOOL_ACROSS if hand.left else _TOOL_ACROSS
     extent = _rect_extent(c, s, hand.s, _tool_uv(across, width))
     x0, y0, dx, dy = _grid(hand.cx, hand.cy, reach + 1.0, img.shape[1], img.shape[0], extent)
+    if dx.size == 0 or dy.size == 0:
+        return None
     v = (dx * c + dy * s) / hand.s
     u = (dy * c - dx * s) / hand.s
     a = u - across
@@ -415,6 +439,7 @@ class VideoRenderer:
         # the lit frame: the table is applied once per video, not once per frame.
         self._lit_background = apply_lut(self.background, self.lut)
         self._lit_sleeve, self._lit_tool = (self.lut[_CHANNELS, c] for c in (self.sleeve, self.tool))
+        self._lit_objects: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
 
     @property
     def lit_skin(self) -> np.ndarray:
@@ -438,7 +463,10 @@ class VideoRenderer:
         state = self.state(index)
         boxes: list[PixelBox | None] = []
         for obj in state.objects:
-            box = draw_object(img, _shifted(obj, ox, oy), self.lut)
+            colours = self._lit_objects.get(obj.noun)
+            if colours is None:
+                colours = self._lit_objects[obj.noun] = object_colours(obj.noun, self.lut)
+            box = draw_object(img, _shifted(obj, ox, oy), colours)
             if obj is state.target:
                 boxes.append(box)
         hands = [_shifted(hand, ox, oy) for hand in state.hands]
