@@ -26,8 +26,9 @@ _SLEEVE_LENGTH = 5.0
 _FINGERS = ((-0.45, 0.62), (-0.15, 0.78), (0.15, 0.74), (0.45, 0.58))  # (u centre, length beyond 0.5)
 #: ``(u_min, u_max, v_min, v_max)`` of :func:`hand_mask`'s shape, in hand units (palm, fingers and thumb).
 _HAND_UV = (-0.98, 0.98, -0.72, 1.28)
-#: Pixel coordinates ``0, 1, 2, ...`` as float32, sliced by :func:`_grid` (same values as a fresh ``np.arange``).
-_COORDS = np.arange(8192, dtype=np.float32)
+#: Pixel centres ``0.5, 1.5, 2.5, ...`` as float32, sliced by :func:`_grid` (the values of a fresh
+#: ``np.arange(..., dtype=np.float32) + 0.5``).
+_CENTRES = np.arange(8192, dtype=np.float32) + 0.5
 #: Extra pixels around a shape's computed extent in :func:`_grid`'s ``extent`` (float32 rounding of ``u, v``).
 _PAD = 2
 #: :data:`_FINGERS` as ``(4, 1, 1)`` float32: each finger's ``u`` centre and the ``v`` of its tip.
@@ -36,10 +37,10 @@ _FINGER_TOP = np.array([0.5 + length for _, length in _FINGERS], dtype=np.float3
 _CHANNELS = np.arange(3)
 
 
-def _coords(start: int, stop: int) -> np.ndarray:
-    """``np.arange(start, stop, dtype=np.float32)`` (empty when ``stop <= start``)."""
+def _centres(start: int, stop: int) -> np.ndarray:
+    """``np.arange(start, stop, dtype=np.float32) + 0.5`` (empty when ``stop <= start``)."""
     stop = max(stop, start)
-    return _COORDS[start:stop] if stop <= _COORDS.size else np.arange(start, stop, dtype=np.float32)
+    return _CENTRES[start:stop] if stop <= _CENTRES.size else np.arange(start, stop, dtype=np.float32) + 0.5
 
 
 def _grid(
@@ -68,8 +69,8 @@ def _grid(
     if extent is not None:
         x0, x1 = max(x0, math.floor(cx + extent[0]) - _PAD), min(x1, math.ceil(cx + extent[1]) + _PAD)
         y0, y1 = max(y0, math.floor(cy + extent[2]) - _PAD), min(y1, math.ceil(cy + extent[3]) + _PAD)
-    dx = (_coords(x0, x1) + 0.5 - cx)[None, :]
-    dy = (_coords(y0, y1) + 0.5 - cy)[:, None]
+    dx = (_centres(x0, x1) - cx)[None, :]
+    dy = (_centres(y0, y1) - cy)[:, None]
     return x0, y0, dx, dy
 
 
@@ -94,7 +95,7 @@ def _paint(img: np.ndarray, x0: int, y0: int, mask: np.ndarray, colour: np.ndarr
         return None
     cols = mask.any(axis=0)
     h, w = mask.shape
-    img[y0 : y0 + h, x0 : x0 + w][mask] = colour
+    _set(img[y0 : y0 + h, x0 : x0 + w], mask, colour)
     r1, c0, c1 = h - 1 - int(rows[::-1].argmax()), int(cols.argmax()), w - 1 - int(cols[::-1].argmax())
     return x0 + c0, y0 + r0, x0 + c1, y0 + r1
 
@@ -102,7 +103,20 @@ def _paint(img: np.ndarray, x0: int, y0: int, mask: np.ndarray, colour: np.ndarr
 def _fill(img: np.ndarray, x0: int, y0: int, mask: np.ndarray, colour: np.ndarray) -> None:
     """:func:`_paint` without the extent."""
     h, w = mask.shape
-    img[y0 : y0 + h, x0 : x0 + w][mask] = colour
+    _set(img[y0 : y0 + h, x0 : x0 + w], mask, colour)
+
+
+_RGB = np.dtype((np.void, 3))
+
+
+def _set(window: np.ndarray, mask: np.ndarray, colour: np.ndarray) -> None:
+    """``window[mask] = colour``; an RGB uint8 ``window`` ``(h, w, 3)`` is set as one 3-byte item per pixel (several
+    times faster than numpy's broadcast of a colour over the channel axis)."""
+    if window.dtype == np.uint8 and window.ndim == 3 and window.shape[2] == 3 and window.strides[2] == 1:
+        pixel = np.ascontiguousarray(colour, dtype=np.uint8).reshape(3).view(_RGB)[0]
+        window.view(_RGB)[..., 0][mask] = pixel
+    else:
+        window[mask] = colour
 
 
 def shape_masks(shape: str, u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -440,6 +454,8 @@ class VideoRenderer:
         self._lit_background = apply_lut(self.background, self.lut)
         self._lit_sleeve, self._lit_tool = (self.lut[_CHANNELS, c] for c in (self.sleeve, self.tool))
         self._lit_objects: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        self._lit_skin = self.lit_skin
+        self._offsets = [(int(x), int(y)) for x, y in self.camera]
 
     @property
     def lit_skin(self) -> np.ndarray:
@@ -458,7 +474,7 @@ class VideoRenderer:
             acting hand and the manipulated object (their union is the hand box); empty when nothing is in view.
         """
         st, m = self.style, self.margin
-        ox, oy = (int(v) for v in self.camera[index])
+        ox, oy = self._offsets[index]
         img = self._lit_background[m + oy : m + oy + st.height, m + ox : m + ox + st.width].copy()
         state = self.state(index)
         boxes: list[PixelBox | None] = []
@@ -472,9 +488,8 @@ class VideoRenderer:
         hands = [_shifted(hand, ox, oy) for hand in state.hands]
         for hand in hands:
             draw_sleeve(img, hand, self._lit_sleeve)
-        skin = self.lit_skin
         for hand in hands:
-            boxes.append(draw_hand(img, hand, skin))
+            boxes.append(draw_hand(img, hand, self._lit_skin))
         if state.segment is not None and hands:  # the tool in the acting hand is part of the hand's box
             boxes.append(draw_tool(img, hands[-1], state.segment.verb, self._lit_tool, st.tool_width))
         out = [normalised_box(b, st.width, st.height) for b in boxes if b is not None]
