@@ -79,21 +79,25 @@ def _rect_extent(
 ) -> tuple[float, float, float, float]:
     """``(dx_min, dx_max, dy_min, dy_max)`` of the rectangle ``uv = (u_min, u_max, v_min, v_max)`` in the frame of
     a hand: ``v = (dx c + dy s) / unit`` along the fingers, ``u = (dy c - dx s) / unit`` across."""
-    corners = [(u, v) for u in uv[:2] for v in uv[2:]]
-    dxs = [unit * (v * c - u * s) for u, v in corners]
-    dys = [unit * (v * s + u * c) for u, v in corners]
-    return min(dxs), max(dxs), min(dys), max(dys)
+    uc, vc = (uv[0] + uv[1]) / 2, (uv[2] + uv[3]) / 2
+    hu, hv = (uv[1] - uv[0]) / 2 * abs(unit), (uv[3] - uv[2]) / 2 * abs(unit)
+    x, y = unit * (vc * c - uc * s), unit * (vc * s + uc * c)
+    rx, ry = hv * abs(c) + hu * abs(s), hv * abs(s) + hu * abs(c)
+    return x - rx, x + rx, y - ry, y + ry
+
+
+_any = np.logical_or.reduce
 
 
 def _paint(img: np.ndarray, x0: int, y0: int, mask: np.ndarray, colour: np.ndarray) -> PixelBox | None:
     """Set ``img`` to ``colour`` where ``mask`` (a window at ``(x0, y0)``) is True; the painted pixel extent."""
     if mask.size == 0:
         return None
-    rows = mask.any(axis=1)
+    rows = _any(mask, axis=1)
     r0 = int(rows.argmax())
     if not rows[r0]:
         return None
-    cols = mask.any(axis=0)
+    cols = _any(mask, axis=0)
     h, w = mask.shape
     _set(img[y0 : y0 + h, x0 : x0 + w], mask, colour)
     r1, c0, c1 = h - 1 - int(rows[::-1].argmax()), int(cols.argmax()), w - 1 - int(cols[::-1].argmax())
