@@ -220,7 +220,7 @@ def object_motion(seg: SegmentPlan, p: float) -> ObjectPose:
         raise ValueError(f"no motion for verb {verb!r}")
     dy -= rest.r * (LIFT * a * lift + DEPTH_RISE * depth)
     r = rest.r * (1.0 + LIFT_GROW * lift) * (1.0 - DEPTH_SHRINK * depth) * scale
-    return replace(rest, cx=rest.cx + dx, cy=rest.cy + dy, r=r, angle=rest.angle + dangle, split=GAP * a * gap)
+    return ObjectPose(rest.noun, rest.cx + dx, rest.cy + dy, r, rest.angle + dangle, rest.sx, rest.sy, GAP * a * gap)
 
 
 def hand_poses(seg: SegmentPlan, obj: ObjectPose) -> list[HandPose]:
@@ -260,7 +260,7 @@ class FrameState:
 
 
 def _away(hands: list[HandPose], shift: float) -> list[HandPose]:
-    return [replace(h, cy=h.cy + shift) for h in hands]
+    return [HandPose(h.cx, h.cy + shift, h.angle, h.s, h.left) for h in hands]
 
 
 def frame_state(video: VideoPlan, frame: int, height: int) -> FrameState:

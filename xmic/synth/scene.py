@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from dataclasses import replace
 
 import numpy as np
 
@@ -25,31 +24,103 @@ MIN_SCALE = 0.08
 _HAND_EXTENT = 1.45
 _SLEEVE_LENGTH = 5.0
 _FINGERS = ((-0.45, 0.62), (-0.15, 0.78), (0.15, 0.74), (0.45, 0.58))  # (u centre, length beyond 0.5)
+#: ``(u_min, u_max, v_min, v_max)`` of :func:`hand_mask`'s shape, in hand units (palm, fingers and thumb).
+_HAND_UV = (-0.98, 0.98, -0.72, 1.28)
+#: Pixel centres ``0.5, 1.5, 2.5, ...`` as float32, sliced by :func:`_grid` (the values of a fresh
+#: ``np.arange(..., dtype=np.float32) + 0.5``).
+_CENTRES = np.arange(8192, dtype=np.float32) + 0.5
+#: Extra pixels around a shape's computed extent in :func:`_grid`'s ``extent`` (float32 rounding of ``u, v``).
+_PAD = 2
+#: :data:`_FINGERS` as ``(4, 1, 1)`` float32: each finger's ``u`` centre and the ``v`` of its tip.
+_FINGER_U = np.array([centre for centre, _ in _FINGERS], dtype=np.float32)[:, None, None]
+_FINGER_TOP = np.array([0.5 + length for _, length in _FINGERS], dtype=np.float32)[:, None, None]
+_CHANNELS = np.arange(3)
 
 
-def _grid(cx: float, cy: float, radius: float, width: int, height: int) -> tuple[int, int, np.ndarray, np.ndarray]:
+def _centres(start: int, stop: int) -> np.ndarray:
+    """``np.arange(start, stop, dtype=np.float32) + 0.5`` (empty when ``stop <= start``)."""
+    stop = max(stop, start)
+    return _CENTRES[start:stop] if stop <= _CENTRES.size else np.arange(start, stop, dtype=np.float32) + 0.5
+
+
+def _grid(
+    cx: float,
+    cy: float,
+    radius: float,
+    width: int,
+    height: int,
+    extent: tuple[float, float, float, float] | None = None,
+) -> tuple[int, int, np.ndarray, np.ndarray]:
     """Pixel-centre offsets from ``(cx, cy)`` over the square of half-size ``radius`` clipped to the frame.
+
+    Args:
+        cx, cy: Centre in pixels.
+        radius: Half-size of the square.
+        width, height: Frame size.
+        extent: ``(dx_min, dx_max, dy_min, dy_max)`` offsets from the centre that hold every pixel the caller can
+            paint (:func:`_rect_extent`); the square is cut down to them plus :data:`_PAD` pixels. The offsets of
+            the pixels kept are the same as without ``extent``.
 
     Returns:
         ``(x0, y0, dx (1, w), dy (h, 1))``; ``w`` or ``h`` is 0 when the square is off-frame.
     """
     x0, x1 = max(math.floor(cx - radius), 0), min(math.ceil(cx + radius) + 1, width)
     y0, y1 = max(math.floor(cy - radius), 0), min(math.ceil(cy + radius) + 1, height)
-    dx = (np.arange(x0, max(x1, x0), dtype=np.float32) + 0.5 - cx)[None, :]
-    dy = (np.arange(y0, max(y1, y0), dtype=np.float32) + 0.5 - cy)[:, None]
+    if extent is not None:
+        x0, x1 = max(x0, math.floor(cx + extent[0]) - _PAD), min(x1, math.ceil(cx + extent[1]) + _PAD)
+        y0, y1 = max(y0, math.floor(cy + extent[2]) - _PAD), min(y1, math.ceil(cy + extent[3]) + _PAD)
+    dx = (_centres(x0, x1) - cx)[None, :]
+    dy = (_centres(y0, y1) - cy)[:, None]
     return x0, y0, dx, dy
+
+
+def _rect_extent(
+    c: float, s: float, unit: float, uv: tuple[float, float, float, float]
+) -> tuple[float, float, float, float]:
+    """``(dx_min, dx_max, dy_min, dy_max)`` of the rectangle ``uv = (u_min, u_max, v_min, v_max)`` in the frame of
+    a hand: ``v = (dx c + dy s) / unit`` along the fingers, ``u = (dy c - dx s) / unit`` across."""
+    uc, vc = (uv[0] + uv[1]) / 2, (uv[2] + uv[3]) / 2
+    hu, hv = (uv[1] - uv[0]) / 2 * abs(unit), (uv[3] - uv[2]) / 2 * abs(unit)
+    x, y = unit * (vc * c - uc * s), unit * (vc * s + uc * c)
+    rx, ry = hv * abs(c) + hu * abs(s), hv * abs(s) + hu * abs(c)
+    return x - rx, x + rx, y - ry, y + ry
+
+
+_any = np.logical_or.reduce
 
 
 def _paint(img: np.ndarray, x0: int, y0: int, mask: np.ndarray, colour: np.ndarray) -> PixelBox | None:
     """Set ``img`` to ``colour`` where ``mask`` (a window at ``(x0, y0)``) is True; the painted pixel extent."""
     if mask.size == 0:
         return None
-    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
-    if rows.size == 0:
+    rows = _any(mask, axis=1)
+    r0 = int(rows.argmax())
+    if not rows[r0]:
         return None
+    cols = _any(mask, axis=0)
     h, w = mask.shape
-    img[y0 : y0 + h, x0 : x0 + w][mask] = colour
-    return x0 + int(cols[0]), y0 + int(rows[0]), x0 + int(cols[-1]), y0 + int(rows[-1])
+    _set(img[y0 : y0 + h, x0 : x0 + w], mask, colour)
+    r1, c0, c1 = h - 1 - int(rows[::-1].argmax()), int(cols.argmax()), w - 1 - int(cols[::-1].argmax())
+    return x0 + c0, y0 + r0, x0 + c1, y0 + r1
+
+
+def _fill(img: np.ndarray, x0: int, y0: int, mask: np.ndarray, colour: np.ndarray) -> None:
+    """:func:`_paint` without the extent."""
+    h, w = mask.shape
+    _set(img[y0 : y0 + h, x0 : x0 + w], mask, colour)
+
+
+_RGB = np.dtype((np.void, 3))
+
+
+def _set(window: np.ndarray, mask: np.ndarray, colour: np.ndarray) -> None:
+    """``window[mask] = colour``; an RGB uint8 ``window`` ``(h, w, 3)`` is set as one 3-byte item per pixel (several
+    times faster than numpy's broadcast of a colour over the channel axis)."""
+    if window.dtype == np.uint8 and window.ndim == 3 and window.shape[2] == 3 and window.strides[2] == 1:
+        pixel = np.ascontiguousarray(colour, dtype=np.uint8).reshape(3).view(_RGB)[0]
+        window.view(_RGB)[..., 0][mask] = pixel
+    else:
+        window[mask] = colour
 
 
 def shape_masks(shape: str, u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -58,14 +129,14 @@ def shape_masks(shape: str, u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, n
     The marker (a darker part on one side: a band, a cap or a segment) makes rotations and flips visible on
     symmetric shapes, also to a coarse encoder.
     """
-    rr = u * u + v * v
     if shape == "cube":
         body = (np.abs(u) <= 1.0) & (np.abs(v) <= 1.0)
         marker = v <= -0.35
     elif shape == "ball":
-        body = rr <= 1.0
+        body = u * u + v * v <= 1.0
         marker = v <= -0.3
     elif shape == "ring":
+        rr = u * u + v * v
         body = (rr <= 1.0) & (rr >= 0.3)
         marker = v <= -0.45
     elif shape == "bar":
@@ -83,37 +154,58 @@ def shape_masks(shape: str, u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, n
 INSIDE = np.array((245, 245, 235), dtype=np.uint8)
 
 
-def draw_object(img: np.ndarray, obj: ObjectPose) -> PixelBox | None:
+def object_colours(noun: str, lut: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The body, marker and inside colours of ``noun``'s objects, each ``(3,)`` uint8; through the lighting table
+    ``lut`` ``(3, 256)`` when given (:func:`apply_lut`)."""
+    colour = np.array(COLOURS[noun_parts(noun)[0]], dtype=np.uint8)
+    colours = (colour, (colour * 0.45).astype(np.uint8), INSIDE)
+    if lut is None:
+        return colours
+    body, marker, inside = (lut[_CHANNELS, c] for c in colours)
+    return body, marker, inside
+
+
+def draw_object(
+    img: np.ndarray, obj: ObjectPose, colours: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+) -> PixelBox | None:
     """Draw one object (both halves when ``obj.split > 0``, their cut faces in the inside colour) into ``img``
-    ``(H, W, 3)`` uint8; its pixel extent."""
-    colour_name, shape = noun_parts(obj.noun)
-    colour = np.array(COLOURS[colour_name], dtype=np.uint8)
-    dark = (colour * 0.45).astype(np.uint8)
+    ``(H, W, 3)`` uint8; its pixel extent. ``colours``: :func:`object_colours` of ``obj.noun`` (computed when
+    None)."""
+    shape = noun_parts(obj.noun)[1]
+    colour, dark, inside = object_colours(obj.noun) if colours is None else colours
     sx = math.copysign(max(abs(obj.sx), MIN_SCALE), obj.sx)
     sy = math.copysign(max(abs(obj.sy), MIN_SCALE), obj.sy)
     radius = obj.r * max(abs(sx), abs(sy)) * (SHAPE_EXTENT[shape] + obj.split) + 1.0
     x0, y0, dx, dy = _grid(obj.cx, obj.cy, radius, img.shape[1], img.shape[0])
+    if dx.size == 0 or dy.size == 0:
+        return None
     c, s = math.cos(obj.angle), math.sin(obj.angle)
     u = (dx * c + dy * s) / (obj.r * sx)
     v = (dy * c - dx * s) / (obj.r * sy)
     face = None
     if obj.split > 0:
-        body = np.zeros(np.broadcast_shapes(u.shape, v.shape), dtype=bool)
-        marker, face = body.copy(), body.copy()
         depth = min(0.3, 0.4 * obj.split)  # how much of a cut face shows: more as the halves part
-        for h in (-1.0, 1.0):
-            uh = u - h * obj.split / sx
-            b, m = shape_masks(shape, uh, v)
-            half = uh * h >= 0
-            body |= b & half
-            marker |= m & half
-            face |= b & half & (uh * h <= depth)
+        # The left half (h = -1) keeps uh <= 0 and shows its face where -uh <= depth, the right one mirrors it.
+        uh = u - -1.0 * obj.split / sx
+        b, m = shape_masks(shape, uh, v)
+        half = uh <= 0
+        body, marker = b & half, m & half
+        face = body & (uh >= -depth)
+        uh = u - 1.0 * obj.split / sx
+        b, m = shape_masks(shape, uh, v)
+        half = uh >= 0
+        b &= half
+        body |= b
+        marker |= m & half
+        face |= b & (uh <= depth)
     else:
         body, marker = shape_masks(shape, u, v)
     box = _paint(img, x0, y0, body, colour)
-    _paint(img, x0, y0, marker, dark)  # inside the body
+    if box is None:  # the marker and the cut faces are inside the body
+        return None
+    _fill(img, x0, y0, marker, dark)
     if face is not None:
-        _paint(img, x0, y0, face, INSIDE)
+        _fill(img, x0, y0, face, inside)
     return box
 
 
@@ -123,8 +215,8 @@ def hand_mask(u: np.ndarray, v: np.ndarray, left: bool) -> np.ndarray:
     Palm ellipse, four fingers and a thumb on the inner side (``-u`` for a right hand).
     """
     mask = (u / 0.62) ** 2 + (v / 0.72) ** 2 <= 1.0
-    for centre, length in _FINGERS:
-        mask |= (np.abs(u - centre) <= 0.12) & (v >= 0.3) & (v <= 0.5 + length)
+    fingers = (np.abs(u - _FINGER_U) <= 0.12) & (v <= _FINGER_TOP)  # (4, h, w): the fingers at once
+    mask |= fingers.any(axis=0) & (v >= 0.3)
     side = u if left else -u
     mask |= (side >= 0.4) & (side <= 0.98) & (v >= -0.08) & (v <= 0.2)
     return mask
@@ -135,7 +227,10 @@ def draw_sleeve(img: np.ndarray, hand: HandPose, colour: np.ndarray) -> None:
     c, s = math.cos(hand.angle), math.sin(hand.angle)
     back = (_SLEEVE_LENGTH / 2 + 0.45) * hand.s
     cx, cy = hand.cx - c * back, hand.cy - s * back
-    x0, y0, dx, dy = _grid(cx, cy, (_SLEEVE_LENGTH / 2 + 0.7) * hand.s, img.shape[1], img.shape[0])
+    extent = _rect_extent(c, s, hand.s, (-0.55, 0.55, -_SLEEVE_LENGTH / 2, _SLEEVE_LENGTH / 2))
+    x0, y0, dx, dy = _grid(cx, cy, (_SLEEVE_LENGTH / 2 + 0.7) * hand.s, img.shape[1], img.shape[0], extent)
+    if dx.size == 0 or dy.size == 0:
+        return
     v = (dx * c + dy * s) / hand.s
     u = (dy * c - dx * s) / hand.s
     _paint(img, x0, y0, (np.abs(u) <= 0.55) & (np.abs(v) <= _SLEEVE_LENGTH / 2), colour)
@@ -143,8 +238,11 @@ def draw_sleeve(img: np.ndarray, hand: HandPose, colour: np.ndarray) -> None:
 
 def draw_hand(img: np.ndarray, hand: HandPose, skin: np.ndarray) -> PixelBox | None:
     """Draw one hand into ``img`` ``(H, W, 3)`` uint8 in colour ``skin``; its pixel extent (None when off-frame)."""
-    x0, y0, dx, dy = _grid(hand.cx, hand.cy, _HAND_EXTENT * hand.s + 1.0, img.shape[1], img.shape[0])
     c, s = math.cos(hand.angle), math.sin(hand.angle)
+    extent = _rect_extent(c, s, hand.s, _HAND_UV)
+    x0, y0, dx, dy = _grid(hand.cx, hand.cy, _HAND_EXTENT * hand.s + 1.0, img.shape[1], img.shape[0], extent)
+    if dx.size == 0 or dy.size == 0:
+        return None
     v = (dx * c + dy * s) / hand.s
     u = (dy * c - dx * s) / hand.s
     return _paint(img, x0, y0, hand_mask(u, v, hand.left), skin)
@@ -192,6 +290,15 @@ def tool_head(tool: str, a: np.ndarray, b: np.ndarray, width: float) -> np.ndarr
     raise ValueError(f"unknown tool {tool!r}")
 
 
+def _tool_uv(across: float, width: float) -> tuple[float, float, float, float]:
+    """``(u_min, u_max, v_min, v_max)`` holding the handle and any :func:`tool_head` of stroke ``width`` (hand
+    units): every head lies within ``|a| <= 0.6 + w`` and ``-0.15 - w <= b <= 0.95 + w`` (``w = 0.1 width``)."""
+    w = 0.1 * width
+    half = max(_TOOL_HALF * width, _HEAD_SCALE * (0.6 + w))
+    v_lo = min(_TOOL_FROM, _TOOL_TO - _HEAD_SCALE * (0.15 + w))
+    return across - half, across + half, v_lo, _TOOL_TO + _HEAD_SCALE * (0.95 + w)
+
+
 def draw_tool(img: np.ndarray, hand: HandPose, verb: str, colour: np.ndarray, width: float = 1.0) -> PixelBox | None:
     """Draw the tool of ``verb`` (:data:`VERB_TOOLS`) in ``hand``: a handle across the palm along the fingers, on the
     side away from the thumb, and the tool's head beyond the fingertips; its pixel extent (None: no tool)."""
@@ -199,11 +306,15 @@ def draw_tool(img: np.ndarray, hand: HandPose, verb: str, colour: np.ndarray, wi
     if tool is None:
         return None
     reach = (_TOOL_TO + 1.5 * _HEAD_SCALE) * hand.s + _TOOL_ACROSS * hand.s
-    x0, y0, dx, dy = _grid(hand.cx, hand.cy, reach + 1.0, img.shape[1], img.shape[0])
     c, s = math.cos(hand.angle), math.sin(hand.angle)
+    across = -_TOOL_ACROSS if hand.left else _TOOL_ACROSS
+    extent = _rect_extent(c, s, hand.s, _tool_uv(across, width))
+    x0, y0, dx, dy = _grid(hand.cx, hand.cy, reach + 1.0, img.shape[1], img.shape[0], extent)
+    if dx.size == 0 or dy.size == 0:
+        return None
     v = (dx * c + dy * s) / hand.s
     u = (dy * c - dx * s) / hand.s
-    a = u - (-_TOOL_ACROSS if hand.left else _TOOL_ACROSS)
+    a = u - across
     handle = (np.abs(a) <= _TOOL_HALF * width) & (v >= _TOOL_FROM) & (v <= _TOOL_TO)
     head = tool_head(tool, a / _HEAD_SCALE, (v - _TOOL_TO) / _HEAD_SCALE, width)
     return _paint(img, x0, y0, handle | head, colour)
@@ -313,9 +424,14 @@ def lighting_lut(style: Style, rng: np.random.Generator) -> np.ndarray:
     return np.clip(np.rint(lut), 0, 255).astype(np.uint8)
 
 
+#: Where each channel's table starts in a flattened ``(3, 256)`` lookup table.
+_LUT_OFFSETS = np.array((0, 256, 512), dtype=np.intp)
+
+
 def apply_lut(img: np.ndarray, lut: np.ndarray) -> np.ndarray:
-    """``img`` ``(H, W, 3)`` uint8 through the per-channel table ``lut`` ``(3, 256)``."""
-    return lut[np.arange(3)[None, None, :], img]
+    """``img`` ``(H, W, 3)`` uint8 through the per-channel table ``lut`` ``(3, 256)``: ``out[..., k] =
+    lut[k, img[..., k]]``."""
+    return np.take(np.ascontiguousarray(lut).reshape(-1), img + _LUT_OFFSETS)
 
 
 class VideoRenderer:
@@ -337,11 +453,18 @@ class VideoRenderer:
         self.skin = np.array(style.skin, dtype=np.uint8)
         self.sleeve = np.array(style.sleeve, dtype=np.uint8)
         self.tool = np.array(style.tool, dtype=np.uint8)
+        # The lighting maps each channel's level on its own, so painting lit colours on the lit background gives
+        # the lit frame: the table is applied once per video, not once per frame.
+        self._lit_background = apply_lut(self.background, self.lut)
+        self._lit_sleeve, self._lit_tool = (self.lut[_CHANNELS, c] for c in (self.sleeve, self.tool))
+        self._lit_objects: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        self._lit_skin = self.lit_skin
+        self._offsets = [(int(x), int(y)) for x, y in self.camera]
 
     @property
     def lit_skin(self) -> np.ndarray:
         """The hand colour as it appears in the frames (after lighting), ``(3,)`` uint8."""
-        return apply_lut(self.skin.reshape(1, 1, 3), self.lut).reshape(3)
+        return self.lut[_CHANNELS, self.skin]
 
     def state(self, frame: int) -> FrameState:
         """What frame ``frame`` shows (scene coordinates)."""
@@ -355,23 +478,26 @@ class VideoRenderer:
             acting hand and the manipulated object (their union is the hand box); empty when nothing is in view.
         """
         st, m = self.style, self.margin
-        ox, oy = (int(v) for v in self.camera[index])
-        img = self.background[m + oy : m + oy + st.height, m + ox : m + ox + st.width].copy()
+        ox, oy = self._offsets[index]
+        img = self._lit_background[m + oy : m + oy + st.height, m + ox : m + ox + st.width].copy()
         state = self.state(index)
         boxes: list[PixelBox | None] = []
         for obj in state.objects:
-            box = draw_object(img, _shifted(obj, ox, oy))
+            colours = self._lit_objects.get(obj.noun)
+            if colours is None:
+                colours = self._lit_objects[obj.noun] = object_colours(obj.noun, self.lut)
+            box = draw_object(img, _shifted(obj, ox, oy), colours)
             if obj is state.target:
                 boxes.append(box)
         hands = [_shifted(hand, ox, oy) for hand in state.hands]
         for hand in hands:
-            draw_sleeve(img, hand, self.sleeve)
+            draw_sleeve(img, hand, self._lit_sleeve)
         for hand in hands:
-            boxes.append(draw_hand(img, hand, self.skin))
+            boxes.append(draw_hand(img, hand, self._lit_skin))
         if state.segment is not None and hands:  # the tool in the acting hand is part of the hand's box
-            boxes.append(draw_tool(img, hands[-1], state.segment.verb, self.tool, st.tool_width))
+            boxes.append(draw_tool(img, hands[-1], state.segment.verb, self._lit_tool, st.tool_width))
         out = [normalised_box(b, st.width, st.height) for b in boxes if b is not None]
-        return apply_lut(img, self.lut), out
+        return img, out
 
     def frames(self) -> Iterator[tuple[int, np.ndarray, list[list[float]]]]:
         """``(index, image, boxes)`` of every frame in order."""
@@ -382,4 +508,6 @@ class VideoRenderer:
 
 def _shifted(item: ObjectPose | HandPose, ox: int, oy: int) -> ObjectPose | HandPose:
     """Scene -> frame coordinates for a camera offset ``(ox, oy)``."""
-    return replace(item, cx=item.cx - ox, cy=item.cy - oy)
+    if isinstance(item, HandPose):
+        return HandPose(item.cx - ox, item.cy - oy, item.angle, item.s, item.left)
+    return ObjectPose(item.noun, item.cx - ox, item.cy - oy, item.r, item.angle, item.sx, item.sy, item.split)
