@@ -67,6 +67,7 @@ def write_outputs(
             "processes": config.jobs,
             "xmic_adapter_hidden": config.adapter_hidden,
         },
+        "machine": machine_record(),
         "units": "top-1 accuracy in percent; hm = harmonic mean of within and cross",
         "datasets": {
             name: {"group": f"synth-{name}", "title": info["title"], "counts": info["counts"]}
@@ -86,6 +87,32 @@ def write_outputs(
         "files": files,
     }
     return DemoResult(out=out, results=results, markdown=table.markdown, files=files)
+
+
+def machine_record() -> dict[str, Any]:
+    """What the numbers were computed on: CPU model, usable cores, torch and the CPU kernels it picked."""
+    import os
+    import platform
+
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return {
+        "cpu": cpu,
+        "cores": cores,
+        "system": platform.system(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+    }
 
 
 def _write_report(out: Path, echo: Echo) -> Path:
