@@ -114,7 +114,7 @@ def ensure_demo_groups(
         write_demo_dino,
         write_demo_lavila,
     )
-    from xmic.demo.pipeline import QUICK_PRETRAIN
+    from xmic.demo.pipeline import QUICK_PRETRAIN, usable_cores
     from xmic.demo.pretrain import PretrainConfig
     from xmic.demo.store import extract_demo_store
     from xmic.evaluate.reproduce import store_groups
@@ -167,6 +167,7 @@ def ensure_demo_groups(
 
         echo(f"demo: extracting {', '.join(missing)} -> {cache}")
         extract_demo_store(
-            data_dir, manifest, cache, models, second_encoder=second, names=tuple(missing), progress=progress, echo=echo
-        )
+            data_dir, manifest, cache, models, second_encoder=second, names=tuple(missing), jobs=usable_cores(),
+            progress=progress, echo=echo,
+        )  # fmt: skip
     return [DEMO_GROUPS[n] for n in missing]
