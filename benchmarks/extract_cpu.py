@@ -10,8 +10,9 @@ Three measurements on synthetic frames of the demo's size (EPIC-like 192x108 fra
 * ``hands``: a ``--hands given`` box file of 13,600 frames of 3 boxes, checked and unioned as one table against
   frame by frame.
 
-Each line prints the best of ``--repeat`` timings of both paths and their ratio (reference / new), and the largest
-difference in levels between the two paths' resized pixels. Timings are this machine's; the ratio is what to compare.
+Each line prints the best of ``--repeat`` timings of both paths and their ratio (reference / new); for whole frames
+also how far each path's resized pixels are from PIL's (what the Hugging Face processors compute): the largest
+difference in levels and the share of values that differ. Timings are this machine's; the ratio is what to compare.
 
 Usage::
 
@@ -55,6 +56,24 @@ def reference_preprocess(frames: np.ndarray, spec: Any) -> torch.Tensor:
     return (y / 255.0 - mean) / std
 
 
+def pil_levels(frames: np.ndarray, spec: Any) -> np.ndarray:
+    """What the Hugging Face processors feed the model before normalising: PIL's resize, then the centre crop."""
+    from PIL import Image
+
+    from xmic.extract.preprocess import center_crop, resized_shape
+
+    h, w = resized_shape(frames.shape[1], frames.shape[2], spec.resize)
+    resample = {"bicubic": Image.BICUBIC, "bilinear": Image.BILINEAR}[spec.interpolation]
+    out = np.stack([np.asarray(Image.fromarray(f).resize((w, h), resample)) for f in frames]).transpose(0, 3, 1, 2)
+    return center_crop(torch.from_numpy(out), spec.image_size).numpy().astype(np.int16)
+
+
+def levels_apart(levels: torch.Tensor | np.ndarray, pil: np.ndarray) -> dict[str, float]:
+    """Largest difference in levels from PIL's and the share of values that differ at all."""
+    d = np.abs(np.asarray(levels, dtype=np.int16) - pil)
+    return {"max": int(d.max()), "share": float((d > 0).mean())}
+
+
 def smooth_frames(n: int, h: int, w: int, seed: int = 0) -> np.ndarray:
     """``(n, h, w, 3)`` uint8 frames with edges and gradients (not white noise, which no camera gives)."""
     rng = np.random.default_rng(seed)
@@ -68,7 +87,7 @@ def smooth_frames(n: int, h: int, w: int, seed: int = 0) -> np.ndarray:
 
 
 def measure_preprocess(repeat: int) -> list[dict[str, Any]]:
-    from xmic.extract.preprocess import crop_boxes, preprocess, preprocess_crops
+    from xmic.extract.preprocess import crop_boxes, preprocess, preprocess_crops, preprocess_uint8
     from xmic.registry import DEMO_CLIP, DEMO_LAVILA, get_encoder_spec
 
     frames = smooth_frames(64, 108, 192)
@@ -80,9 +99,14 @@ def measure_preprocess(repeat: int) -> list[dict[str, Any]]:
         spec = get_encoder_spec(name)
         new_full = best_of(lambda s=spec: preprocess(frames, s), repeat)
         ref_full = best_of(lambda s=spec: reference_preprocess(frames, s), repeat)
-        levels = (preprocess(frames, spec) - reference_preprocess(frames, spec)).mul(
-            torch.tensor(spec.std).view(1, -1, 1, 1)
-        )
+        pil = pil_levels(frames, spec)
+        std = torch.tensor(spec.std).view(1, -1, 1, 1)
+        mean = torch.tensor(spec.mean).view(1, -1, 1, 1)
+        ref_levels = ((reference_preprocess(frames, spec) * std + mean) * 255).round()
+        from_pil = {
+            "new": levels_apart(preprocess_uint8(frames, spec), pil),
+            "reference": levels_apart(ref_levels, pil),
+        }
         crops = crop_boxes(frames, boxes)
         new_crop = best_of(lambda s=spec: preprocess_crops(frames, boxes, s), repeat)
         ref_crop = best_of(lambda s=spec, cs=crops: [reference_preprocess(c.numpy()[None], s) for c in cs], repeat)
@@ -96,7 +120,7 @@ def measure_preprocess(repeat: int) -> list[dict[str, Any]]:
                     "seconds_new": new,
                     "seconds_reference": ref,
                     "ratio": ref / new,
-                    "max_levels_apart": float(levels.abs().max() * 255) if what == "full" else None,
+                    "from_pil": from_pil if what == "full" else None,
                 }
             )
     return out
@@ -137,7 +161,13 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     for r in rows:
         what = r["what"] if r["what"] == "hands" else f"{r['what']:5s} {r['encoder']} ({r['interpolation']})"
-        extra = f", {r['max_levels_apart']:.0f} level(s) apart at most" if r.get("max_levels_apart") is not None else ""
+        extra = ""
+        if r.get("from_pil"):
+            n, f = r["from_pil"]["new"], r["from_pil"]["reference"]
+            extra = (
+                f"; from PIL: new {n['max']} level(s) at most in {n['share']:.2%} of values, "
+                f"reference {f['max']} in {f['share']:.2%}"
+            )
         extra += f", tables equal: {r['equal']}" if "equal" in r else ""
         print(
             f"{what:34s} new {r['seconds_new'] * 1e3:7.1f} ms  reference {r['seconds_reference'] * 1e3:7.1f} ms  "
