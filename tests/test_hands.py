@@ -154,6 +154,29 @@ def test_given_npz_repeated_rows_are_unioned(tmp_path):
     assert np.isnan(out[2]).all()
 
 
+def test_given_table_of_a_whole_video_equals_frame_by_frame(tmp_path):
+    """The whole-file check and union against the frame-by-frame reference: frames of 0 to 3 boxes, boxes a hair
+    outside [0, 1] (clipped), and a frame index written twice ("7" and "07": the later wins)."""
+    from xmic.extract.hands.given import _checked_table, _table_frame_by_frame
+
+    rng = np.random.default_rng(0)
+    frames = {}
+    for i in range(40):
+        lo = rng.uniform(0, 0.5, (i % 4, 2))
+        frames[str(i)] = np.concatenate([lo, lo + rng.uniform(0.05, 0.4, lo.shape)], 1).round(4).tolist()
+    frames["3"] = [[-0.00005, 0.1, 1.00005, 0.2]]
+    path = tmp_path / "v.json"
+    table, ref = _checked_table(frames, path), _table_frame_by_frame(frames, path)
+    assert table is not None and list(table) == list(ref)
+    for k in ref:
+        np.testing.assert_array_equal(table[k], ref[k])
+        assert table[k].dtype == ref[k].dtype == np.float32
+    np.testing.assert_array_equal(table[3], np.float32([0, 0.1, 1, 0.2]))
+    twice = {"7": [[0.1, 0.1, 0.2, 0.2]], "07": [[0.3, 0.3, 0.4, 0.4]]}
+    assert _checked_table(twice, path) is None
+    np.testing.assert_allclose(_table_frame_by_frame(twice, path)[7], [0.3, 0.3, 0.4, 0.4], rtol=1e-6)
+
+
 def test_given_bad_files_name_file_and_frame(tmp_path):
     (tmp_path / "a.json").write_text(json.dumps({"frames": {"5": [[0.4, 0.1, 0.2, 0.3]]}}))
     with pytest.raises(HandBoxError, match=r"a\.json: frame 5: box 0 .* is empty"):

@@ -29,6 +29,9 @@ STR = "str"
 FORMATS = ("zarr", "h5")
 H5_SUFFIXES = (".h5", ".hdf5")
 
+#: Chunks zarr encodes per batch when writing (its default, 1, pays the codec pipeline's overhead per chunk).
+WRITE_BATCH = 64
+
 
 @dataclass(frozen=True)
 class ArrayInfo:
@@ -318,7 +321,12 @@ class ZarrSession(_RootSession):
         # write_empty_chunks is a runtime setting, not stored with the array: set it again on every open, so that
         # a chunk equal to the fill value is still written (a missing chunk object then always means damage) and
         # zarr skips its per-chunk emptiness scan (about 2.5x faster on 8 MiB feature chunks)
-        self.root[key].with_config({"write_empty_chunks": True})[sel] = value
+        # the codec pipeline takes its batch size from zarr's config when the array opens: 64 chunks per batch
+        # (the frame cache's images are inner chunks of a shard) cut zarr's per-chunk overhead, same bytes on disk
+        import zarr
+
+        with zarr.config.set({"codec_pipeline.batch_size": WRITE_BATCH}):
+            self.root[key].with_config({"write_empty_chunks": True})[sel] = value
 
     def missing_chunks(self, key: str, first: Any) -> list[int]:
         arr = self.root[key]

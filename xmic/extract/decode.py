@@ -107,17 +107,23 @@ class _Frames:
         self.out_h, self.out_w = output_hw(width, height, size)
         self.resize = (self.out_h, self.out_w) != (height, width)
         self.interpolation = interpolation
+        self._reformatter: Any = None  # one for the whole video: to_ndarray would set up a new one per frame
 
     def to_rgb(self, frame: Any) -> np.ndarray:
         """``(H, W, 3)`` uint8 RGB array of a decoded frame."""
         import av
+        from av.video.reformatter import VideoReformatter
 
+        if self._reformatter is None:
+            self._reformatter = VideoReformatter()
         try:
             if self.resize:
-                return frame.to_ndarray(
-                    format="rgb24", width=self.out_w, height=self.out_h, interpolation=self.interpolation
+                rgb = self._reformatter.reformat(
+                    frame, format="rgb24", width=self.out_w, height=self.out_h, interpolation=self.interpolation
                 )
-            return frame.to_ndarray(format="rgb24")
+            else:
+                rgb = self._reformatter.reformat(frame, format="rgb24")
+            return rgb.to_ndarray()
         except av.FFmpegError as exc:
             raise VideoDecodeError(self.path, f"cannot convert frame to RGB: {exc}") from exc
 

@@ -29,7 +29,14 @@ from typing import Any
 
 import numpy as np
 
-from xmic.extract.hands.base import HandBoxError, HandBoxProvider, check_box_list, nan_boxes, union_box
+from xmic.extract.hands.base import (
+    BOX_TOLERANCE,
+    HandBoxError,
+    HandBoxProvider,
+    check_box_list,
+    nan_boxes,
+    union_box,
+)
 
 MISSING_POLICIES = ("error", "skip")
 
@@ -64,8 +71,13 @@ def _read_json(path: Path, video_id: str) -> dict[int, np.ndarray]:
         raise HandBoxError(f'{path}: expected {{"frames": {{"<frame index>": [[x0, y0, x1, y1], ...]}}}}')
     if doc.get("video_id", video_id) != video_id:
         raise HandBoxError(f"{path}: holds boxes of video {doc['video_id']!r}, expected {video_id!r}")
+    return _checked_table(doc["frames"], path) or _table_frame_by_frame(doc["frames"], path)
+
+
+def _table_frame_by_frame(frames: dict[str, Any], path: Path) -> dict[int, np.ndarray]:
+    """``{frame index: (4,) float32 union box}``, each frame checked in turn (the first bad one raises)."""
     table = {}
-    for key, boxes in doc["frames"].items():
+    for key, boxes in frames.items():
         try:
             index = int(key)
         except ValueError:
@@ -73,6 +85,41 @@ def _read_json(path: Path, video_id: str) -> dict[int, np.ndarray]:
         b = check_box_list(boxes, f"{path}: frame {key}")
         table[index] = union_box(b)
     return table
+
+
+def _checked_table(frames: dict[str, Any], path: Path) -> dict[int, np.ndarray] | None:
+    """:func:`_table_frame_by_frame` checked and unioned a whole video at once (frames grouped by their number of
+    boxes); None when anything is off, so that the frame-by-frame pass names the first bad frame."""
+    try:
+        keys = [int(k) for k in frames]
+    except ValueError:
+        return None
+    if len(set(keys)) != len(keys):  # "7" and "07": the later one wins, as frame by frame
+        return None
+    by_count: dict[int, list[int]] = {}
+    values = list(frames.values())
+    for i, boxes in enumerate(values):
+        if not isinstance(boxes, list):
+            return None
+        by_count.setdefault(len(boxes), []).append(i)
+    table: dict[int, np.ndarray] = {}
+    for count, idx in by_count.items():
+        if count == 0:
+            table.update((keys[i], np.full(4, np.nan, np.float32)) for i in idx)
+            continue
+        try:
+            b = np.asarray([values[i] for i in idx], dtype=np.float64)  # (n, K, 4)
+        except (TypeError, ValueError):
+            return None
+        if b.shape != (len(idx), count, 4) or not np.isfinite(b).all():
+            return None
+        tol = BOX_TOLERANCE
+        if (b < -tol).any() or (b > 1 + tol).any() or not ((b[..., 2] > b[..., 0]) & (b[..., 3] > b[..., 1])).all():
+            return None
+        b = np.clip(b, 0.0, 1.0)
+        union = np.concatenate([b[..., :2].min(axis=1), b[..., 2:].max(axis=1)], axis=1).astype(np.float32)
+        table.update(zip((keys[i] for i in idx), union, strict=True))
+    return {k: table[k] for k in keys}
 
 
 def _read_npz(path: Path) -> dict[int, np.ndarray]:
