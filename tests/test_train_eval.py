@@ -401,3 +401,16 @@ def test_evaluations_sharing_readers_read_each_array_once(store, tmp_path, monke
     assert not [key for key in reads if "features" in key or key.endswith(("row_status", "done"))], reads
     monkeypatch.undo()
     assert second == evaluate_run(tmp_path / "b", store, ["alpha", "beta"])
+
+
+def test_kept_arrays_stay_within_the_byte_budget(store, monkeypatch):
+    """Arrays that would take a reader past KEEP_BYTES are read again each time, with the same values."""
+    import xmic.cache.reader as reader_module
+
+    reader = reader_module.shared_reader({}, store, "alpha")
+    monkeypatch.setattr(reader_module, "KEEP_BYTES", reader.row_status.nbytes)
+    reader._kept.clear()
+    first = reader.load_features_numpy("clip-vit-b16", "full")
+    assert reader.row_status is reader.row_status  # fits: kept
+    again = reader.load_features_numpy("clip-vit-b16", "full")
+    assert again is not first and np.array_equal(again, first)  # over the budget: read again

@@ -37,6 +37,11 @@ from xmic.cache.schema import (
 CHECKABLE_FIELDS = ("num_frames", "encoders", "sampling", "hands", "dataset")
 
 
+#: The most bytes of whole arrays one reader keeps (:attr:`StoreReader.keep_arrays`): the demo's stores fit many
+#: times over; the feature arrays of a full EPIC-KITCHENS or Ego4D store may not, and are then read again.
+KEEP_BYTES = 1 << 30
+
+
 def shared_reader(
     readers: dict[tuple[str, str], StoreReader] | None, path: str | os.PathLike, dataset: str
 ) -> StoreReader:
@@ -86,12 +91,14 @@ class StoreReader(layout.GroupView):
         self._kept: dict[str, np.ndarray] = {}
 
     def _read_whole(self, key: str, read: Any) -> np.ndarray:
-        """``read()``, or the array kept from an earlier call when :attr:`keep_arrays` is on."""
-        if not self.keep_arrays:
-            return read()
-        if key not in self._kept:
-            self._kept[key] = read()
-        return self._kept[key]
+        """``read()``, or the array kept from an earlier call when :attr:`keep_arrays` is on (up to
+        :data:`KEEP_BYTES` in all per reader; larger arrays are read again each time)."""
+        if key in self._kept:
+            return self._kept[key]
+        arr = read()
+        if self.keep_arrays and arr.nbytes + sum(a.nbytes for a in self._kept.values()) <= KEEP_BYTES:
+            self._kept[key] = arr
+        return arr
 
     def __repr__(self) -> str:
         return f"StoreReader({str(self.path)!r}, dataset={self.dataset!r}, n_rows={self.n_rows}, fmt={self.fmt!r})"
