@@ -381,3 +381,36 @@ def test_evaluation_is_fp32_even_where_bf16_autocast_is_available(store, tmp_pat
     assert not torch.allclose(reduced, reference, rtol=0, atol=1e-4)  # bf16 would be seen by the checks below
     assert_close_scaled(seen[0], reference, k=16, what="logits evaluate scored")
     assert_close_scaled(inside_autocast, reference, k=16, what="logits under autocast")
+
+
+def test_evaluations_sharing_readers_read_each_array_once(store, tmp_path, monkeypatch):
+    """evaluate_run over kept readers: the same results as fresh readers, and the second run reads no array whole."""
+    import xmic.cache.reader as reader_module
+
+    train(config(epochs=1), store, tmp_path / "a", progress=False)
+    train(config(epochs=1, seed=1), store, tmp_path / "b", progress=False)
+    readers: dict = {}
+    first = evaluate_run(tmp_path / "a", store, ["alpha", "beta"], readers=readers)
+    assert first == evaluate_run(tmp_path / "a", store, ["alpha", "beta"])
+    assert sorted(readers) == [(str(store), "alpha"), (str(store), "beta")]
+    assert all(r.keep_arrays for r in readers.values())
+    reads = []
+    real = reader_module.guard.read_checked
+    monkeypatch.setattr(reader_module.guard, "read_checked", lambda *a, **k: reads.append(a[2]) or real(*a, **k))
+    second = evaluate_run(tmp_path / "b", store, ["alpha", "beta"], readers=readers)
+    assert not [key for key in reads if "features" in key or key.endswith(("row_status", "done"))], reads
+    monkeypatch.undo()
+    assert second == evaluate_run(tmp_path / "b", store, ["alpha", "beta"])
+
+
+def test_kept_arrays_stay_within_the_byte_budget(store, monkeypatch):
+    """Arrays that would take a reader past KEEP_BYTES are read again each time, with the same values."""
+    import xmic.cache.reader as reader_module
+
+    reader = reader_module.shared_reader({}, store, "alpha")
+    monkeypatch.setattr(reader_module, "KEEP_BYTES", reader.row_status.nbytes)
+    reader._kept.clear()
+    first = reader.load_features_numpy("clip-vit-b16", "full")
+    assert reader.row_status is reader.row_status  # fits: kept
+    again = reader.load_features_numpy("clip-vit-b16", "full")
+    assert again is not first and np.array_equal(again, first)  # over the budget: read again

@@ -16,6 +16,8 @@ from pathlib import Path
 import torch
 from torch.utils.checkpoint import checkpoint
 
+from xmic.adapt.shared_prefix import shared_prefix_forward, supports_shared_prefix
+
 #: The word written where a context vector goes; CoOp used "X". Its own embedding is always overwritten.
 PLACEHOLDER = "X"
 #: Where the class name sits relative to the context, in CoOp's terms: after it ("end"), between two halves
@@ -25,11 +27,19 @@ CLASS_POSITIONS = ("end", "middle", "front")
 
 @dataclass
 class _Prompts:
-    """Token ids of one vocabulary's prompts. ``ids``/``mask`` (K, L); ``ctx_pos`` (K, n_ctx) context slots."""
+    """Token ids of one vocabulary's prompts. ``ids``/``mask`` (K, L); ``ctx_pos`` (K, n_ctx) context slots;
+    ``eos`` (K,) the position the tower pools (its end-of-text token, found as the tower finds it), ``first_eos``
+    the smallest of them."""
 
     ids: torch.Tensor
     mask: torch.Tensor
     ctx_pos: torch.Tensor
+    eos: torch.Tensor
+    first_eos: int
+
+    def to(self, device: torch.device) -> _Prompts:
+        moved = (t.to(device) for t in (self.ids, self.mask, self.ctx_pos, self.eos))
+        return _Prompts(*moved, first_eos=self.first_eos)
 
 
 def split_context(n_ctx: int, class_position: str) -> tuple[int, int]:
@@ -80,6 +90,9 @@ class FrozenTextEncoder:
         self.model.eval().requires_grad_(False)
         self.model_dir = model_dir
         self._cache: dict[tuple[tuple[str, ...], int, int, bool], _Prompts] = {}
+        #: Run each prompt's shared leading tokens once (:mod:`xmic.adapt.shared_prefix`); False runs the whole
+        #: Hugging Face forward on every prompt (the reference the tests and benchmarks compare with).
+        self.share_prefix = supports_shared_prefix(self.model)
 
     @classmethod
     def from_model(cls, model, tokenizer, name: str = "<in memory>") -> FrozenTextEncoder:
@@ -115,9 +128,7 @@ class FrozenTextEncoder:
         device = torch.device(device)
         if self.device != device:
             self.model.to(device)
-            self._cache = {
-                k: _Prompts(p.ids.to(device), p.mask.to(device), p.ctx_pos.to(device)) for k, p in self._cache.items()
-            }
+            self._cache = {k: p.to(device) for k, p in self._cache.items()}
         return self
 
     def _tokens(self, text: str) -> list[int]:
@@ -181,8 +192,16 @@ class FrozenTextEncoder:
                 ids_t[k, : len(r)] = torch.tensor(r)
                 mask[k, : len(r)] = 1
             pos_t = torch.tensor(positions, dtype=torch.long).reshape(len(rows), n_before + n_after)
-            self._cache[key] = _Prompts(ids_t.to(self.device), mask.to(self.device), pos_t.to(self.device))
+            eos = self._pooled_positions(ids_t)
+            self._cache[key] = _Prompts(ids_t, mask, pos_t, eos, int(eos.min())).to(self.device)
         return self._cache[key]
+
+    def _pooled_positions(self, ids: torch.Tensor) -> torch.Tensor:
+        """(K,) the token each prompt of ``ids`` (K, L) is pooled at, chosen as ``CLIPTextModel`` chooses it."""
+        eos_id = getattr(getattr(self.model, "text_model", None), "eos_token_id", self.tokenizer.eos_token_id)
+        if eos_id == 2:  # checkpoints from before transformers fixed CLIP's eos id pool at the highest token id
+            return ids.argmax(dim=-1)
+        return (ids == eos_id).int().argmax(dim=-1)
 
     @contextmanager
     def _context_hook(self, ctx_rows: torch.Tensor, ctx_pos: torch.Tensor) -> Iterator[None]:
@@ -236,18 +255,40 @@ class FrozenTextEncoder:
         total = b * k
         step = total if chunk is None else min(chunk, total)
         checkpointed = step < total and torch.is_grad_enabled() and contexts.requires_grad
+        n_prefix = 1 + n_before
+        share = self.share_prefix and p.first_eos >= n_prefix
         parts = []
         for s in range(0, total, step):
             # prompt i of the flat (B x K) list is class i % K with the context of instance i // K
             flat = torch.arange(s, min(s + step, total), device=ctx.device)
             inst, cls = flat // k, flat % k
-            args = (p.ids[cls], p.mask[cls], p.ctx_pos[cls], contexts[inst])
-            if checkpointed:
-                parts.append(checkpoint(self._run, *args, use_reentrant=False))
+            if share:
+                first, last = s // k, (min(s + step, total) - 1) // k
+                run, args = (
+                    self._run_shared,
+                    (p.ids[cls], p.eos[cls], p.ctx_pos[cls], inst - first, contexts[first : last + 1], n_prefix),
+                )
             else:
-                parts.append(self._run(*args))
+                run, args = self._run, (p.ids[cls], p.mask[cls], p.ctx_pos[cls], contexts[inst])
+            if checkpointed:
+                parts.append(checkpoint(run, *args, use_reentrant=False))
+            else:
+                parts.append(run(*args))
         out = torch.cat(parts) if len(parts) > 1 else parts[0]
         return out if shared else out.reshape(b, k, -1)
+
+    def _run_shared(
+        self,
+        ids: torch.Tensor,
+        eos: torch.Tensor,
+        pos: torch.Tensor,
+        owner: torch.Tensor,
+        contexts: torch.Tensor,
+        n_prefix: int,
+    ) -> torch.Tensor:
+        """One tower pass, each context's prefix once: N prompts ``ids`` (N, L) pooled at ``eos`` (N,), context
+        slots ``pos`` (N, n), ``owner`` (N,) rows of ``contexts`` (U, n, W)."""
+        return shared_prefix_forward(self.model, ids, eos, pos, owner, contexts, n_prefix)
 
     def _run(self, ids: torch.Tensor, mask: torch.Tensor, pos: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
         """One tower pass: N prompts ``ids``/``mask`` (N, L), context slots ``pos`` (N, n), ``rows`` (N, n, W)."""

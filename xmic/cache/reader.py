@@ -37,6 +37,25 @@ from xmic.cache.schema import (
 CHECKABLE_FIELDS = ("num_frames", "encoders", "sampling", "hands", "dataset")
 
 
+#: The most bytes of whole arrays one reader keeps (:attr:`StoreReader.keep_arrays`): the demo's stores fit many
+#: times over; the feature arrays of a full EPIC-KITCHENS or Ego4D store may not, and are then read again.
+KEEP_BYTES = 1 << 30
+
+
+def shared_reader(
+    readers: dict[tuple[str, str], StoreReader] | None, path: str | os.PathLike, dataset: str
+) -> StoreReader:
+    """A reader of ``dataset`` in the store at ``path``; with ``readers`` (a caller's dict over many runs of one
+    finished store), the one kept there, which keeps the arrays it reads (:attr:`StoreReader.keep_arrays`)."""
+    if readers is None:
+        return StoreReader(path, dataset)
+    key = (str(path), dataset)
+    if key not in readers:
+        readers[key] = StoreReader(path, dataset)
+        readers[key].keep_arrays = True
+    return readers[key]
+
+
 def list_datasets(path: str | os.PathLike, fmt: str | None = None) -> list[str]:
     """Names of the dataset groups in the store at ``path`` (sorted)."""
     with Backend(path, fmt).session("r") as s:
@@ -66,6 +85,20 @@ class StoreReader(layout.GroupView):
             self.spec: StoreSpec = layout.read_spec(s, dataset, str(path))
             self.n_rows: int = s.info(layout.segments_key(dataset, "segment_id")).shape[0]
         self.dataset = dataset
+        #: Keep the whole arrays read (features, row status, done flags) for this reader's life, for a caller that
+        #: reads one finished store for many runs (evaluations, reports); off, each read goes to the store.
+        self.keep_arrays = False
+        self._kept: dict[str, np.ndarray] = {}
+
+    def _read_whole(self, key: str, read: Any) -> np.ndarray:
+        """``read()``, or the array kept from an earlier call when :attr:`keep_arrays` is on (up to
+        :data:`KEEP_BYTES` in all per reader; larger arrays are read again each time)."""
+        if key in self._kept:
+            return self._kept[key]
+        arr = read()
+        if self.keep_arrays and arr.nbytes + sum(a.nbytes for a in self._kept.values()) <= KEEP_BYTES:
+            self._kept[key] = arr
+        return arr
 
     def __repr__(self) -> str:
         return f"StoreReader({str(self.path)!r}, dataset={self.dataset!r}, n_rows={self.n_rows}, fmt={self.fmt!r})"
@@ -105,13 +138,15 @@ class StoreReader(layout.GroupView):
 
     @property
     def row_status(self) -> np.ndarray:
-        """(N,) uint8 ROW_PENDING / ROW_OK / ROW_FAILED, read afresh each time."""
-        return self._read(f"{self.dataset}/row_status")
+        """(N,) uint8 ROW_PENDING / ROW_OK / ROW_FAILED, read afresh each time (unless :attr:`keep_arrays`)."""
+        key = f"{self.dataset}/row_status"
+        return self._read_whole(key, lambda: self._read(key))
 
     @property
     def done(self) -> np.ndarray:
-        """(n_chunks,) uint8 done flags, read afresh each time."""
-        return self._read(f"{self.dataset}/done")
+        """(n_chunks,) uint8 done flags, read afresh each time (unless :attr:`keep_arrays`)."""
+        key = f"{self.dataset}/done"
+        return self._read_whole(key, lambda: self._read(key))
 
     @property
     def frame_index(self) -> np.ndarray:
@@ -208,6 +243,8 @@ class StoreReader(layout.GroupView):
         if view not in VIEWS:
             raise ValueError(f"view must be one of {VIEWS}, not {view!r}")
         key = layout.features_key(self.dataset, encoder, view)
+        if rows is None and key in self._kept:
+            return self._kept[key]
         with self._backend.session("r") as s:
             if not s.has(key):
                 raise StoreError(
@@ -216,7 +253,7 @@ class StoreReader(layout.GroupView):
                 )
             self._present(s, key)
             if rows is None:
-                return guard.read_checked(s, self.path, key)
+                return self._read_whole(key, lambda: guard.read_checked(s, self.path, key))
             return _read_rows(s, key, np.asarray(rows), self.n_rows, self.path)
 
     def load_features(self, encoder: str, view: str, device: Any = "cpu", rows: Any = None) -> Any:

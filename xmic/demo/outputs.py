@@ -51,8 +51,9 @@ def write_outputs(
     elif config.plots:
         notes.append(MISSING_MATPLOTLIB)
         echo("  " + MISSING_MATPLOTLIB)
+    readers: dict = {}  # one reader per store group for every run read here: each array is read once
     if config.report:
-        files["report"] = str(_write_report(out, echo))
+        files["report"] = str(_write_report(out, echo, readers))
     results = {
         "demo": {
             "seed": config.seed,
@@ -78,7 +79,7 @@ def write_outputs(
         "extraction": extracted,
         "methods": methods,
         "training_last_epochs": training_table(table.results),
-        "xmic_vector": xmic_vector_table(table.results, out / "cache"),
+        "xmic_vector": xmic_vector_table(table.results, out / "cache", readers),
         "not_run": table.skipped,
         "reference_zero_shot_hand_crop": reference,
         "comparison": comparison,
@@ -115,7 +116,7 @@ def machine_record() -> dict[str, Any]:
     }
 
 
-def _write_report(out: Path, echo: Echo) -> Path:
+def _write_report(out: Path, echo: Echo, readers: dict | None = None) -> Path:
     """report.md over every Table 1 run (the hand-crop reference runs are left out): config, training curve,
     per-class accuracy. Without the confusion-matrix PNGs, which would cost the demo's time budget about 7 s;
     ``xmic report <out>/runs/* --out report.md`` draws them."""
@@ -123,7 +124,7 @@ def _write_report(out: Path, echo: Echo) -> Path:
     from xmic.report.summary import summarize_run
 
     runs = sorted(p for p in (out / "runs").iterdir() if (p / "run.json").is_file() and "zero-shot-hand" not in p.name)
-    summaries = [summarize_run(r, out / "cache") for r in runs]
+    summaries = [summarize_run(r, out / "cache", readers=readers) for r in runs]
     path, _figures, _notes = render_report(summaries, out / "report.md", plots=False, title="xmic demo: every run")
     echo(f"  report: {path} ({len(summaries)} runs; `xmic report {out / 'runs'}/* --out FILE` adds confusion matrices)")
     return path

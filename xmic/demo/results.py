@@ -81,21 +81,22 @@ def training_table(results_by_row: Mapping[str, Iterable[Mapping[str, Any]]], la
     return table
 
 
-def xmic_vector_stats(run: str | Path, cache: str | Path) -> dict[str, float]:
+def xmic_vector_stats(run: str | Path, cache: str | Path, readers: dict | None = None) -> dict[str, float]:
     """What an X-MIC run's vector does to its classifier, on its own training clips (centre frames of each bin).
 
     Returns ``{"a_v_norm", "text_norm", "a_v_spread", "classifier_cosine"}``: the mean norm of ``a_v`` and of the
     class texts ``t_k``, the mean distance of ``a_v`` from its mean over the clips, and the mean cosine between two
     classes' adapted classifiers ``l2norm(t_k + alpha a_v)`` of a clip (1 = every class scored alike).
+    ``readers``: kept over many runs of the finished store (:func:`~xmic.cache.reader.shared_reader`).
     """
     import torch
 
     from xmic.adapt.data import frame_slots, load_bank
     from xmic.adapt.run_io import load_run
-    from xmic.cache.reader import StoreReader
+    from xmic.cache.reader import shared_reader
 
     model, cfg, meta = load_run(Path(run))
-    reader = StoreReader(cache, meta["train_dataset"])
+    reader = shared_reader(readers, cache, meta["train_dataset"])
     bank = load_bank(
         reader, target=cfg.target, encoder=cfg.encoder, second_encoder=cfg.second_encoder, views=cfg.views,
         classified_view=cfg.classified_view, splits=(cfg.train_split,),
@@ -116,12 +117,14 @@ def xmic_vector_stats(run: str | Path, cache: str | Path) -> dict[str, float]:
     }
 
 
-def xmic_vector_table(results_by_row: Mapping[str, Iterable[Mapping[str, Any]]], cache: str | Path) -> dict[str, Any]:
-    """``{target: {direction: xmic_vector_stats}}`` of the X-MIC row's runs."""
+def xmic_vector_table(
+    results_by_row: Mapping[str, Iterable[Mapping[str, Any]]], cache: str | Path, readers: dict | None = None
+) -> dict[str, Any]:
+    """``{target: {direction: xmic_vector_stats}}`` of the X-MIC row's runs (``readers``: as that takes)."""
     table: dict[str, Any] = {}
     for result in results_by_row.get("X-MIC", []):
         direction, _ = direction_scores(result)
-        table.setdefault(result["target"], {})[direction] = xmic_vector_stats(result["run"], cache)
+        table.setdefault(result["target"], {})[direction] = xmic_vector_stats(result["run"], cache, readers)
     return table
 
 

@@ -145,13 +145,16 @@ def evaluate_run(
     split_files: Path | None = None,
     eval_splits: tuple[str, ...] | None = None,
     model_dir: Path | None = None,
+    readers: dict | None = None,
 ) -> dict[str, Any]:
     """Evaluate ``run_dir`` on every dataset of ``datasets`` (default: all groups of the store).
 
     ``model_dir``: the CLIP weights of a prompt-learning run whose recorded folder moved (see ``load_run``).
+    ``readers``: a dict the caller keeps over the evaluations of many runs of one finished store; the store's
+    arrays are then read once (:func:`~xmic.cache.reader.shared_reader`).
     """
     from xmic.adapt.run_io import load_run
-    from xmic.cache.reader import StoreReader, list_datasets
+    from xmic.cache.reader import list_datasets, shared_reader
 
     model, cfg, meta = load_run(run_dir, device=device, model_dir=model_dir)
     datasets = datasets or list_datasets(cache)
@@ -166,7 +169,7 @@ def evaluate_run(
         "datasets": {},
     }
     for name in datasets:
-        reader = StoreReader(cache, name)
+        reader = shared_reader(readers, cache, name)
         results["datasets"][name] = evaluate_dataset(
             model, cfg, meta, reader, split_files=split_files, eval_splits=eval_splits, device=device
         )

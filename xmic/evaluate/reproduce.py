@@ -205,6 +205,7 @@ class _Runner:
         self.settings, self.echo = settings, echo
         self.device = settings.device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.trained = self.reused = 0
+        self.eval_readers: dict = {}  # the finished store's arrays, read once for every run's evaluation
 
     def config(self, overrides: dict[str, Any], group: str, target: str, seed: int, spec: Any) -> TrainConfig:
         from xmic.adapt.trainer import resolve_encoders
@@ -278,7 +279,13 @@ class _Runner:
             return json.loads(path.read_text())
         try:
             result = evaluate_run(
-                run_dir, s.cache, groups, device=self.device, split_files=s.split_files, eval_splits=eval_splits
+                run_dir,
+                s.cache,
+                groups,
+                device=self.device,
+                split_files=s.split_files,
+                eval_splits=eval_splits,
+                readers=self.eval_readers,
             )
         except ValueError as exc:
             raise ReproduceError(f"evaluating {run_dir} on {', '.join(groups)}: {exc}") from exc

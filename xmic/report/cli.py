@@ -30,9 +30,10 @@ def report_cmd(
     from xmic.report.summary import summarize_run
 
     summaries = []
+    readers: dict = {}  # one reader per store group for all runs: each array is read once
     for run in runs:
         try:
-            summaries.append(summarize_run(run, cache, list(datasets) or None, device=device))
+            summaries.append(summarize_run(run, cache, list(datasets) or None, device=device, readers=readers))
         except (StoreError, FileNotFoundError, ValueError, KeyError) as exc:
             raise click.ClickException(f"{run}: {exc}") from None
     path, figures, notes = render_report(summaries, out, plots=not no_plots)

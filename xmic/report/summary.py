@@ -68,6 +68,7 @@ def summarize_run(
     datasets: list[str] | None = None,
     *,
     device: str = "cpu",
+    readers: dict | None = None,
 ) -> RunSummary:
     """Load a run, find or compute its evaluation, and classify the evaluation rows of every dataset.
 
@@ -76,12 +77,14 @@ def summarize_run(
         cache: The store; default the one in ``run.json``.
         datasets: Dataset groups; default those of the stored evaluation, else every group of the store.
         device: Torch device.
+        readers: A dict the caller keeps over the summaries of many runs of one finished store, so that its arrays
+            are read once (:func:`~xmic.cache.reader.shared_reader`).
 
     Raises:
         FileNotFoundError: not a run folder, or its store is gone and no ``cache`` was given.
     """
     from xmic.adapt.run_io import load_run, read_metrics
-    from xmic.cache.reader import StoreReader, list_datasets
+    from xmic.cache.reader import list_datasets, shared_reader
     from xmic.evaluate.evaluator import evaluate_run
     from xmic.report.predictions import evaluation_splits
 
@@ -94,12 +97,13 @@ def summarize_run(
         )
     stored = stored_evaluation(run_dir)
     names = datasets or (list(stored[0]["datasets"]) if stored else list_datasets(store))
-    readers = [StoreReader(store, n) for n in names]
+    kept = readers
+    readers = [shared_reader(kept, store, n) for n in names]
     splits = tuple(sorted({s for r in readers for s in evaluation_splits(r)}))
     if stored is not None and (datasets is None or set(datasets) <= set(stored[0]["datasets"])):
         evaluation, source = stored
     else:
-        evaluation = evaluate_run(run_dir, store, names, device=device, eval_splits=splits)
+        evaluation = evaluate_run(run_dir, store, names, device=device, eval_splits=splits, readers=kept)
         source = f"computed from {store}"
     predictions = [predict_dataset(model, cfg, meta, r, splits=splits, device=device) for r in readers]
     predictions.sort(key=lambda p: p.kind != "within")  # the training dataset first
