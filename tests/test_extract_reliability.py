@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -135,6 +136,10 @@ def test_sigkill_mid_run_then_resume_equals_an_uninterrupted_run(data: dict[str,
     planted.write_bytes(b"half a chunk")
     lookalike = cache / "ego4d" / "notes.partial"  # not zarr's temp-file pattern: left alone
     lookalike.write_bytes(b"")
+    # another dataset's extraction may be writing into the same store now: its temporary files are not touched
+    (cache / "epic" / "done").mkdir(parents=True)
+    theirs = cache / "epic" / "done" / f"c.{'cd' * 16}.partial"
+    theirs.write_bytes(b"being written")
     interrupted = verify_store(cache)
     assert not interrupted.ok  # unfinished chunks are reported
     assert planted in stale_partial_files(cache) and lookalike not in stale_partial_files(cache)
@@ -142,9 +147,10 @@ def test_sigkill_mid_run_then_resume_equals_an_uninterrupted_run(data: dict[str,
     lines: list[str] = []
     report = run_extraction(config(data, cache), echo=lines.append)
     assert report.chunks_pending == N_CHUNKS - done_before == report.chunks_written
-    assert not planted.exists() and lookalike.exists() and stale_partial_files(cache) == []
-    assert any(line.startswith("removed ") and "interrupted write" in line for line in lines)
+    assert not planted.exists() and lookalike.exists() and stale_partial_files(cache) == [theirs]
+    assert any(line.startswith("removed 1 ") and "interrupted write" in line for line in lines)
     lookalike.unlink()
+    shutil.rmtree(cache / "epic")
     assert verify_store(cache).ok and verify_store(cache).notes == []
     assert_same_store(cache, reference)
 

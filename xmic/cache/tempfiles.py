@@ -22,9 +22,22 @@ def stale_partial_files(path: str | os.PathLike) -> list[Path]:
     return sorted(p for p in root.rglob("*.partial") if p.is_file() and _PARTIAL.search(p.name))
 
 
-def remove_stale_partial_files(path: str | os.PathLike) -> int:
-    """Delete them; returns how many. Only safe while no other process writes to the store."""
-    files = stale_partial_files(path)
+def remove_stale_partial_files(path: str | os.PathLike, dataset: str | None = None) -> int:
+    """Delete them; returns how many.
+
+    Args:
+        path: The Zarr store.
+        dataset: Only those of this dataset's group and its text embeddings (``text/<encoder>/<dataset>``), the
+            folders that the one process extracting it writes: another dataset's extraction may be writing its
+            own temporary files into the same store at this moment. None: every one in the store, safe only while
+            no other process writes to it.
+    """
+    root = Path(path)
+    if dataset is None:
+        files = stale_partial_files(root)
+    else:
+        folders = [root / dataset, *sorted((root / "text").glob(f"*/{dataset}"))]
+        files = [f for folder in folders for f in stale_partial_files(folder)]
     for file in files:
         file.unlink(missing_ok=True)
     return len(files)

@@ -344,7 +344,7 @@ def _extract(
     chunk_rows = planned_chunks(config.cache, config.dataset, fmt, config.chunk_rows, config.num_frames, width, 1)[0]
     spec = build_spec(config, data, encoders, chunk_rows, provider)
     if world == 1:
-        removed = remove_stale_partial_files(config.cache)
+        removed = remove_stale_partial_files(config.cache, config.dataset)
         if removed:
             echo(f"removed {removed} temporary files of an interrupted write from {config.cache}")
     set_aside = _set_aside_unreadable_h5(config)
