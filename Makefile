@@ -4,6 +4,10 @@ VENV ?= .venv
 TORCH ?= torch==2.13.0
 EXTRAS ?= dev,hands
 BIN := $(VENV)/bin
+# Python writes the bytecode of each module it imports (what pip's install would write, minus the modules never
+# imported), also where the environment says not to: the demo and the tests start many processes, and without it
+# each one compiles torch and transformers from source again (about 15 s a process on 2 cores)
+unexport PYTHONDONTWRITEBYTECODE
 
 # reproduce-tableN: the paper's table N with the paper's numbers beside ours (see README).
 CACHE ?= cache
@@ -42,7 +46,7 @@ $(BIN)/xmic: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --no-compile "$(TORCH)"
 	@# the rest with uv (parallel downloads, no resolver backtracking; it keeps the torch above, which satisfies
-	@# the project's range); plain pip when uv cannot be had. Bytecode is written on first import, not here.
+	@# the project's range); plain pip when uv cannot be had. Bytecode is written on first import (above), not here.
 	($(BIN)/python -m pip install --no-compile -q uv && $(BIN)/uv pip install --python $(BIN)/python -e ".[$(EXTRAS)]") \
 		|| $(BIN)/python -m pip install --no-compile -e ".[$(EXTRAS)]"
 	touch $(BIN)/xmic
