@@ -14,7 +14,7 @@ import click
     "--scale",
     type=float,
     default=None,
-    help="Benchmark size (1.0 = 200 train + 60 val clips per dataset; --quick: 0.1).",
+    help="Benchmark size (1.0 = 200 train + 200 test clips per dataset; --quick: 0.1).",
 )
 @click.option(
     "--epochs", type=int, default=None, help="Training epochs per run (default: the preset's 15; --quick: 2)."

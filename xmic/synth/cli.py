@@ -30,7 +30,7 @@ def parse_datasets(value: str) -> tuple[str, ...]:
     "--scale",
     type=float,
     default=None,
-    help="multiply the segment counts (default 1.0: 200 train + 60 val per dataset)",
+    help="multiply the segment counts (default 1.0: 200 train + 200 validation segments per dataset)",
 )
 @click.option(
     "--datasets",

@@ -305,7 +305,7 @@ def generate(
     Args:
         out: Output folder (created).
         seed: Global seed; the same seed and scale give identical annotation files and decoded frames.
-        scale: Multiplies the default segment counts (200 train + 60 validation per dataset).
+        scale: Multiplies the default segment counts (200 train + 200 validation per dataset).
         datasets: Which datasets to write: ``"epic"`` (kitchen A), ``"ego4d"`` (kitchen B), ``"egtea"``
             (kitchen C). Each dataset's files are the same whichever others are chosen.
         overwrite: Replace an earlier benchmark in ``out`` (only ``manifest.json``, ``epic/``, ``ego4d/`` and
