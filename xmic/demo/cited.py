@@ -14,7 +14,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-REFERENCE = "ZS CLIP on the hand crop (reference)"
+from xmic.demo.groups import REFERENCE_ROW as REFERENCE
+
 #: (target, train group, test group) of the four columns, in Table 1's order.
 COLUMNS = (
     ("noun", "synth-ego4d", "synth-epic"),

@@ -24,6 +24,9 @@ from pathlib import Path
 
 Echo = Callable[[str], None]
 DEMO_GROUPS = {"epic": "synth-epic", "ego4d": "synth-ego4d", "egtea": "synth-egtea"}
+#: The row of the hand-crop control in the demo's table1.md / table1.png (hatched in the figure), results.json and
+#: the tables quoted from it.
+REFERENCE_ROW = "ZS CLIP on the hand crop (reference)"
 QUICK_SCALE = 0.1
 #: The demo's X-MIC keeps the real adapter's bottleneck width (Dc/16 = 32 at Dc = 512) instead of its ratio,
 #: which would leave 4 units at the tiny CLIP's Dc = 64.

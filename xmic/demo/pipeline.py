@@ -24,7 +24,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from xmic.demo.groups import DEMO_ADAPTER_HIDDEN, DEMO_BACKBONES, DEMO_BATCH, DEMO_EPOCHS, DEMO_GROUPS
+from xmic.demo.groups import (
+    DEMO_ADAPTER_HIDDEN,
+    DEMO_BACKBONES,
+    DEMO_BATCH,
+    DEMO_EPOCHS,
+    DEMO_GROUPS,
+    REFERENCE_ROW,
+)
 from xmic.demo.pretrain import PretrainConfig
 from xmic.owned import MANIFEST, clear_outputs, writing
 
@@ -221,10 +228,6 @@ def _generate(generate: Callable[..., Any], data: Path, config: DemoConfig) -> A
             data, seed=config.seed, scale=config.scale, overwrite=True, workers=config.jobs if config.workers is None else config.workers,
             on_video=lambda _r: bar.update(1),
         )  # fmt: skip
-
-
-#: The row of the hand-crop control in the demo's table1.md / table1.png (hatched in the figure).
-REFERENCE_ROW = "ZS CLIP on the hand crop (reference)"
 
 
 def rewrite_table_with_reference(table: Any, settings: Any, reference_results: list[dict[str, Any]]) -> dict[str, Any]:

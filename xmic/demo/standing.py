@@ -6,11 +6,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from xmic.demo.groups import REFERENCE_ROW
 from xmic.evaluate.tables import Summary, headline_columns, md_text, parse_column, short_label
 
 #: The rows X-MIC is set against in the demo: zero-shot CLIP (the frozen model), CLIP-Adapter (the adapter
 #: baseline closest to X-MIC's head), and zero-shot CLIP on the hand crop (the view X-MIC classifies).
-AGAINST = ("ZS CLIP", "CLIP-Adapter", "ZS CLIP on the hand crop (reference)")
+AGAINST = ("ZS CLIP", "CLIP-Adapter", REFERENCE_ROW)
 
 
 @dataclass(frozen=True)
